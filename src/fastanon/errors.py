@@ -1,0 +1,16 @@
+"""Errors: every refusal of bad input is a FastanonError (a ValueError)."""
+
+
+class FastanonError(ValueError):
+    """Input fastanon cannot read or a request it cannot honour.
+
+    The message says where: the file, the tag and the byte offset when known.
+    """
+
+
+class MalformedError(FastanonError):
+    """The byte stream is not a DICOM data set fastanon can walk safely."""
+
+
+class PolicyError(FastanonError):
+    """A policy, preset, override or mask that cannot be applied."""
