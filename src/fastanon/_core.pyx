@@ -1,0 +1,474 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Byte loops only: walk DICOM element headers into a flat table, select elements by tag."""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
+from libc.stdlib cimport malloc, realloc, free
+
+# Entry kinds.
+cdef enum:
+    K_ELEMENT = 0      # a value: bytes from vstart to vstart + vlen
+    K_SEQUENCE = 1     # SQ (or UN holding a sequence): items follow as entries
+    K_ITEM = 2         # an item of a sequence: elements follow as entries
+    K_FRAGMENTS = 3    # undefined-length non-SQ value (encapsulated Pixel Data): opaque items
+
+# Entry flags.
+cdef enum:
+    F_UNDEFINED = 1    # value length was 0xFFFFFFFF: ends with a delimiter
+    F_IMPLICIT = 2     # header has no VR (tag + 4-byte length)
+    F_BIG = 4          # header numbers are big endian
+    F_LONG = 8         # explicit VR header with 2 reserved bytes and a 4-byte length
+
+# Status codes; scan.py turns them into messages.
+cdef enum:
+    S_OK = 0
+    S_TRUNCATED_HEADER = 1
+    S_VALUE_PAST_END = 2
+    S_TOO_DEEP = 3
+    S_BAD_ITEM = 4
+    S_NO_DELIMITER = 5
+    S_BAD_UNDEFINED = 6
+    S_STRAY_DELIMITER = 7
+    S_NO_MEMORY = 8
+
+KIND_ELEMENT = K_ELEMENT
+KIND_SEQUENCE = K_SEQUENCE
+KIND_ITEM = K_ITEM
+KIND_FRAGMENTS = K_FRAGMENTS
+FLAG_UNDEFINED = F_UNDEFINED
+FLAG_IMPLICIT = F_IMPLICIT
+FLAG_BIG = F_BIG
+FLAG_LONG = F_LONG
+
+cdef extern from *:
+    """
+    #define FA_UNDEFINED 0xFFFFFFFFu
+    #define FA_ITEM 0xFFFEE000u
+    #define FA_ITEM_END 0xFFFEE00Du
+    #define FA_SEQ_END 0xFFFEE0DDu
+    """
+    const uint32_t UNDEFINED "FA_UNDEFINED"   # PS3.5 §7.1: undefined length
+    const uint32_t ITEM "FA_ITEM"             # PS3.5 §7.5: (FFFE,E000)
+    const uint32_t ITEM_END "FA_ITEM_END"     # (FFFE,E00D)
+    const uint32_t SEQ_END "FA_SEQ_END"       # (FFFE,E0DD)
+
+cdef struct Entry:
+    uint32_t tag
+    uint16_t vr          # two ASCII bytes (first << 8 | second); 0 when the header has no VR
+    uint8_t kind
+    uint8_t flags
+    int32_t depth
+    int32_t parent       # index of the enclosing item (elements) or sequence (items); -1 at top
+    int64_t start        # first byte of the header
+    int64_t vstart       # first byte of the value (after the header)
+    int64_t vlen         # declared value length (0xFFFFFFFF: undefined)
+    int64_t end          # first byte after the value, its items and its delimiter
+
+
+cdef struct Walker:
+    const uint8_t* buf
+    int64_t size
+    Entry* entries
+    int64_t n
+    int64_t cap
+    const uint32_t* sq_tags
+    int64_t n_sq
+    int max_depth
+    int status
+    int64_t err_pos
+    uint32_t err_tag
+    int64_t err_len
+
+
+cdef inline uint16_t rd16(const uint8_t* p, bint big) noexcept nogil:
+    if big:
+        return (p[0] << 8) | p[1]
+    return p[0] | (p[1] << 8)
+
+
+cdef inline uint32_t rd32(const uint8_t* p, bint big) noexcept nogil:
+    if big:
+        return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+    return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+
+
+cdef inline uint32_t rdtag(const uint8_t* p, bint big) noexcept nogil:
+    return (<uint32_t>rd16(p, big) << 16) | rd16(p + 2, big)
+
+
+cdef inline bint is_upper(uint8_t c) noexcept nogil:
+    return 65 <= c <= 90
+
+
+cdef inline bint long_vr(uint16_t vr) noexcept nogil:
+    # PS3.5 Table 7.1-1: VRs with 2 reserved bytes and a 32-bit length.
+    return (vr == 0x4F42 or vr == 0x4F44 or vr == 0x4F46 or vr == 0x4F4C or vr == 0x4F56
+            or vr == 0x4F57 or vr == 0x5351 or vr == 0x5356 or vr == 0x5543 or vr == 0x554E
+            or vr == 0x5552 or vr == 0x5554 or vr == 0x5556)
+
+
+cdef inline bint is_sq_tag(Walker* w, uint32_t tag) noexcept nogil:
+    cdef int64_t lo = 0, hi = w.n_sq - 1, mid
+    while lo <= hi:
+        mid = (lo + hi) >> 1
+        if w.sq_tags[mid] == tag:
+            return True
+        if w.sq_tags[mid] < tag:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return False
+
+
+cdef int64_t push(Walker* w) noexcept nogil:
+    cdef Entry* grown
+    cdef int64_t cap
+    if w.n == w.cap:
+        cap = w.cap * 2 if w.cap else 256
+        grown = <Entry*>realloc(w.entries, cap * sizeof(Entry))
+        if grown == NULL:
+            w.status = S_NO_MEMORY
+            return -1
+        w.entries = grown
+        w.cap = cap
+    w.n += 1
+    return w.n - 1
+
+
+cdef inline int fail(Walker* w, int status, int64_t pos, uint32_t tag, int64_t length) noexcept nogil:
+    if w.status == S_OK:
+        w.status = status
+        w.err_pos = pos
+        w.err_tag = tag
+        w.err_len = length
+    return -1
+
+
+cdef int64_t walk_items(Walker* w, int64_t pos, int64_t limit, int64_t seq, int depth,
+                    bint implicit, bint big, bint fragments) noexcept nogil:
+    """Items of a sequence (or fragments) from pos; limit is the end of a defined length,
+    or -1 for an undefined length ended by a sequence delimiter. Returns the end offset."""
+    cdef uint32_t tag, length
+    cdef int64_t i, stop = limit if limit >= 0 else w.size
+    cdef int64_t item_end
+    while True:
+        if limit >= 0 and pos >= limit:
+            if pos > limit:
+                return fail(w, S_VALUE_PAST_END, pos, w.entries[seq].tag, limit - w.entries[seq].vstart)
+            return pos
+        if pos + 8 > stop:
+            if limit < 0:
+                return fail(w, S_NO_DELIMITER, pos, w.entries[seq].tag, 0)
+            return fail(w, S_TRUNCATED_HEADER, pos, w.entries[seq].tag, 0)
+        tag = rdtag(w.buf + pos, big)
+        length = rd32(w.buf + pos + 4, big)
+        if tag == SEQ_END:
+            # a delimiter in a defined-length sequence is tolerated and kept as it is
+            return pos + 8 if limit < 0 else limit
+        if tag != ITEM:
+            return fail(w, S_BAD_ITEM, pos, tag, length)
+        i = push(w)
+        if i < 0:
+            return -1
+        w.entries[i].tag = tag
+        w.entries[i].vr = 0
+        w.entries[i].kind = K_ITEM
+        w.entries[i].flags = (F_BIG if big else 0) | (F_UNDEFINED if length == UNDEFINED else 0)
+        w.entries[i].depth = depth
+        w.entries[i].parent = <int32_t>seq
+        w.entries[i].start = pos
+        w.entries[i].vstart = pos + 8
+        w.entries[i].vlen = length
+        if fragments:
+            if length == UNDEFINED or pos + 8 + <int64_t>length > stop:
+                return fail(w, S_VALUE_PAST_END, pos, w.entries[seq].tag, length)
+            item_end = pos + 8 + length
+        elif length == UNDEFINED:
+            item_end = walk_dataset(w, pos + 8, -1, i, depth + 1, implicit, big)
+        else:
+            if pos + 8 + <int64_t>length > stop:
+                return fail(w, S_VALUE_PAST_END, pos, tag, length)
+            item_end = walk_dataset(w, pos + 8, pos + 8 + length, i, depth + 1, implicit, big)
+        if item_end < 0:
+            return -1
+        w.entries[i].end = item_end
+        pos = item_end
+
+
+cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent, int depth,
+                          bint implicit, bint big) noexcept nogil:
+    """Elements from pos to limit (or to an item delimiter when limit is -1; limit -2: the top
+    level, to the end of the buffer). Returns the end offset, or -1 with w.status set."""
+    cdef uint32_t tag, length
+    cdef uint16_t vr
+    cdef int64_t i, hlen, vstart, end, stop
+    cdef bint el_implicit, el_long, sub_implicit, sub_big
+    cdef uint8_t kind
+    if depth > w.max_depth:
+        return fail(w, S_TOO_DEEP, pos, w.entries[parent].tag if parent >= 0 else 0, depth)
+    stop = limit if limit >= 0 else w.size
+    while True:
+        if limit >= 0 and pos >= limit:
+            return pos
+        if pos + 8 > stop:
+            if limit == -2 and pos + 8 > w.size:
+                return pos           # fewer than 8 trailing bytes: padding, kept as it is
+            if limit == -1:
+                return fail(w, S_NO_DELIMITER, pos, w.entries[parent].tag if parent >= 0 else 0, 0)
+            return fail(w, S_TRUNCATED_HEADER, pos, 0, 0)
+        tag = rdtag(w.buf + pos, big)
+        if tag == ITEM_END:
+            if limit == -1:
+                return pos + 8
+            if limit >= 0:
+                return limit        # stray delimiter in a defined-length item: kept as it is
+            return fail(w, S_STRAY_DELIMITER, pos, tag, 0)
+        vr = 0
+        el_implicit = implicit
+        el_long = False
+        if not implicit and not (tag >> 16) == 0xFFFE:
+            if is_upper(w.buf[pos + 4]) and is_upper(w.buf[pos + 5]):
+                vr = (w.buf[pos + 4] << 8) | w.buf[pos + 5]
+                el_long = long_vr(vr)
+            else:
+                el_implicit = True    # a writer switched to implicit VR here (as pydicom reads it)
+        if el_implicit or (tag >> 16) == 0xFFFE:
+            length = rd32(w.buf + pos + 4, big)
+            hlen = 8
+        elif el_long:
+            if pos + 12 > stop:
+                return fail(w, S_TRUNCATED_HEADER, pos, tag, 0)
+            length = rd32(w.buf + pos + 8, big)
+            hlen = 12
+        else:
+            length = rd16(w.buf + pos + 6, big)
+            hlen = 8
+        vstart = pos + hlen
+        if (tag >> 16) == 0xFFFE:
+            return fail(w, S_BAD_ITEM, pos, tag, length)
+        i = push(w)
+        if i < 0:
+            return -1
+        w.entries[i].tag = tag
+        w.entries[i].vr = vr
+        w.entries[i].depth = depth
+        w.entries[i].parent = <int32_t>parent
+        w.entries[i].start = pos
+        w.entries[i].vstart = vstart
+        w.entries[i].vlen = length
+        w.entries[i].flags = ((F_BIG if big else 0) | (F_IMPLICIT if el_implicit else 0)
+                              | (F_LONG if el_long else 0) | (F_UNDEFINED if length == UNDEFINED else 0))
+        kind = K_ELEMENT
+        sub_implicit = implicit
+        sub_big = big
+        if vr == 0x5351:                                    # SQ
+            kind = K_SEQUENCE
+        elif vr == 0x554E:                                  # UN
+            if length == UNDEFINED and tag != 0x7FE00010:
+                kind = K_SEQUENCE                           # PS3.5 §6.2.2: implicit VR LE inside
+                sub_implicit = True
+                sub_big = False
+            elif (length >= 8 and vstart + 8 <= stop and is_sq_tag(w, tag)
+                  and rdtag(w.buf + vstart, False) == ITEM):
+                kind = K_SEQUENCE                           # a known SQ written as UN
+                sub_implicit = True
+                sub_big = False
+        elif vr == 0:
+            if is_sq_tag(w, tag):
+                if length == UNDEFINED or length == 0 or (
+                        vstart + 8 <= stop and rdtag(w.buf + vstart, big) == ITEM):
+                    kind = K_SEQUENCE
+            elif length == UNDEFINED and tag != 0x7FE00010:
+                if vstart + 4 <= stop and rdtag(w.buf + vstart, big) == ITEM:
+                    kind = K_SEQUENCE                       # unknown tag holding items: a sequence
+        if length == UNDEFINED and kind == K_ELEMENT:
+            if not (vr == 0 or vr == 0x4F42 or vr == 0x4F57 or vr == 0x554E):
+                return fail(w, S_BAD_UNDEFINED, pos, tag, length)
+            kind = K_FRAGMENTS
+        w.entries[i].kind = kind
+        if kind == K_ELEMENT:
+            if vstart + <int64_t>length > stop:
+                return fail(w, S_VALUE_PAST_END, pos, tag, length)
+            end = vstart + length
+        elif length == UNDEFINED:
+            end = walk_items(w, vstart, -1, i, depth + 1, sub_implicit, sub_big, kind == K_FRAGMENTS)
+        else:
+            if vstart + <int64_t>length > stop:
+                return fail(w, S_VALUE_PAST_END, pos, tag, length)
+            end = walk_items(w, vstart, vstart + length, i, depth + 1, sub_implicit, sub_big, False)
+        if end < 0:
+            return -1
+        w.entries[i].end = end
+        pos = end
+
+
+cdef int64_t walk_meta(Walker* w, int64_t pos) noexcept nogil:
+    """Group 0002 elements from pos (PS3.10 §7.1: explicit VR little endian; an implicit VR
+    header is tolerated). Stops before the first element of another group."""
+    cdef uint32_t tag, length
+    cdef uint16_t vr
+    cdef int64_t i, hlen
+    while pos + 8 <= w.size:
+        tag = rdtag(w.buf + pos, False)
+        if (tag >> 16) != 0x0002:
+            break
+        vr = 0
+        if is_upper(w.buf[pos + 4]) and is_upper(w.buf[pos + 5]):
+            vr = (w.buf[pos + 4] << 8) | w.buf[pos + 5]
+            if long_vr(vr):
+                if pos + 12 > w.size:
+                    return fail(w, S_TRUNCATED_HEADER, pos, tag, 0)
+                length = rd32(w.buf + pos + 8, False)
+                hlen = 12
+            else:
+                length = rd16(w.buf + pos + 6, False)
+                hlen = 8
+        else:
+            length = rd32(w.buf + pos + 4, False)
+            hlen = 8
+        if length == UNDEFINED or pos + hlen + <int64_t>length > w.size:
+            return fail(w, S_VALUE_PAST_END, pos, tag, length)
+        i = push(w)
+        if i < 0:
+            return -1
+        w.entries[i].tag = tag
+        w.entries[i].vr = vr
+        w.entries[i].kind = K_ELEMENT
+        w.entries[i].flags = (F_IMPLICIT if vr == 0 else 0) | (F_LONG if hlen == 12 else 0)
+        w.entries[i].depth = 0
+        w.entries[i].parent = -1
+        w.entries[i].start = pos
+        w.entries[i].vstart = pos + hlen
+        w.entries[i].vlen = length
+        w.entries[i].end = pos + hlen + length
+        pos = pos + hlen + length
+    return pos
+
+
+cdef class Table:
+    """The flat element table of one scanned region, in document order."""
+    cdef Entry* entries
+    cdef readonly int64_t n
+    cdef readonly int64_t stop
+    cdef readonly int status
+    cdef readonly int64_t err_pos
+    cdef readonly uint32_t err_tag
+    cdef readonly int64_t err_len
+
+    def __dealloc__(self):
+        free(self.entries)
+
+    def __len__(self):
+        return self.n
+
+    cdef inline void _check(self, int64_t i) except *:
+        if i < 0 or i >= self.n:
+            raise IndexError(i)
+
+    def row(self, int64_t i):
+        """(tag, vr, kind, flags, depth, parent, start, vstart, vlen, end) of entry i."""
+        self._check(i)
+        cdef Entry* e = &self.entries[i]
+        vr = "" if e.vr == 0 else chr(e.vr >> 8) + chr(e.vr & 0xFF)
+        return (e.tag, vr, e.kind, e.flags, e.depth, e.parent, e.start, e.vstart, e.vlen, e.end)
+
+    def rows(self):
+        return [self.row(i) for i in range(self.n)]
+
+    def tags(self):
+        return [self.entries[i].tag for i in range(self.n)]
+
+    def find(self, uint32_t tag, int64_t parent):
+        """Index of the first entry with this tag directly under parent (-1: top level), or -1."""
+        cdef int64_t i = parent + 1 if parent >= 0 else 0
+        cdef int64_t limit = -1
+        if parent >= 0:
+            self._check(parent)
+            limit = self.entries[parent].end
+        while i < self.n:
+            if limit >= 0 and self.entries[i].start >= limit:
+                break
+            if self.entries[i].parent == parent and self.entries[i].tag == tag:
+                return i
+            i += 1
+        return -1
+
+    def select(self, const uint32_t[::1] tags, const uint8_t[::1] codes,
+               const uint32_t[::1] masks, const uint32_t[::1] values, const uint8_t[::1] mcodes,
+               uint8_t private_code, uint8_t creator_code):
+        """Entries with a non-zero action code, as (index, code), in document order.
+
+        tags (sorted) → codes by exact match first; then the first (tag & mask) == value rule;
+        then private_code for odd-group data elements, creator_code for private creators.
+        Items and the descendants of a selected entry are still visited: the caller skips them.
+        """
+        cdef int64_t i, lo, hi, mid, r, nt = tags.shape[0], nr = masks.shape[0]
+        cdef uint32_t tag, el
+        cdef uint8_t code
+        out = []
+        for i in range(self.n):
+            if self.entries[i].kind == K_ITEM:
+                continue
+            tag = self.entries[i].tag
+            code = 0
+            lo = 0
+            hi = nt - 1
+            while lo <= hi:
+                mid = (lo + hi) >> 1
+                if tags[mid] == tag:
+                    code = codes[mid]
+                    break
+                if tags[mid] < tag:
+                    lo = mid + 1
+                else:
+                    hi = mid - 1
+            else:
+                for r in range(nr):
+                    if (tag & masks[r]) == values[r]:
+                        code = mcodes[r]
+                        break
+                else:
+                    el = tag & 0xFFFF
+                    if (tag >> 16) & 1 and (tag >> 16) > 8 and el != 0:
+                        code = creator_code if el < 0x100 else private_code
+            if code:
+                out.append((i, code))
+        return out
+
+
+def scan(const uint8_t[::1] buf, int64_t start, bint implicit, bint big,
+         const uint32_t[::1] sq_tags, int max_depth=128, bint meta=False):
+    """Walk element headers from start to the end of buf into a Table.
+
+    meta=True walks only the group 0002 elements at start (the file meta information).
+    Errors are left in Table.status / err_pos / err_tag / err_len for the caller to raise.
+    """
+    cdef Walker w
+    cdef int64_t end
+    w.buf = &buf[0] if buf.shape[0] else NULL
+    w.size = buf.shape[0]
+    w.entries = NULL
+    w.n = 0
+    w.cap = 0
+    w.sq_tags = &sq_tags[0] if sq_tags.shape[0] else NULL
+    w.n_sq = sq_tags.shape[0]
+    w.max_depth = max_depth
+    w.status = S_OK
+    w.err_pos = 0
+    w.err_tag = 0
+    w.err_len = 0
+    if start < 0 or start > w.size:
+        start = w.size
+    with nogil:
+        if meta:
+            end = walk_meta(&w, start)
+        else:
+            end = walk_dataset(&w, start, -2, -1, 0, implicit, big)
+    t = Table()
+    t.entries = w.entries
+    t.n = w.n
+    t.stop = end
+    t.status = w.status
+    t.err_pos = w.err_pos
+    t.err_tag = w.err_tag
+    t.err_len = w.err_len
+    return t

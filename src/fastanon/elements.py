@@ -1,0 +1,136 @@
+"""Shared vocabulary: tags as ints, VR sets, dictionary lookups, and Element (offsets, not values)."""
+
+from __future__ import annotations
+
+import re
+from array import array
+from typing import NamedTuple
+
+from . import _dictionary
+from ._core import (  # noqa: F401  (re-exported vocabulary)
+    FLAG_BIG,
+    FLAG_IMPLICIT,
+    FLAG_LONG,
+    FLAG_UNDEFINED,
+    KIND_ELEMENT,
+    KIND_FRAGMENTS,
+    KIND_ITEM,
+    KIND_SEQUENCE,
+)
+
+# PS3.5 Table 6.2-1, grouped by how a value is written.
+TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
+                      "UC", "UR", "UT", "UI"})
+BINARY_NUMBER_VRS = {"US": ("H", 2), "SS": ("h", 2), "UL": ("I", 4), "SL": ("i", 4), "FL": ("f", 4),
+                     "FD": ("d", 8), "UV": ("Q", 8), "SV": ("q", 8), "AT": ("HH", 4)}
+BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+# Explicit VR headers with 2 reserved bytes and a 32-bit length (PS3.5 Table 7.1-1).
+LONG_HEADER_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT",
+                             "UV"})
+
+ITEM = 0xFFFEE000
+ITEM_END = 0xFFFEE00D
+SEQUENCE_END = 0xFFFEE0DD
+PIXEL_DATA = 0x7FE00010
+TRANSFER_SYNTAX = 0x00020010
+MEDIA_SOP_INSTANCE = 0x00020003
+SOP_INSTANCE = 0x00080018
+SPECIFIC_CHARACTER_SET = 0x00080005
+
+# Sorted SQ tags for the scanner's implicit VR decisions (PS3.5 §7.5, Annex A.1).
+SQ_TAGS = array("I", sorted(t for t, (vr, _) in _dictionary.DICTIONARY.items() if vr == "SQ"))
+
+
+class Element(NamedTuple):
+    """One entry of a scanned table: where the element lies, not what it holds."""
+
+    index: int
+    tag: int
+    vr: str         # from the header; from the data dictionary for implicit VR ("UN" if unknown)
+    kind: int       # KIND_ELEMENT, KIND_SEQUENCE, KIND_ITEM or KIND_FRAGMENTS
+    flags: int
+    depth: int
+    parent: int     # index of the enclosing item (or sequence, for an item); -1 at the top
+    start: int      # header offset
+    vstart: int     # value offset
+    vlen: int       # declared value length (0xFFFFFFFF: undefined)
+    end: int        # offset after the value, its items and delimiter
+
+    @property
+    def undefined(self) -> bool:
+        return bool(self.flags & FLAG_UNDEFINED)
+
+    @property
+    def length_offset(self) -> int:
+        """Offset of the 4-byte length field of a container (sequence or item)."""
+        if self.kind == KIND_ITEM or self.flags & FLAG_IMPLICIT:
+            return self.start + 4
+        if self.flags & FLAG_LONG:
+            return self.start + 8
+        return self.start + 6
+
+
+def is_private(tag: int) -> bool:
+    """Odd group above 0008 (PS3.5 §7.8.1); groups 0001-0007 and FFFF are not private."""
+    group = tag >> 16
+    return bool(group & 1) and 0x0008 < group < 0xFFFF
+
+
+def is_private_creator(tag: int) -> bool:
+    return is_private(tag) and 0x0010 <= (tag & 0xFFFF) <= 0x00FF
+
+
+def dictionary_entry(tag: int) -> tuple[str, str] | None:
+    """(VR, keyword) of a standard or repeating-group tag; None when unknown."""
+    entry = _dictionary.DICTIONARY.get(tag)
+    if entry is not None:
+        return entry
+    if not is_private(tag):
+        for mask, value, vr, keyword in _dictionary.REPEATERS:
+            if tag & mask == value:
+                return vr, keyword
+    if tag & 0xFFFF == 0:
+        return "UL", "GroupLength"
+    if is_private_creator(tag):
+        return "LO", "PrivateCreator"
+    return None
+
+
+def dictionary_vr(tag: int) -> str:
+    entry = dictionary_entry(tag)
+    return entry[0] if entry else "UN"
+
+
+def keyword(tag: int) -> str:
+    entry = dictionary_entry(tag)
+    return entry[1] if entry else ""
+
+
+_TAG_TEXT = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{4})\s*\)?$")
+
+
+def parse_tag(key: int | str | tuple[int, int]) -> int:
+    """A tag as an int, from an int, a (group, element) pair, "(gggg,eeee)", "ggggeeee" or a keyword.
+
+    >>> hex(parse_tag("PatientName")), hex(parse_tag("(0008,0080)")), hex(parse_tag((0x10, 0x20)))
+    ('0x100010', '0x80080', '0x100020')
+    """
+    if isinstance(key, int) and not isinstance(key, bool) and 0 <= key <= 0xFFFFFFFF:
+        return key
+    if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, int) for k in key):
+        return (key[0] << 16) | key[1]
+    if isinstance(key, str):
+        text = key.strip()
+        match = _TAG_TEXT.match(text)
+        if match:
+            return int(match.group(1) + match.group(2), 16)
+        if re.fullmatch(r"(0x)?[0-9A-Fa-f]{8}", text):
+            return int(text, 16)
+        if text in _dictionary.KEYWORDS:
+            return _dictionary.KEYWORDS[text]
+    raise KeyError(f"not a DICOM tag or keyword: {key!r}")
+
+
+def tag_text(tag: int) -> str:
+    """'(GGGG,EEEE)', as the standard writes tags."""
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"

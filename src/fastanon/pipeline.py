@@ -1,0 +1,204 @@
+"""The only calls the shells make: scan → plan → rewrite, for bytes and for files."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import rewrite
+from .elements import MEDIA_SOP_INSTANCE, SOP_INSTANCE, SPECIFIC_CHARACTER_SET
+from .errors import FastanonError
+from .policy import KEEP, FileContext, Plan, as_policy
+from .scan import Parsed, Region, parse
+
+_CHARSETS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1", "": "ascii", "ISO_IR 6": "ascii"}
+
+
+@dataclass
+class Report:
+    """What one file went through: sizes and how many elements each action touched."""
+
+    src: str
+    dst: str | None
+    bytes_in: int
+    bytes_out: int
+    actions: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class _Output:
+    parsed: Parsed
+    parts: list           # (offset, length) ranges of parsed.source and bytes, in order
+    actions: Counter
+
+
+def _plan(policy, key) -> Plan:
+    policy = as_policy(policy)
+    return policy.compile(key=key)
+
+
+def _encoding(region: Region) -> str:
+    index = region.table.find(SPECIFIC_CHARACTER_SET, -1)
+    if index < 0:
+        return "ascii"
+    raw = region.value(region.element(index)).decode("ascii", "replace").strip(" \0")
+    return _CHARSETS.get(raw.split("\\")[-1].strip(), "ascii")
+
+
+def _edits(region: Region, plan: Plan, context: FileContext, actions: Counter) -> dict:
+    edits = {}
+    skip_until = -1
+    for index, code in region.table.select(*plan.selection):
+        element = region.element(index)
+        if element.start < skip_until:
+            continue
+        result = plan.decide(context, element, code)
+        if result is KEEP:
+            continue
+        edits[index] = result
+        actions[plan.actions[code].name] += 1
+        skip_until = element.end
+    return edits
+
+
+def _build(parsed: Parsed, plan: Plan) -> _Output:
+    data = parsed.dataset
+    context = FileContext(data, data.big, _encoding(data))
+    actions: Counter = Counter()
+    edits = _edits(data, plan, context, actions)
+    meta_patches: list = []
+    if parsed.meta is not None:
+        meta = parsed.meta
+        meta_context = FileContext(meta, False, "ascii", context.cache)
+        meta_edits = _edits(meta, plan, meta_context, actions)
+        _follow_sop_instance(parsed, edits, meta_edits)
+        meta_patches = rewrite.patches(meta, meta_edits)
+    if plan.clean_preamble and parsed.meta_start == 132 and any(parsed.source[:128]):
+        meta_patches.insert(0, (0, 128, bytes(128)))
+    data_patches = rewrite.patches(data, edits)
+    source = parsed.source
+    if parsed.deflated:
+        parts = list(rewrite.pieces(source, 0, parsed.dataset_start, meta_patches))
+        if data_patches:
+            inflated = rewrite.join(data.buf, rewrite.pieces(data.buf, 0, len(data.buf), data_patches))
+            deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+            parts.append(deflater.compress(inflated) + deflater.flush())
+        elif len(source) > parsed.dataset_start:
+            parts.append((parsed.dataset_start, len(source) - parsed.dataset_start))
+    else:
+        parts = list(rewrite.pieces(source, 0, len(source), meta_patches + data_patches))
+    return _Output(parsed, parts, actions)
+
+
+def _follow_sop_instance(parsed: Parsed, edits: dict, meta_edits: dict) -> None:
+    """MediaStorageSOPInstanceUID follows a changed SOPInstanceUID (PS3.10 §7.1)."""
+    data = parsed.dataset
+    index = data.table.find(SOP_INSTANCE, -1)
+    if index < 0 or index not in edits or edits[index] is None:
+        return
+    media = parsed.meta.table.find(MEDIA_SOP_INSTANCE, -1)
+    if media >= 0 and media not in meta_edits:
+        meta_edits[media] = edits[index]
+
+
+def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = None,
+              name: str = "<data>") -> bytes:
+    """Anonymize one DICOM file held in memory.
+
+    Parameters
+    ----------
+    data : bytes-like
+        The file's bytes (Part 10 file, or a raw data set).
+    policy : str, Policy or mapping
+        A preset name, a Policy, or {tag: action} applying exactly those actions.
+    masks : sequence of Mask
+        Rectangles to black out in native Pixel Data.
+
+    Returns
+    -------
+    bytes
+        The anonymized file; the input unchanged when the policy changes nothing.
+
+    Examples
+    --------
+    >>> import fastanon, pydicom, io
+    >>> from pydicom.data import get_testdata_file
+    >>> raw = open(get_testdata_file("CT_small.dcm", download=False), "rb").read()
+    >>> fastanon.anonymize(raw, policy={}) == raw
+    True
+    >>> out = fastanon.anonymize(raw, policy={"PatientName": "remove"})
+    >>> "PatientName" in pydicom.dcmread(io.BytesIO(out))
+    False
+    """
+    plan = _plan(policy, key)
+    output = _build(parse(data, name), plan)
+    result = rewrite.join(output.parsed.source, output.parts)
+    if masks:
+        from .masks import apply_to_bytes
+        result = apply_to_bytes(result, masks, name)
+    return result
+
+
+def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | None = None,
+                   overwrite: bool = True, plan: Plan | None = None) -> Report:
+    """Anonymize the file src into dst without loading it whole: the input is mapped, unchanged
+    ranges (Pixel Data above all) are copied file to file, and dst appears only when complete.
+
+    Examples
+    --------
+    >>> import fastanon, tempfile, os
+    >>> from pydicom.data import get_testdata_file
+    >>> src = get_testdata_file("CT_small.dcm", download=False)
+    >>> dst = os.path.join(tempfile.mkdtemp(), "out.dcm")
+    >>> fastanon.anonymize_file(src, dst, policy={}).bytes_out == os.path.getsize(src)
+    True
+    """
+    src, dst = Path(src), Path(dst)
+    plan = plan or _plan(policy, key)
+    if dst.exists():
+        if src.exists() and os.path.samefile(src, dst):
+            raise FastanonError(f"{dst}: the output would overwrite its own input")
+        if not overwrite:
+            raise FastanonError(f"{dst}: exists (overwrite not allowed)")
+    try:
+        fd_in = os.open(src, os.O_RDONLY)
+    except OSError as exc:
+        raise FastanonError(f"{src}: cannot be read ({exc.strerror})") from None
+    try:
+        size = os.fstat(fd_in).st_size
+        if size == 0:
+            raise FastanonError(f"{src}: empty file, not DICOM")
+        with mmap.mmap(fd_in, 0, access=mmap.ACCESS_READ) as mapped:
+            output = _build(parse(mapped, str(src)), plan)
+            written = _write_atomic(fd_in, mapped, output.parts, dst, masks)
+            output = output.actions
+    finally:
+        os.close(fd_in)
+    return Report(str(src), str(dst), size, written, output)
+
+
+def _write_atomic(fd_in: int, mapped, parts, dst: Path, masks) -> int:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd_out, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".fastanon-tmp", dir=dst.parent)
+    try:
+        try:
+            written = rewrite.write(fd_in, mapped, fd_out, parts)
+            if masks:
+                from .masks import apply_to_fd
+                apply_to_fd(fd_out, written, masks, str(dst))
+        finally:
+            os.close(fd_out)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return written

@@ -1,0 +1,156 @@
+"""Bytes + edits → output pieces: removes and replaces elements, fixes lengths; decides nothing.
+
+An edit maps an entry index of a Region's table to REMOVE or to new value bytes (b"" empties it;
+a sequence given b"" becomes an empty sequence). The output is a list of patches (start, end,
+new bytes) over the region's buffer; everything between patches is copied as it is. Lengths of
+enclosing defined-length sequences and items, and group length elements (gggg,0000) at the
+same level, are patched to match (PS3.5 §7.2, §7.5).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from .elements import FLAG_BIG, FLAG_IMPLICIT, FLAG_UNDEFINED, KIND_ITEM, LONG_HEADER_VRS
+from .errors import PolicyError
+from .scan import Region
+
+REMOVE = None
+
+Patch = tuple[int, int, bytes]
+
+
+def patches(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
+    """Patches that apply edits to a region, in order, non-overlapping."""
+    if not edits:
+        return []
+    table = region.table
+    out: list[Patch] = []
+    delta: dict[int, int] = {}          # entry index → change of its total size
+    skip_until = -1
+    for index in sorted(edits):
+        element = region.element(index)
+        if element.start < skip_until:
+            continue                    # inside an element already removed or replaced
+        new = edits[index]
+        if element.kind == KIND_ITEM:
+            raise PolicyError(f"entry {index} is a sequence item; only elements can be edited")
+        if new is REMOVE:
+            out.append((element.start, element.end, b""))
+            change = element.start - element.end
+        else:
+            raw = _header(region, element, len(new)) + new
+            out.append((element.start, element.end, raw))
+            change = len(raw) - (element.end - element.start)
+        skip_until = element.end
+        if change:
+            delta[index] = change
+            parent = element.parent
+            while parent >= 0:
+                delta[parent] = delta.get(parent, 0) + change
+                parent = table.row(parent)[5]
+    # Defined lengths of enclosing sequences and items.
+    groups: dict[tuple[int, int], int] = {}
+    for index, change in delta.items():
+        tag, _, kind, flags, _, parent, start, vstart, vlen, end = table.row(index)
+        if index not in edits and not flags & FLAG_UNDEFINED:
+            element = region.element(index)
+            offset = element.length_offset
+            out.append((offset, offset + 4, _u32(vlen + change, flags & FLAG_BIG)))
+        if kind != KIND_ITEM and tag & 0xFFFF:
+            key = (parent, tag >> 16)
+            groups[key] = groups.get(key, 0) + change
+    # Group lengths (gggg,0000) of the groups that changed size, at the same level.
+    for (parent, group), change in groups.items():
+        index = table.find(group << 16, parent)
+        if index < 0 or index in edits or not change:
+            continue
+        element = region.element(index)
+        if element.vlen != 4:
+            continue
+        big = element.flags & FLAG_BIG
+        old = struct.unpack(">I" if big else "<I", region.value(element))[0]
+        out.append((element.vstart, element.vstart + 4, _u32(old + change, big)))
+    out.sort()
+    return out
+
+
+def _u32(value: int, big: int) -> bytes:
+    if not 0 <= value < 0xFFFFFFFF:
+        raise PolicyError(f"a length of {value:,} bytes cannot be encoded")
+    return struct.pack(">I" if big else "<I", value)
+
+
+def _header(region: Region, element, length: int) -> bytes:
+    """A header like the element's own (same tag, VR and byte order) for a value of length bytes."""
+    big = bool(element.flags & FLAG_BIG)
+    tag_bytes = bytes(region.buf[element.start:element.start + 4])
+    if element.flags & FLAG_IMPLICIT:
+        return tag_bytes + _u32(length, big)
+    vr = bytes(region.buf[element.start + 4:element.start + 6])
+    if vr.decode("ascii") in LONG_HEADER_VRS:
+        return tag_bytes + vr + b"\0\0" + _u32(length, big)
+    if length > 0xFFFF:
+        raise PolicyError(f"a {vr.decode()} value of {length:,} bytes does not fit its 16-bit length")
+    return tag_bytes + vr + struct.pack(">H" if big else "<H", length)
+
+
+def pieces(buf, start: int, end: int, patch_list: list[Patch]):
+    """Yield the output as (offset, length) ranges of buf to copy and bytes to insert, in order."""
+    pos = start
+    for p_start, p_end, new in patch_list:
+        if p_start > pos:
+            yield (pos, p_start - pos)
+        if new:
+            yield new
+        pos = p_end
+    if end > pos:
+        yield (pos, end - pos)
+
+
+def join(buf, parts) -> bytes:
+    """The output as one bytes object."""
+    view = memoryview(buf)
+    return b"".join(part if isinstance(part, bytes) else view[part[0]:part[0] + part[1]]
+                    for part in parts)
+
+
+def write(fd_in: int, buf, fd_out: int, parts) -> int:
+    """Write the output to fd_out: copied ranges go file to file (copy_file_range or sendfile),
+    never through Python objects; returns the bytes written."""
+    total = 0
+    for part in parts:
+        if isinstance(part, bytes):
+            total += _write_all(fd_out, part)
+            continue
+        offset, length = part
+        total += _copy_range(fd_in, buf, fd_out, offset, length)
+    return total
+
+
+def _write_all(fd: int, data) -> int:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return len(data)
+
+
+_COPY_FILE_RANGE = hasattr(os, "copy_file_range")
+
+
+def _copy_range(fd_in: int, buf, fd_out: int, offset: int, length: int) -> int:
+    global _COPY_FILE_RANGE
+    done = 0
+    if _COPY_FILE_RANGE and length >= 65536:
+        try:
+            while done < length:
+                n = os.copy_file_range(fd_in, fd_out, length - done, offset + done)
+                if n == 0:
+                    break
+                done += n
+        except OSError:
+            _COPY_FILE_RANGE = False   # e.g. across file systems on older kernels: plain copies
+    if done < length:
+        _write_all(fd_out, memoryview(buf)[offset + done:offset + length])
+    return length

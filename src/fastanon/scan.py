@@ -1,0 +1,171 @@
+"""Bytes → element tables: finds the encoding, runs the scanner, turns its status into an error."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from . import _core
+from .elements import (
+    FLAG_IMPLICIT,
+    KIND_SEQUENCE,
+    SQ_TAGS,
+    TRANSFER_SYNTAX,
+    Element,
+    dictionary_vr,
+    tag_text,
+)
+from .errors import MalformedError
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"  # frames deflated, data set not
+
+MAX_DEPTH = 128          # nesting of sequences; deeper input is refused (never a stack overflow)
+MAX_INFLATED = 1 << 32   # a deflated data set may not inflate beyond 4 GiB
+
+# VRs pydicom accepts when it guesses explicit VR for a file without meta information.
+_KNOWN_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR "
+    b"US UT UV".split())
+
+_MESSAGES = {
+    1: "the element header runs past the end of the data",
+    2: "value length {length:,} runs past the end of the data",
+    3: "sequences nested deeper than {limit} levels",
+    4: "expected a sequence item (FFFE,E000), found {found}",
+    5: "an undefined-length sequence or item has no delimiter before the end of the data",
+    6: "undefined length is not allowed for this VR",
+    7: "an item delimiter (FFFE,E00D) outside any item",
+    8: "out of memory while scanning",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """One scanned stretch of bytes: a table whose offsets point into buf."""
+
+    buf: object          # bytes-like the offsets refer to
+    table: _core.Table
+    implicit: bool
+    big: bool
+
+    def element(self, index: int) -> Element:
+        tag, vr, kind, flags, depth, parent, start, vstart, vlen, end = self.table.row(index)
+        if kind == KIND_SEQUENCE:
+            vr = "SQ"
+        elif not vr or vr == "UN":
+            vr = dictionary_vr(tag)     # implicit VR, or UN for a known attribute (PS3.5 §6.2.2)
+        return Element(index, tag, vr, kind, flags, depth, parent, start, vstart, vlen, end)
+
+    def elements(self):
+        return [self.element(i) for i in range(len(self.table))]
+
+    def value(self, element: Element) -> bytes:
+        """The raw value bytes of a non-container element."""
+        return bytes(self.buf[element.vstart:element.vstart + min(element.vlen, element.end - element.vstart)])
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A whole file: preamble, file meta (if any) and the data set, each with its table."""
+
+    name: str
+    source: object              # the input buffer (bytes, memoryview or mmap)
+    meta_start: int             # 132 after a preamble, else 0
+    meta: Region | None         # file meta information; offsets in source
+    dataset_start: int          # where the data set begins in source
+    dataset: Region             # offsets in source, or in the inflated bytes when deflated
+    transfer_syntax: str | None
+    deflated: bool
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """True for a Part 10 file ('DICM' at 128) or bytes that start with a plausible element.
+
+    >>> looks_like_dicom(bytes(128) + b"DICM"), looks_like_dicom(b"%PDF-1.7 ...")
+    (True, False)
+    """
+    if head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group_le = head[0] | head[1] << 8
+    group_be = head[0] << 8 | head[1]
+    return 0x0002 <= group_le <= 0x0030 or 0x0002 <= group_be <= 0x0030
+
+
+def parse(buf, name: str = "<data>") -> Parsed:
+    """Scan a DICOM file (or a raw data set, as pydicom's force=True reads it) into tables."""
+    view = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
+    size = len(view)
+    if not looks_like_dicom(bytes(view[:132])):
+        raise MalformedError(f"{name}: not a DICOM file (no 'DICM' marker at byte 128, "
+                             "and the first bytes are not a DICOM element)")
+    meta_start = 132 if bytes(view[128:132]) == b"DICM" else 0
+    meta = None
+    dataset_start = meta_start
+    transfer_syntax = None
+    if size >= meta_start + 8 and view[meta_start + 1] == 0 and view[meta_start] == 2:
+        table = _core.scan(view, meta_start, False, False, SQ_TAGS, MAX_DEPTH, True)
+        _raise_status(table, name, "file meta information")
+        meta = Region(view, table, False, False)
+        dataset_start = table.stop
+        transfer_syntax = _meta_transfer_syntax(meta)
+    implicit, big, deflated = _encoding(transfer_syntax, bytes(view[dataset_start:dataset_start + 6]))
+    data, start = view, dataset_start
+    if deflated:
+        data, start = _inflate(view[dataset_start:], name), 0
+    table = _core.scan(data, start, implicit, big, SQ_TAGS, MAX_DEPTH, False)
+    _raise_status(table, name, "inflated data set" if deflated else "data set")
+    return Parsed(name, view, meta_start, meta, dataset_start, Region(data, table, implicit, big),
+                  transfer_syntax, deflated)
+
+
+def _meta_transfer_syntax(meta: Region) -> str | None:
+    for index, tag in enumerate(meta.table.tags()):
+        if tag == TRANSFER_SYNTAX:
+            raw = meta.value(meta.element(index))
+            return raw.decode("ascii", "replace").strip("\0 ") or None
+    return None
+
+
+def _encoding(transfer_syntax: str | None, peek: bytes) -> tuple[bool, bool, bool]:
+    """(implicit VR, big endian, deflated) for a transfer syntax; guessed without one."""
+    if transfer_syntax == IMPLICIT_LE:
+        return True, False, False
+    if transfer_syntax == EXPLICIT_BE:
+        return False, True, False
+    if transfer_syntax == DEFLATED_LE:
+        return False, False, True
+    if transfer_syntax is not None:
+        return False, False, False      # every other transfer syntax is explicit VR LE (PS3.5 §10)
+    if len(peek) < 6:
+        return True, False, False
+    if peek[4:6] in _KNOWN_VRS:
+        group = peek[0] | peek[1] << 8
+        return False, group >= 1024, False
+    return True, False, False
+
+
+def _inflate(data, name: str) -> bytes:
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, MAX_INFLATED)
+    except zlib.error as exc:
+        raise MalformedError(f"{name}: the deflated data set cannot be inflated ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise MalformedError(f"{name}: the deflated data set inflates beyond {MAX_INFLATED:,} bytes")
+    return out
+
+
+def _raise_status(table: _core.Table, name: str, where: str) -> None:
+    if table.status == 0:
+        return
+    message = _MESSAGES.get(table.status, "unreadable data (status {status})").format(
+        length=table.err_len, limit=MAX_DEPTH, found=tag_text(table.err_tag), status=table.status)
+    tag = f"{tag_text(table.err_tag)} " if table.err_tag else ""
+    raise MalformedError(f"{name}: {tag}at byte {table.err_pos:,} of the {where}: {message}")
+
