@@ -472,3 +472,6 @@ def scan(const uint8_t[::1] buf, int64_t start, bint implicit, bint big,
     t.err_tag = w.err_tag
     t.err_len = w.err_len
     return t
+
+
+include "_blank.pxi"
