@@ -1,0 +1,99 @@
+"""Shared test data: pydicom's bundled files (listed from disk, never downloaded) and hex helpers."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import warnings
+from functools import lru_cache
+
+import pydicom
+import pytest
+
+TEST_FILES_DIR = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
+
+# Files pydicom only reads leniently because they end early: fastanon refuses them with a
+# FastanonError. MR_truncated and rtplan_truncated end inside a value (the rule below would find
+# them too); DICOMDIR-nooffset's last item declares 248 bytes where 224 remain, which pydicom does
+# not check (test_scan_oracle.test_truncated_list_is_truncated shows each of them).
+TRUNCATED = frozenset({"MR_truncated.dcm", "rtplan_truncated.dcm", "dicomdirtests/DICOMDIR-nooffset"})
+
+
+def all_test_files() -> list[str]:
+    """Every file under pydicom/data/test_files, recursively, as paths relative to it."""
+    paths = glob.glob(os.path.join(TEST_FILES_DIR, "**", "*"), recursive=True)
+    return sorted(os.path.relpath(p, TEST_FILES_DIR) for p in paths if os.path.isfile(p))
+
+
+def read_bytes(name: str) -> bytes:
+    with open(os.path.join(TEST_FILES_DIR, name), "rb") as f:
+        return f.read()
+
+
+def _complete(ds) -> bool:
+    """Every raw value at every depth holds as many bytes as its header declares (pydicom reads a
+    value cut short by the end of the file without complaint)."""
+    for tag in list(ds.keys()):
+        elem = ds.get_item(tag)
+        if isinstance(elem, pydicom.dataelem.RawDataElement):
+            if elem.length != 0xFFFFFFFF and elem.value is not None and len(elem.value) != elem.length:
+                return False
+        if ds[tag].VR == "SQ" and not all(_complete(item) for item in ds[tag].value):
+            return False
+    return True
+
+
+@lru_cache(maxsize=None)
+def readable_by_pydicom(name: str) -> bool:
+    """The oracle's rule: not a known truncated file, dcmread(force=True) succeeds, every value at
+    every depth converts, and no raw value is shorter than its declared length (that excludes the
+    non-DICOM files too: force=True reads them as one garbage element running past the end)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(os.path.join(TEST_FILES_DIR, name), force=True)
+            if name in TRUNCATED or not _complete(ds.file_meta) or not _complete(ds):
+                return False
+            _touch(ds.file_meta)
+            _touch(ds)
+        except Exception:
+            return False
+    return True
+
+
+def _touch(ds) -> None:
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _touch(item)
+        else:
+            elem.value  # noqa: B018  (converting the raw value is the check)
+
+
+def readable_files() -> list[str]:
+    return [n for n in all_test_files() if readable_by_pydicom(n)]
+
+
+def unreadable_files() -> list[str]:
+    return [n for n in all_test_files() if not readable_by_pydicom(n)]
+
+
+@pytest.fixture(scope="session")
+def pydicom_test_files() -> list[str]:
+    """Names (relative to TEST_FILES_DIR) of the bundled files pydicom reads fully."""
+    return readable_files()
+
+
+_HEX_COMMENT = re.compile(r"#.*$", re.M)
+
+
+def hex2bytes(text: str) -> bytes:
+    """Bytes from commented hex, as pydicom's tests write them: one element per line, '#' comments.
+
+    >>> hex2bytes('''
+    ...   08 00 20 00  44 41  08 00  32 30 32 34 30 31 30 31   # (0008,0020) DA 8 '20240101'
+    ... ''')
+    b'\\x08\\x00 \\x00DA\\x08\\x0020240101'
+    """
+    return bytes.fromhex(_HEX_COMMENT.sub("", text))
