@@ -95,7 +95,10 @@ def blank(uint8_t[::1] buf, int64_t base, const int64_t[::1] starts, int64_t str
     for i in range(n):
         lo = starts[i] if starts[i] < lo else lo
         hi = starts[i] if starts[i] > hi else hi
-    hi = base + hi + (nrows - 1) * stride + plen * repeat + (1 if swap else 0)
+    hi = hi + (nrows - 1) * stride + plen * repeat       # bytes after base
+    if swap:
+        hi = ((hi - 1) | 1) + 1                             # j ^ 1 reaches the next even offset
+    hi += base
     if lo < 0 or hi > size:
         return S_BLANK_OUT_OF_BOUNDS
     with nogil:

@@ -1,0 +1,58 @@
+"""Type stub of the compiled core (_core.pyx + _blank.pxi): byte loops only."""
+
+from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
+
+KIND_ELEMENT: int
+KIND_SEQUENCE: int
+KIND_ITEM: int
+KIND_FRAGMENTS: int
+FLAG_UNDEFINED: int
+FLAG_IMPLICIT: int
+FLAG_BIG: int
+FLAG_LONG: int
+
+BLANK_OK: int
+BLANK_OUT_OF_BOUNDS: int
+BLANK_BAD_ARGS: int
+
+Row = tuple[int, str, int, int, int, int, int, int, int, int]
+
+class Table:
+    """The flat element table of one scanned region, in document order."""
+
+    @property
+    def n(self) -> int: ...
+    @property
+    def stop(self) -> int: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def err_pos(self) -> int: ...
+    @property
+    def err_tag(self) -> int: ...
+    @property
+    def err_len(self) -> int: ...
+    def __len__(self) -> int: ...
+    def row(self, i: int) -> Row:
+        """(tag, vr, kind, flags, depth, parent, start, vstart, vlen, end) of entry i."""
+    def rows(self) -> list[Row]: ...
+    def tags(self) -> list[int]: ...
+    def find(self, tag: int, parent: int) -> int:
+        """Index of the first entry with tag directly under parent (-1: top level), or -1."""
+    def select(self, tags: Buffer, codes: Buffer, masks: Buffer, values: Buffer, mcodes: Buffer,
+               private_code: int, creator_code: int) -> list[tuple[int, int]]:
+        """(index, code) of entries with a non-zero action code, in document order."""
+
+def scan(buf: Buffer, start: int, implicit: bool, big: bool, sq_tags: Buffer,
+         max_depth: int = 128, meta: bool = False) -> Table:
+    """Walk element headers from start into a Table; errors stay in its status fields."""
+
+def blank(buf: Buffer, base: int, starts: Buffer, stride: int, nrows: int, pattern: Buffer,
+          repeat: int, swap: bool = False) -> int:
+    """Fill nrows rows (stride bytes apart) from base + each start (int64 buffer) with pattern
+    repeated `repeat` times, in place in the writable buf; swap: 8-bit data in big endian OW.
+    Returns BLANK_OK, or a BLANK_* status without writing anything."""
+
+def blank_bits(buf: Buffer, base: int, starts: Buffer, stride: int, nrows: int, nbits: int,
+               value: bool) -> int:
+    """As blank() for bit-packed pixels: starts, stride and nbits count bits from byte base."""
