@@ -71,6 +71,7 @@ def _build(parsed: Parsed, plan: Plan) -> _Output:
     context = FileContext(data, data.big, _encoding(data))
     actions: Counter = Counter()
     edits = _edits(data, plan, context, actions)
+    inserts = _additions(data, plan, edits) if plan.additions else []
     meta_patches: list = []
     if parsed.meta is not None:
         meta = parsed.meta
@@ -81,6 +82,8 @@ def _build(parsed: Parsed, plan: Plan) -> _Output:
     if plan.clean_preamble and parsed.meta_start == 132 and any(parsed.source[:128]):
         meta_patches.insert(0, (0, 128, bytes(128)))
     data_patches = rewrite.patches(data, edits)
+    if inserts:
+        data_patches = sorted(data_patches + inserts)
     source = parsed.source
     if parsed.deflated:
         parts = list(rewrite.pieces(source, 0, parsed.dataset_start, meta_patches))
@@ -93,6 +96,23 @@ def _build(parsed: Parsed, plan: Plan) -> _Output:
     else:
         parts = list(rewrite.pieces(source, 0, len(source), meta_patches + data_patches))
     return _Output(parsed, parts, actions)
+
+
+def _additions(region: Region, plan: Plan, edits: dict) -> list:
+    """The policy's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1): an
+    existing element gets the new value, a missing one is inserted in tag order; the group
+    length of a group that grows is removed (retired outside group 0002, PS3.5 §7.2)."""
+    new = []
+    for tag, vr, value in plan.additions:
+        index = region.table.find(tag, -1)
+        if index >= 0:
+            edits[index] = rewrite.encode_value(vr, value, region.implicit, region.big)
+            continue
+        new.append((tag, rewrite.encode_element(tag, vr, value, region.implicit, region.big)))
+        length = region.table.find(tag & 0xFFFF0000, -1)
+        if length >= 0:
+            edits[length] = rewrite.REMOVE
+    return rewrite.insertions(region, new)
 
 
 def _follow_sop_instance(parsed: Parsed, edits: dict, meta_edits: dict) -> None:

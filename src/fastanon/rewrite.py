@@ -154,3 +154,60 @@ def _copy_range(fd_in: int, buf, fd_out: int, offset: int, length: int) -> int:
     if done < length:
         _write_all(fd_out, memoryview(buf)[offset + done:offset + length])
     return length
+
+
+# --- New top-level elements (PS3.15 E.1: PatientIdentityRemoved, DeidentificationMethod, ...) ---
+
+def encode_value(vr: str, value, implicit: bool, big: bool) -> bytes:
+    """The value bytes of a new element: bytes as given (even length), or for SQ the encoded items,
+    each a list of (tag, vr, value) in ascending tag order, with defined lengths (PS3.5 §7.5)."""
+    if vr != "SQ":
+        return bytes(value)
+    end = ">" if big else "<"
+    out = []
+    for item in value:
+        body = b"".join(encode_element(t, v, x, implicit, big) for t, v, x in item)
+        out.append(struct.pack(end + "HHI", 0xFFFE, 0xE000, len(body)) + body)
+    return b"".join(out)
+
+
+def encode_element(tag: int, vr: str, value, implicit: bool, big: bool) -> bytes:
+    """One whole element in the data set's encoding (PS3.5 §7.1): header and value.
+
+    >>> encode_element(0x00120062, "CS", b"YES ", False, False).hex(" ")
+    '12 00 62 00 43 53 04 00 59 45 53 20'
+    >>> encode_element(0x00120062, "CS", b"YES ", True, False).hex(" ")
+    '12 00 62 00 04 00 00 00 59 45 53 20'
+    """
+    value = encode_value(vr, value, implicit, big)
+    if len(value) & 1:
+        raise PolicyError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}): odd value length {len(value)}")
+    end = ">" if big else "<"
+    head = struct.pack(end + "HH", tag >> 16, tag & 0xFFFF)
+    if implicit:
+        return head + _u32(len(value), big) + value
+    if vr in LONG_HEADER_VRS:
+        return head + vr.encode("ascii") + b"\0\0" + _u32(len(value), big) + value
+    if len(value) > 0xFFFF:
+        raise PolicyError(f"a {vr} value of {len(value):,} bytes does not fit its 16-bit length")
+    return head + vr.encode("ascii") + struct.pack(end + "H", len(value)) + value
+
+
+def insertions(region: Region, new: list[tuple[int, bytes]]) -> list[Patch]:
+    """Zero-length patches that insert encoded top-level elements (tag, bytes) in ascending tag
+    order (PS3.5 §7.1). The caller must not also add an element whose tag is already present,
+    and should remove the group length (gggg,0000) of a group that grows."""
+    table = region.table
+    pending = sorted(new)
+    at: dict[int, list[bytes]] = {}
+    index, count = 0, len(table)
+    while pending and index < count:
+        tag, _, _, _, _, parent, start, _, _, _ = table.row(index)
+        index += 1
+        if parent != -1:
+            continue                    # inside a sequence: only top-level positions count
+        while pending and pending[0][0] < tag:
+            at.setdefault(start, []).append(pending.pop(0)[1])
+    if pending:
+        at.setdefault(table.stop, []).extend(raw for _, raw in pending)
+    return [(position, position, b"".join(raws)) for position, raws in sorted(at.items())]

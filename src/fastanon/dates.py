@@ -1,0 +1,78 @@
+"""Date shifts: a per-patient offset in whole days, applied to DA and DT values (PS3.5 §6.2).
+
+Whole days keep every interval within a patient and leave times of day (TM) as they are; the
+offset comes from HMAC-SHA256(key, PatientID), so all files of a patient move together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import date, timedelta
+
+MIN_DAYS, MAX_DAYS = 365, 3650     # dates move back by 1 to 10 years
+
+
+def patient_offset(key: bytes, patient_id: str) -> int:
+    """Days to add (negative) to every date of this patient.
+
+    >>> patient_offset(b"secret", "PAT-0001") == patient_offset(b"secret", "PAT-0001") < 0
+    True
+    """
+    digest = hmac.new(key, b"shift\0" + patient_id.encode("utf-8", "replace"), hashlib.sha256).digest()
+    return -(MIN_DAYS + int.from_bytes(digest[:8], "big") % (MAX_DAYS - MIN_DAYS + 1))
+
+
+def _shift_date(text: str, days: int) -> str | None:
+    """YYYYMMDD, YYYYMM or YYYY shifted (the coarser forms by whole months or years); None if invalid."""
+    if not text.isdigit() or len(text) not in (4, 6, 8):
+        return None
+    year = int(text[:4])
+    if len(text) == 8:
+        try:
+            moved = date(year, int(text[4:6]), int(text[6:8])) + timedelta(days=days)
+        except (ValueError, OverflowError):
+            return None
+        return f"{moved:%Y%m%d}" if moved.year >= 1 else None
+    if len(text) == 6:
+        month = int(text[4:6])
+        if not 1 <= month <= 12:
+            return None
+        total = year * 12 + month - 1 + round(days / 30.436875)
+        return f"{total // 12:04d}{total % 12 + 1:02d}" if total >= 12 else None
+    year += round(days / 365.2425)
+    return f"{year:04d}" if year >= 1 else None
+
+
+def _shift_one(vr: str, text: str, days: int) -> str | None:
+    if vr == "DA":
+        if "-" in text:                       # a range query value: both ends (PS3.4 §C.2.2.2.5)
+            parts = [(_shift_date(p, days) if p else "") for p in text.split("-")]
+            return None if None in parts else "-".join(parts)
+        return _shift_date(text, days)
+    # DT: YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX]; the date part moves, the time of day stays.
+    digits = len(text) - len(text.lstrip("0123456789"))
+    head = text[:min(digits, 8)]
+    moved = _shift_date(head, days)
+    return None if moved is None else moved + text[len(head):]
+
+
+def shift_value(vr: str, raw: bytes, days: int) -> bytes | None:
+    """A DA/DT value (multi-valued too) shifted by days; None when a part cannot be parsed.
+
+    >>> shift_value("DA", b"20240301", -1), shift_value("DT", b"20240301120000.5+0100", -1)
+    (b'20240229', b'20240229120000.5+0100 ')
+    """
+    text = raw.decode("ascii", "replace").strip("\0 ")
+    out = []
+    for part in text.split("\\"):
+        part = part.strip()
+        if not part:
+            out.append(part)
+            continue
+        moved = _shift_one(vr, part, days)
+        if moved is None:
+            return None
+        out.append(moved)
+    result = "\\".join(out).encode("ascii")
+    return result + b" " if len(result) & 1 else result
