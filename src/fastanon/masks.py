@@ -17,6 +17,7 @@ import warnings
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import _core
 from .elements import KIND_FRAGMENTS, PIXEL_DATA, TEXT_VRS, dictionary_vr, parse_tag, tag_text
@@ -152,8 +153,7 @@ class MaskReport:
 # --------------------------------------------------------------------------------------------
 # Reading the Image Pixel Module (PS3.3 C.7.6.3) from a scanned data set.
 
-@dataclass(frozen=True, slots=True)
-class PixelModule:
+class PixelModule(NamedTuple):
     """What a fill needs to know about native Pixel Data; offsets into the region's buffer."""
 
     rows: int
@@ -344,8 +344,7 @@ def _sample_bytes(value: int, m: PixelModule) -> bytes:
 # --------------------------------------------------------------------------------------------
 # Rectangles → kernel calls.
 
-@dataclass(frozen=True, slots=True)
-class _Fill:
+class _Fill(NamedTuple):
     """One kernel call: rows of one rectangle (one plane) on every chosen frame."""
 
     starts: array       # of the first byte (bit, when bits) of each frame's first row
@@ -420,8 +419,9 @@ def _layout(m: PixelModule, frames, x: int, y: int, width: int, height: int,
 # --------------------------------------------------------------------------------------------
 # Mask rules: the first rule whose attributes match gives the masks (a TOML file).
 
-@dataclass(frozen=True, slots=True)
-class MaskRule:
+class MaskRule(NamedTuple):
+    """One [[rule]] of a mask rules file."""
+
     name: str
     match: tuple[tuple[int, object], ...]     # (tag, expected): str (glob), int, or a list of them
     masks: tuple[Mask, ...]
