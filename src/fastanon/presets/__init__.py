@@ -413,7 +413,8 @@ def _code_action(code: str, vr: str | None, option: str | None) -> Action:
 def _additions(spec: dict, name: str, options: set, safe: bool) -> tuple:
     """PatientIdentityRemoved, DeidentificationMethod (+ code sequence, CID 7050) and Longitudinal
     Temporal Information Modified, as PS3.15 E.1.1 asks of a de-identifier."""
-    used = ["basic"] + [o for o in OPTIONS if o in options and o in CID_7050]
+    used = sorted(["basic"] + [o for o in OPTIONS if o in options and o in CID_7050],
+                  key=lambda o: CID_7050[o][0])
     method = spec.get("deidentification_method") or f"fastanon {name}: PS3.15 E {EDITION}"
     items = [[(0x00080100, "SH", text_value("SH", CID_7050[o][0])),
               (0x00080102, "SH", text_value("SH", "DCM")),
