@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import glob
+import io
 import os
 import re
 import warnings
+import zlib
 from functools import lru_cache
 
 import pydicom
 import pytest
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_data_element
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 TEST_FILES_DIR = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
 
@@ -46,20 +52,45 @@ def _complete(ds) -> bool:
 
 @lru_cache(maxsize=None)
 def readable_by_pydicom(name: str) -> bool:
-    """The oracle's rule: not a known truncated file, dcmread(force=True) succeeds, every value at
-    every depth converts, and no raw value is shorter than its declared length (that excludes the
-    non-DICOM files too: force=True reads them as one garbage element running past the end)."""
+    """The oracle's rule: not a known truncated file, and pydicom_reads_fully."""
+    return name not in TRUNCATED and pydicom_reads_fully(read_bytes(name))
+
+
+def pydicom_reads_fully(raw: bytes, ds=None) -> bool:
+    """dcmread(force=True) succeeds, every value at every depth converts, and no raw value is
+    shorter than its declared length (that excludes the non-DICOM files too: force=True reads
+    them as one garbage element running past the end). ds: dcmread's result, when at hand."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(os.path.join(TEST_FILES_DIR, name), force=True)
-            if name in TRUNCATED or not _complete(ds.file_meta) or not _complete(ds):
+            if ds is None:
+                ds = pydicom.dcmread(io.BytesIO(raw), force=True)
+            if not _complete(ds.file_meta) or not _complete(ds):
                 return False
             _touch(ds.file_meta)
             _touch(ds)
         except Exception:
             return False
     return True
+
+
+def read_raw(raw: bytes):
+    """(dataset, file meta, data set): dcmread's dataset finds the encoding; the other two are
+    read by pydicom's read_dataset, which leaves values raw (dcmread converts a few at once)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(io.BytesIO(raw), force=True)
+        fp = io.BytesIO(raw)
+        fp.seek(132 if raw[128:132] == b"DICM" else 0)
+        meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True,
+                            stop_when=lambda tag, vr, length: tag >> 16 != 2)
+        meta.set_original_encoding(False, True, "iso8859")
+        if ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian:
+            fp = io.BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))
+        implicit, little = ds.original_encoding
+        data = read_dataset(fp, is_implicit_VR=implicit, is_little_endian=little)
+        data.set_original_encoding(implicit, little, "iso8859")
+    return ds, meta, data
 
 
 def _touch(ds) -> None:
@@ -83,6 +114,17 @@ def unreadable_files() -> list[str]:
 def pydicom_test_files() -> list[str]:
     """Names (relative to TEST_FILES_DIR) of the bundled files pydicom reads fully."""
     return readable_files()
+
+
+def encoded(elem, ds) -> tuple[int, bytes]:
+    """(length, value bytes) of an element pydicom converted while reading, as pydicom writes it."""
+    implicit, little = ds.original_encoding
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = bool(implicit), little is not False
+    write_data_element(fp, elem)
+    out = fp.getvalue()
+    header = 8 if implicit or elem.VR not in EXPLICIT_VR_LENGTH_32 else 12
+    return len(out) - header, out[header:]
 
 
 _HEX_COMMENT = re.compile(r"#.*$", re.M)

@@ -3,21 +3,16 @@ tables hold the same elements (tag, VR, value length, value bytes) at every dept
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
-import zlib
 
 import pydicom
 import pytest
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
-from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_data_element
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from conftest import TEST_FILES_DIR, TRUNCATED, all_test_files, read_bytes, readable_files, unreadable_files
+from conftest import (TEST_FILES_DIR, TRUNCATED, all_test_files, encoded, read_bytes, read_raw, readable_files,
+                      unreadable_files)
 from fastanon import FastanonError
 from fastanon.elements import KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE
 from fastanon.scan import parse
@@ -38,7 +33,7 @@ def pydicom_elements(ds, path=()) -> list[tuple]:
             assert elem.is_undefined_length, elem
             vr, length, value = "SQ", UNDEFINED, None
         else:                       # converted while reading (empty values, PixelRepresentation)
-            vr, length, value = str(elem.VR), *_encoded(elem, ds)
+            vr, length, value = str(elem.VR), *encoded(elem, ds)
         if length == UNDEFINED:
             value = None if vr == "SQ" else value   # fragments: bytes up to the delimiter
         out.append((path, int(tag), vr, length, value))
@@ -46,17 +41,6 @@ def pydicom_elements(ds, path=()) -> list[tuple]:
             for number, item in enumerate(ds[tag].value):
                 out.extend(pydicom_elements(item, path + ((int(tag), number),)))
     return out
-
-
-def _encoded(elem, ds) -> tuple[int, bytes]:
-    """(length, value bytes) of an element pydicom converted while reading, as pydicom writes it."""
-    implicit, little = ds.original_encoding
-    fp = DicomBytesIO()
-    fp.is_implicit_VR, fp.is_little_endian = bool(implicit), little is not False
-    write_data_element(fp, elem)
-    out = fp.getvalue()
-    header = 8 if implicit or elem.VR not in EXPLICIT_VR_LENGTH_32 else 12
-    return len(out) - header, out[header:]
 
 
 def _expected_vr(raw: RawDataElement) -> str:
@@ -126,22 +110,6 @@ def _read(name: str):
         return pydicom.dcmread(os.path.join(TEST_FILES_DIR, name), force=True)
 
 
-def _read_raw(name: str, raw: bytes):
-    """(file meta, data set) as pydicom's raw reader yields them: dcmread finds the encoding,
-    read_dataset reads the elements without converting them (dcmread converts a few at once)."""
-    ds = _read(name)
-    fp = io.BytesIO(raw)
-    fp.seek(132 if raw[128:132] == b"DICM" else 0)
-    meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True,
-                        stop_when=lambda tag, vr, length: tag >> 16 != 2)
-    if ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian:
-        fp = io.BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))
-    implicit, little = ds.original_encoding
-    data = read_dataset(fp, is_implicit_VR=implicit, is_little_endian=little)
-    data.set_original_encoding(implicit, little, "iso8859")
-    return ds, meta, data
-
-
 READABLE = readable_files()
 
 
@@ -179,7 +147,7 @@ def test_unreadable_files_are_refused(name):
 def test_scan_matches_pydicom(name):
     raw = read_bytes(name)
     parsed = parse(raw, name)
-    ds, meta, data = _read_raw(name, raw)
+    ds, meta, data = read_raw(raw)
     if parsed.meta is None:
         assert len(ds.file_meta) == 0
     else:

@@ -69,11 +69,26 @@ def patches(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
         element = region.element(index)
         if element.vlen != 4:
             continue
-        big = element.flags & FLAG_BIG
-        old = struct.unpack(">I" if big else "<I", region.value(element))[0]
-        out.append((element.vstart, element.vstart + 4, _u32(old + change, big)))
+        # Recomputed from the bytes, not by adjusting the old value: that may be wrong already.
+        size = _group_end(table, index, parent, group) - element.end
+        out.append((element.vstart, element.vstart + 4, _u32(size + change, element.flags & FLAG_BIG)))
     out.sort()
     return out
+
+
+def _group_end(table, index: int, parent: int, group: int) -> int:
+    """End offset of the last element of group at the level of the group length at index."""
+    end = table.row(index)[9]
+    limit = table.row(parent)[9] if parent >= 0 else None
+    for i in range(index + 1, len(table)):
+        tag, _, _, _, _, up, start, _, _, stop = table.row(i)
+        if limit is not None and start >= limit:
+            break
+        if up == parent:
+            if tag >> 16 != group:
+                break
+            end = stop
+    return end
 
 
 def _u32(value: int, big: int) -> bytes:
