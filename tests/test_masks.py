@@ -365,3 +365,17 @@ def test_missing_pixel_data_is_refused():
     raw = (TEST_FILES / "rtplan.dcm").read_bytes()
     with pytest.raises(PolicyError, match=r"no Pixel Data \(7FE0,0010\)"):
         fastanon.anonymize(raw, policy={}, masks=[Mask(0, 0, 1, 1)], name="plan.dcm")
+
+
+@pytest.mark.parametrize("layout", ["mono2-u16-frames", "mono1-1bit-frames-unaligned",
+                                    "rgb-16-planar1-frames"])
+def test_file_path_in_small_windows_gives_the_same_bytes(layout, tmp_path, monkeypatch):
+    """apply_to_fd blanks a mapped file window by window of frames and lets each window's pages
+    go; with one frame per window the bytes are still those of the in-memory path."""
+    monkeypatch.setattr(fastanon.masks, "WINDOW", 1)
+    raw = make(**dict(LAYOUTS[layout], rows=64, cols=70))
+    src = tmp_path / "in.dcm"
+    src.write_bytes(raw)
+    masks = [Mask(3, 5, 60, 50), Mask(0, 60, 9, 4, frames=[1])]
+    fastanon.anonymize_file(src, tmp_path / "out.dcm", policy={}, masks=masks)
+    assert (tmp_path / "out.dcm").read_bytes() == fastanon.anonymize(raw, policy={}, masks=masks)

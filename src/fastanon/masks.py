@@ -15,6 +15,7 @@ import re
 import struct
 import warnings
 from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -347,6 +348,7 @@ def _sample_bytes(value: int, m: PixelModule) -> bytes:
 class _Fill(NamedTuple):
     """One kernel call: rows of one rectangle (one plane) on every chosen frame."""
 
+    frames: array       # the chosen frames, ascending
     starts: array       # of the first byte (bit, when bits) of each frame's first row
     stride: int
     nrows: int
@@ -354,16 +356,46 @@ class _Fill(NamedTuple):
     repeat: int         # patterns per row, or bits per row when bit-packed
     value: int = 0      # the bit value for bit-packed pixels
 
-    def run(self, view, m: PixelModule, name: str) -> None:
-        # view is exactly the Pixel Data value; _check made sure it holds m.needed bytes.
+    def run(self, view, m: PixelModule, name: str, first: int, stop: int) -> None:
+        """Fill frames first..stop-1 of view, exactly the Pixel Data value (_check made sure it
+        holds m.needed bytes; the kernel checks the extent again)."""
+        lo, hi = bisect_left(self.frames, first), bisect_left(self.frames, stop)
+        if lo == hi:
+            return
+        starts = self.starts if (lo, hi) == (0, len(self.starts)) else self.starts[lo:hi]
         if self.pattern:
-            status = _core.blank(view, 0, self.starts, self.stride, self.nrows, self.pattern,
+            status = _core.blank(view, 0, starts, self.stride, self.nrows, self.pattern,
                                  self.repeat, m.swapped)
         else:
-            status = _core.blank_bits(view, 0, self.starts, self.stride, self.nrows, self.repeat,
+            status = _core.blank_bits(view, 0, starts, self.stride, self.nrows, self.repeat,
                                       self.value)
         if status:
             raise MalformedError(f"{name}: a mask fill would leave the Pixel Data (status {status})")
+
+
+WINDOW = 16 << 20       # bytes of a mapped file's Pixel Data blanked before its pages are let go
+
+
+def _write(pixels, fills: list[_Fill], m: PixelModule, name: str, mapped=None) -> None:
+    """Run the fills; on a mapped file window by window of frames, each window's pages handed
+    back to the page cache afterwards (MADV_DONTNEED keeps a shared mapping's writes), so the
+    memory used stays flat whatever the file size."""
+    pixels_per_frame = m.rows * m.columns
+    frame_bytes = max(m.needed // m.frames, 1)
+    release = mapped is not None and hasattr(mmap, "MADV_DONTNEED")
+    step = max(WINDOW // frame_bytes, 1) if release else m.frames
+    for first in range(0, m.frames, step):
+        stop = min(first + step, m.frames)
+        for fill in fills:
+            fill.run(pixels, m, name, first, stop)
+        if release:
+            if m.bits_allocated == 1:
+                lo, hi = first * pixels_per_frame // 8, (stop * pixels_per_frame + 7) // 8
+            else:
+                lo, hi = first * frame_bytes, stop * frame_bytes
+            lo, hi = m.offset + lo, min(m.offset + hi + 1, len(mapped))
+            lo -= lo % mmap.PAGESIZE
+            mapped.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 def plan_fills(m: PixelModule, masks, black: tuple[int, ...], report: MaskReport) -> list[_Fill]:
@@ -395,24 +427,26 @@ def plan_fills(m: PixelModule, masks, black: tuple[int, ...], report: MaskReport
 
 def _layout(m: PixelModule, frames, x: int, y: int, width: int, height: int,
             black: tuple[int, ...]) -> list[_Fill]:
+    chosen = array("q", frames)
     if m.bits_allocated == 1:                     # frames packed bit after bit (PS3.5 §8.1.1)
         size = m.rows * m.columns
         starts = array("q", (f * size + y * m.columns + x for f in frames))
-        return [_Fill(starts, m.columns, height, b"", width, black[0] & 1)]
+        return [_Fill(chosen, starts, m.columns, height, b"", width, black[0] & 1)]
     cell = m.bits_allocated // 8
     samples = [_sample_bytes(v, m) for v in black]
     if m.subsampled:                              # Y Y Cb Cr per two pixels
         stride = m.columns * 2 * cell
         pattern = samples[0] * 2 + samples[1] + samples[2]
         starts = array("q", (f * m.rows * stride + y * stride + x * 2 * cell for f in frames))
-        return [_Fill(starts, stride, height, pattern, width // 2)]
+        return [_Fill(chosen, starts, stride, height, pattern, width // 2)]
     frame = m.rows * m.columns * m.samples * cell
     if m.planar == 0 or m.samples == 1:           # R G B R G B ...
         stride = m.columns * m.samples * cell
         starts = array("q", (f * frame + y * stride + x * m.samples * cell for f in frames))
-        return [_Fill(starts, stride, height, b"".join(samples), width)]
+        return [_Fill(chosen, starts, stride, height, b"".join(samples), width)]
     stride, plane = m.columns * cell, m.rows * m.columns * cell     # R R ... G G ... B B ...
-    return [_Fill(array("q", (f * frame + s * plane + y * stride + x * cell for f in frames)),
+    return [_Fill(chosen, array("q", (f * frame + s * plane + y * stride + x * cell
+                                      for f in frames)),
                   stride, height, samples[s], width) for s in range(m.samples)]
 
 
@@ -609,8 +643,7 @@ def blank_bytes(data, masks, name: str = "<data>", *, decompress: bool = False
     buf = bytearray(data)
     with memoryview(buf) as view:
         pixels = view[module.offset:module.offset + module.length]
-        for fill in fills:
-            fill.run(pixels, module, name)
+        _write(pixels, fills, module, name)
         pixels.release()
     return bytes(buf), report
 
@@ -636,8 +669,7 @@ def apply_to_fd(fd: int, size: int, masks, name: str, *, decompress: bool = Fals
             if module is not None:
                 with memoryview(mapped) as view:
                     pixels = view[module.offset:module.offset + module.length]
-                    for fill in fills:
-                        fill.run(pixels, module, name)
+                    _write(pixels, fills, module, name, mapped)
                     pixels.release()
                 return report
         finally:
