@@ -379,3 +379,49 @@ def test_file_path_in_small_windows_gives_the_same_bytes(layout, tmp_path, monke
     masks = [Mask(3, 5, 60, 50), Mask(0, 60, 9, 4, frames=[1])]
     fastanon.anonymize_file(src, tmp_path / "out.dcm", policy={}, masks=masks)
     assert (tmp_path / "out.dcm").read_bytes() == fastanon.anonymize(raw, policy={}, masks=masks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: any layout, any rectangle (inside, partly or wholly outside), any frames
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def layouts_and_masks(draw):
+    layout = dict(LAYOUTS[draw(st.sampled_from(sorted(LAYOUTS)))])
+    layout.update(rows=draw(st.integers(1, 9)), frames=draw(st.integers(1, 3)),
+                  seed=draw(st.integers(0, 99)))
+    cols = draw(st.integers(1, 9))
+    layout["cols"] = cols
+    masks = []
+    for _ in range(draw(st.integers(1, 3))):
+        frames = draw(st.none() | st.sets(st.integers(0, layout["frames"] + 1), min_size=1))
+        masks.append(Mask(draw(st.integers(-4, 10)), draw(st.integers(-4, 10)),
+                          draw(st.integers(1, 8)), draw(st.integers(1, 8)), frames))
+    return layout, masks
+
+
+@pytest.mark.filterwarnings("ignore::fastanon.masks.MaskWarning")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layouts_and_masks())
+def test_property_any_mask_is_black_exactly_where_it_falls(case):
+    layout, masks = case
+    raw = make(**layout)
+    rows, cols, frames = layout["rows"], layout["cols"], layout["frames"]
+    outside = any(m.x >= cols or m.y >= rows or m.x + m.width <= 0 or m.y + m.height <= 0
+                  for m in masks)
+    past = any(m.frames and m.frames[-1] >= frames for m in masks)
+    if outside or past:
+        with pytest.raises(PolicyError, match="lies entirely outside|past the last frame"):
+            fastanon.anonymize(raw, policy={}, masks=masks)
+        return
+    out = fastanon.anonymize(raw, policy={}, masks=masks)
+    start, end = pixel_span(raw)
+    assert out[:start] == raw[:start] and out[end:] == raw[end:]
+    expected = decoded(raw).copy()
+    for m in masks:
+        for f in range(frames) if m.frames is None else m.frames:
+            expected[f, max(m.y, 0):m.y + m.height, max(m.x, 0):m.x + m.width] = \
+                expected_black(raw)
+    assert np.array_equal(decoded(out), expected)
