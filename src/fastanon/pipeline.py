@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rewrite
-from .elements import MEDIA_SOP_INSTANCE, SOP_INSTANCE, SPECIFIC_CHARACTER_SET
+from .elements import (
+    FLAG_BIG,
+    FLAG_IMPLICIT,
+    MEDIA_SOP_INSTANCE,
+    SOP_INSTANCE,
+    SPECIFIC_CHARACTER_SET,
+)
 from .errors import FastanonError
 from .policy import KEEP, FileContext, Plan, as_policy
 from .scan import Parsed, Region, parse
@@ -102,13 +108,17 @@ def _additions(region: Region, plan: Plan, edits: dict) -> list:
     """The policy's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1): an
     existing element gets the new value, a missing one is inserted in tag order; the group
     length of a group that grows is removed (retired outside group 0002, PS3.5 §7.2)."""
+    implicit, big = region.implicit, region.big
+    if len(region.table):       # the encoding the elements really use (some files contradict
+        flags = region.table.row(0)[3]      # their transfer syntax; the scanner follows them)
+        implicit, big = bool(flags & FLAG_IMPLICIT), bool(flags & FLAG_BIG)
     new = []
     for tag, vr, value in plan.additions:
         index = region.table.find(tag, -1)
         if index >= 0:
-            edits[index] = rewrite.encode_value(vr, value, region.implicit, region.big)
+            edits[index] = rewrite.encode_value(vr, value, implicit, big)
             continue
-        new.append((tag, rewrite.encode_element(tag, vr, value, region.implicit, region.big)))
+        new.append((tag, rewrite.encode_element(tag, vr, value, implicit, big)))
         length = region.table.find(tag & 0xFFFF0000, -1)
         if length >= 0:
             edits[length] = rewrite.REMOVE
