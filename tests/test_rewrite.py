@@ -15,7 +15,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 import fastanon
-from conftest import encoded, pydicom_reads_fully, read_bytes, read_raw, readable_files
+import cases
+from cases import CASES
+from conftest import encoded, hex2bytes, pydicom_reads_fully, read_bytes, read_raw, readable_files
 
 READABLE = readable_files()
 UNDEFINED = 0xFFFFFFFF
@@ -267,3 +269,75 @@ def _wrong_group_lengths(raw: bytes, ds, meta, data) -> dict[int, tuple[int, int
         if declared != end - (tell + 4):
             wrong[group] = (declared, end - (tell + 4))
     return wrong
+
+
+# --- hand-written byte-level cases (tests/cases) ----------------------------------------------
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_case_keep_all_and_actions(case):
+    raw = CASES[case]
+    assert fastanon.anonymize(raw, policy={}) == raw
+    parsed = read_raw(raw)
+    encapsulated = {((), 0x7FE00010)} if _undefined_length(parsed[2], 0x7FE00010) else set()
+    context = (_wrong_group_lengths(raw, *parsed), encapsulated)
+    context = ({**flatten(parsed[1]), **flatten(parsed[2])}, *context)
+    tags = {t for (_, t) in context[0] if t & 0xFFFF and t >> 16 != 2}
+    assert tags, case
+    for tag in sorted(tags):            # every element of the case, at whatever depth
+        vr = next(v[0] for (p, t), v in context[0].items() if t == tag)
+        for action in _actions(vr):
+            out = fastanon.anonymize(raw, policy={tag: action})
+            _check_output(f"{case}: {action} ({tag:08X})", context, out, tag, action)
+
+
+def test_defined_lengths_recomputed_3_deep():
+    """Removing the innermost element shrinks all six enclosing defined lengths by 16 bytes."""
+    out = fastanon.anonymize(cases.DEFINED_NESTED, policy={"TextValue": "remove"})
+    assert out == cases.DEFINED_NESTED_WITHOUT_TEXT
+
+
+def test_fragments_stay_byte_identical():
+    out = fastanon.anonymize(cases.ENCAPSULATED, policy={"PatientName": "replace:X", "Rows": "remove"})
+    assert out.endswith(cases.FRAGMENTS)
+    assert len(out) == len(cases.ENCAPSULATED) - 10 - 6    # Rows gone, 'DOE^JOHN' → 'X '
+
+
+def test_un_known_sequence_lengths_recomputed():
+    out = fastanon.anonymize(cases.UN_KNOWN_SQ, policy={"SeriesInstanceUID": "remove"})
+    assert out == cases.part10(cases.EXPLICIT_LE, hex2bytes("""
+        08 00 15 11  55 4E 00 00  08 00 00 00             # (0008,1115) UN, 8 bytes
+        FE FF 00 E0  00 00 00 00                          #   item, now empty
+        10 00 10 00  50 4E  04 00  44 4F 45 5E            # (0010,0010) PN 'DOE^'
+    """))
+
+
+def test_big_endian_replace():
+    out = fastanon.anonymize(cases.BIG_ENDIAN, policy={"Rows": "replace", "SeriesInstanceUID": "empty"})
+    assert out == cases.part10(cases.EXPLICIT_BE, hex2bytes("""
+        00 08 00 16  55 49  00 08  31 2E 32 2E 33 2E 34 00    # (0008,0016) UI '1.2.3.4'
+        00 08 11 15  53 51 00 00  00 00 00 10                 # (0008,1115) SQ, 16 bytes
+        FF FE E0 00  00 00 00 08                              #   item, 8 bytes
+        00 20 00 0E  55 49  00 00                             #   (0020,000E) UI, empty
+        00 10 00 10  50 4E  00 08  44 4F 45 5E 4A 4F 48 4E    # (0010,0010) PN 'DOE^JOHN'
+        00 28 00 10  55 53  00 02  00 00                      # (0028,0010) Rows US 0
+    """))
+
+
+def test_meta_group_length_and_media_sop_instance_follow():
+    out = fastanon.anonymize(cases.IMPLICIT_NESTED, policy={"SOPInstanceUID": "replace:1.2.840.99"})
+    meta = pydicom.dcmread(io.BytesIO(out)).file_meta
+    assert meta.MediaStorageSOPInstanceUID == "1.2.840.99"
+    assert len(out) - len(cases.IMPLICIT_NESTED) == 2 * (10 - 8)
+    assert meta.FileMetaInformationGroupLength == _meta_rest(out) == _meta_rest(cases.IMPLICIT_NESTED) + 2
+
+
+def _meta_rest(raw: bytes) -> int:
+    """Bytes of the meta group after its group length element, by walking the headers by hand."""
+    pos = 144
+    while raw[pos:pos + 2] == b"\x02\x00":
+        vr = raw[pos + 4:pos + 6]
+        if vr in (b"OB", b"UN", b"SQ", b"UT"):
+            pos += 12 + int.from_bytes(raw[pos + 8:pos + 12], "little")
+        else:
+            pos += 8 + int.from_bytes(raw[pos + 6:pos + 8], "little")
+    return pos - 144

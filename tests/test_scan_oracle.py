@@ -13,8 +13,11 @@ from pydicom.dataelem import RawDataElement
 
 from conftest import (TEST_FILES_DIR, TRUNCATED, all_test_files, encoded, read_bytes, read_raw, readable_files,
                       unreadable_files)
+import cases
+from cases import CASES
 from fastanon import FastanonError
-from fastanon.elements import KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE
+from fastanon.elements import (FLAG_IMPLICIT, ITEM, KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM,
+                               KIND_SEQUENCE)
 from fastanon.scan import parse
 
 UNDEFINED = 0xFFFFFFFF
@@ -197,3 +200,48 @@ def test_encodings_are_covered():
     assert ("no meta", True, False, False) in seen
     assert ("no meta", False, False, False) in seen
     assert ("no meta", False, True, False) in seen
+
+
+# --- hand-written byte-level cases (tests/cases) ----------------------------------------------
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_case_matches_pydicom(case):
+    raw = CASES[case]
+    parsed = parse(raw, case)
+    ds, meta, data = read_raw(raw)
+    if parsed.meta is not None:
+        _compare(fastanon_elements(parsed.meta), pydicom_elements(meta), f"{case} meta")
+    else:
+        assert len(ds.file_meta) == 0
+    theirs = pydicom_elements(data)
+    assert theirs, case
+    _compare(fastanon_elements(parsed.dataset), theirs, case)
+    implicit, little = ds.original_encoding
+    assert (parsed.dataset.implicit, parsed.dataset.big) == (implicit, not little), case
+
+
+def _kinds(raw: bytes) -> list[tuple[int, int, int]]:
+    return [(e.tag, e.kind, e.depth) for e in parse(raw).dataset.elements()]
+
+
+def test_case_tables():
+    """What the oracle cannot see: items, fragments, and how each header was read."""
+    assert _kinds(cases.IMPLICIT_NESTED)[2:11] == [
+        (0x00081115, KIND_SEQUENCE, 0), (ITEM, KIND_ITEM, 1),
+        (0x0008114A, KIND_SEQUENCE, 2), (ITEM, KIND_ITEM, 3), (0x00081150, KIND_ELEMENT, 4),
+        (0x00400555, KIND_SEQUENCE, 4), (ITEM, KIND_ITEM, 5), (0x0040A040, KIND_ELEMENT, 6),
+        (0x00100010, KIND_ELEMENT, 0)]
+    fragments = parse(cases.ENCAPSULATED).dataset.elements()[-4:]
+    assert [(e.kind, e.vlen) for e in fragments] == [
+        (KIND_FRAGMENTS, UNDEFINED), (KIND_ITEM, 0), (KIND_ITEM, 6), (KIND_ITEM, 4)]
+    assert fragments[0].end == len(cases.ENCAPSULATED)
+    for raw in (cases.UN_UNDEFINED, cases.UN_KNOWN_SQ):
+        sequence = next(e for e in parse(raw).dataset.elements() if e.kind == KIND_SEQUENCE)
+        inner = parse(raw).dataset.elements()[sequence.index + 2]
+        assert inner.flags & FLAG_IMPLICIT and inner.depth == 2
+    switched = parse(cases.SWITCH_TO_IMPLICIT).dataset.elements()
+    assert [bool(e.flags & FLAG_IMPLICIT) for e in switched if e.kind == KIND_ELEMENT] == [
+        False, True, True, False]
+    padded = parse(cases.TRAILING_PADDING)
+    assert padded.dataset.elements()[-1].end == len(cases.TRAILING_PADDING) - 4
+    assert parse(cases.ODD_LENGTHS).dataset.elements()[1].vlen == 1
