@@ -22,6 +22,7 @@ from .errors import FastanonError
 from .policy import KEEP, FileContext, Plan, as_policy
 from .scan import Parsed, Region, parse
 
+TEMP_SUFFIX = ".fastanon-tmp"   # temporary outputs, renamed into place when complete
 _CHARSETS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1", "": "ascii", "ISO_IR 6": "ascii"}
 
 
@@ -34,6 +35,8 @@ class Report:
     bytes_in: int
     bytes_out: int
     actions: Counter = field(default_factory=Counter)
+    mask_rule: str | None = None          # the mask rule that matched, if rules were given
+    mask_warnings: list = field(default_factory=list)
 
 
 @dataclass
@@ -137,7 +140,7 @@ def _follow_sop_instance(parsed: Parsed, edits: dict, meta_edits: dict) -> None:
 
 
 def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = None,
-              name: str = "<data>") -> bytes:
+              name: str = "<data>", decompress: bool = False) -> bytes:
     """Anonymize one DICOM file held in memory.
 
     Parameters
@@ -146,8 +149,12 @@ def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = No
         The file's bytes (Part 10 file, or a raw data set).
     policy : str, Policy or mapping
         A preset name, a Policy, or {tag: action} applying exactly those actions.
-    masks : sequence of Mask
-        Rectangles to black out in native Pixel Data.
+    masks : sequence of Mask, or MaskRules
+        Rectangles to black out in the Pixel Data (rules are matched against the input).
+    key : bytes or str, optional
+        Secret for keyed UIDs, date shifts and pseudonyms; random for this call when absent.
+    decompress : bool
+        Decode compressed Pixel Data so that masks can be applied (stored uncompressed).
 
     Returns
     -------
@@ -166,16 +173,19 @@ def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = No
     False
     """
     plan = _plan(policy, key)
-    output = _build(parse(data, name), plan)
-    result = rewrite.join(output.parsed.source, output.parts)
+    parsed = parse(data, name)
+    output = _build(parsed, plan)
+    masks, _ = _select_masks(parsed, masks)
+    result = rewrite.join(parsed.source, output.parts)
     if masks:
         from .masks import apply_to_bytes
-        result = apply_to_bytes(result, masks, name)
+        result = apply_to_bytes(result, masks, name, decompress=decompress)
     return result
 
 
 def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | None = None,
-                   overwrite: bool = True, plan: Plan | None = None) -> Report:
+                   overwrite: bool = True, plan: Plan | None = None,
+                   decompress: bool = False) -> Report:
     """Anonymize the file src into dst without loading it whole: the input is mapped, unchanged
     ranges (Pixel Data above all) are copied file to file, and dst appears only when complete.
 
@@ -203,24 +213,74 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
         size = os.fstat(fd_in).st_size
         if size == 0:
             raise FastanonError(f"{src}: empty file, not DICOM")
-        with mmap.mmap(fd_in, 0, access=mmap.ACCESS_READ) as mapped:
-            output = _build(parse(mapped, str(src)), plan)
-            written = _write_atomic(fd_in, mapped, output.parts, dst, masks)
-            output = output.actions
+        mapped = mmap.mmap(fd_in, 0, access=mmap.ACCESS_READ)
+        try:
+            report = _map_and_write(fd_in, mapped, src, dst, plan, masks, decompress)
+        finally:
+            try:
+                mapped.close()
+            except BufferError:      # a view is still held by an exception's traceback:
+                pass                 # the mapping closes when that is collected
     finally:
         os.close(fd_in)
-    return Report(str(src), str(dst), size, written, output)
+    report.bytes_in = size
+    return report
 
 
-def _write_atomic(fd_in: int, mapped, parts, dst: Path, masks) -> int:
+def _map_and_write(fd_in, mapped, src: Path, dst: Path, plan: Plan, masks, decompress) -> Report:
+    parsed = parse(mapped, str(src))
+    try:
+        output = _build(parsed, plan)
+        masks, rule = _select_masks(parsed, masks)
+        written, mask_report = _write_atomic(fd_in, mapped, output.parts, dst, masks, decompress)
+    finally:
+        _release(parsed)
+    report = Report(str(src), str(dst), 0, written, output.actions)
+    report.mask_rule = rule
+    if mask_report is not None:
+        report.mask_warnings = list(mask_report.warnings)
+        if mask_report.size is not None:
+            report.bytes_out = mask_report.size
+    return report
+
+
+def _select_masks(parsed: Parsed, masks) -> tuple[tuple, str | None]:
+    """Masks to apply: the given ones, or those of the first mask rule matching the input."""
+    if not masks:
+        return (), None
+    from .masks import MaskRules
+    if isinstance(masks, MaskRules):
+        rule = masks.select(parsed.dataset)
+        return (tuple(rule.masks), rule.name) if rule else ((), None)
+    return tuple(masks), None
+
+
+def _release(parsed: Parsed) -> None:
+    """Let go of the views parse() made of a mapping, so that the mapping can close."""
+    for region in (parsed.meta, parsed.dataset):
+        if region is not None and isinstance(region.buf, memoryview):
+            try:
+                region.buf.release()
+            except BufferError:
+                pass
+    if isinstance(parsed.source, memoryview):
+        try:
+            parsed.source.release()
+        except BufferError:
+            pass
+
+
+def _write_atomic(fd_in: int, mapped, parts, dst: Path, masks, decompress: bool):
+    """Write to a temporary file beside dst, blank masks in it, then rename it into place."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd_out, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".fastanon-tmp", dir=dst.parent)
+    fd_out, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TEMP_SUFFIX, dir=dst.parent)
     try:
         try:
             written = rewrite.write(fd_in, mapped, fd_out, parts)
+            mask_report = None
             if masks:
                 from .masks import apply_to_fd
-                apply_to_fd(fd_out, written, masks, str(dst))
+                mask_report = apply_to_fd(fd_out, written, masks, str(dst), decompress=decompress)
         finally:
             os.close(fd_out)
         os.chmod(tmp, 0o644)
@@ -231,4 +291,4 @@ def _write_atomic(fd_in: int, mapped, parts, dst: Path, masks) -> int:
         except OSError:
             pass
         raise
-    return written
+    return written, mask_report
