@@ -140,3 +140,15 @@ def test_additions_in_every_encoding():
         assert list(ds.keys()) == sorted(ds.keys()), name
         again = pydicom.dcmread(io.BytesIO(fastanon.anonymize(out, "research")), force=True)
         assert len(again.DeidentificationMethodCodeSequence) == 1, name   # replaced, not doubled
+
+
+def test_plan_static_codes_match_decide():
+    from fastanon.policy import FileContext
+    from fastanon.scan import parse
+    plan = Policy.preset("research").compile(key="k")
+    parsed = parse(read_bytes("CT_small.dcm"))
+    context = FileContext(parsed.dataset, False)
+    for index, code in parsed.dataset.table.select(*plan.selection):
+        if code in plan.static:
+            element = parsed.dataset.element(index)
+            assert plan.decide(context, element, code) == plan.static[code]

@@ -243,6 +243,11 @@ class Plan:
         )
         self.clean_preamble = policy.clean_preamble
         self.additions = policy.additions
+        # Codes whose result does not depend on the element (remove → None, empty → b""): a
+        # caller may apply them without calling decide() per element.
+        self.static = {c: (None if a.name == "remove" else b"")
+                       for c, a in enumerate(self.actions)
+                       if c and c not in self.special and a.name in ("remove", "empty")}
         self.generators = {"uid": _uid, "shift": _shift, "hash": _hash, "clean": _clean,
                            **policy.generators}
 
