@@ -100,6 +100,18 @@ def looks_like_dicom(head: bytes) -> bool:
 def parse(buf, name: str = "<data>") -> Parsed:
     """Scan a DICOM file (or a raw data set, as pydicom's force=True reads it) into tables."""
     view = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
+    try:
+        return _parse(view, name)
+    except MalformedError as exc:
+        error = exc.with_traceback(None)
+    # Out of the except block the traceback's frames, and the views of buf they hold, are gone:
+    # release ours too, so that a caller's mmap can close (else BufferError hides this error).
+    if isinstance(view, memoryview):
+        view.release()
+    raise error
+
+
+def _parse(view, name: str) -> Parsed:
     size = len(view)
     if not looks_like_dicom(bytes(view[:132])):
         raise MalformedError(f"{name}: not a DICOM file (no 'DICM' marker at byte 128, "
@@ -117,7 +129,7 @@ def parse(buf, name: str = "<data>") -> Parsed:
     implicit, big, deflated = _encoding(transfer_syntax, bytes(view[dataset_start:dataset_start + 6]))
     data, start = view, dataset_start
     if deflated:
-        data, start = _inflate(view[dataset_start:], name), 0
+        data, start = _inflate(view[dataset_start:], name, dataset_start), 0
     table = _core.scan(data, start, implicit, big, SQ_TAGS, MAX_DEPTH, False)
     _raise_status(table, name, "inflated data set" if deflated else "data set")
     return Parsed(name, view, meta_start, meta, dataset_start, Region(data, table, implicit, big),
@@ -150,14 +162,18 @@ def _encoding(transfer_syntax: str | None, peek: bytes) -> tuple[bool, bool, boo
     return True, False, False
 
 
-def _inflate(data, name: str) -> bytes:
+def _inflate(data, name: str, offset: int) -> bytes:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    where = f"{name}: at byte {offset:,}: the deflated data set"
     try:
         out = inflater.decompress(data, MAX_INFLATED)
     except zlib.error as exc:
-        raise MalformedError(f"{name}: the deflated data set cannot be inflated ({exc})") from None
+        raise MalformedError(f"{where} cannot be inflated ({exc})") from None
     if inflater.unconsumed_tail:
-        raise MalformedError(f"{name}: the deflated data set inflates beyond {MAX_INFLATED:,} bytes")
+        raise MalformedError(f"{where} inflates beyond {MAX_INFLATED:,} bytes")
+    if not inflater.eof:
+        # zlib returns what a cut stream holds without complaint: a truncated file.
+        raise MalformedError(f"{where} ends before its end marker (the file is truncated)")
     return out
 
 
