@@ -109,6 +109,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for r in rows if len(rows) > 1 else []:
         tr.write_line("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
 
+    for name in ("big", "ct", "small"):
+        for kind in ("fastanon-inprocess", "fastanon-cli"):
+            res = results.get((name, kind))
+            if res and (res.get("phi_strings_found") or res.get("errors")):
+                tr.write_line(f"{name} {kind}: planted PHI strings left in the header: "
+                              f"{res.get('phi_strings_found')} {res.get('errors', '')}".rstrip())
     for kind, label in (("fastanon-peak-rss", "python -m fastanon run"),
                         ("copy-peak-rss", "cp")):
         mem = results.get(("big", kind))
