@@ -51,9 +51,16 @@ def out_dir(tmp_path_factory, request):
     base.mkdir(parents=True, exist_ok=True)
     request.getfixturevalue("bench_results")["_out"] = base
     path = base / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
-    shutil.rmtree(path, ignore_errors=True)
+    _remove(path)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    _remove(path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _fmt_s(value):
