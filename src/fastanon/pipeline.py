@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import tempfile
@@ -22,6 +23,7 @@ from .errors import FastanonError
 from .policy import KEEP, FileContext, Plan, as_policy
 from .scan import Parsed, Region, parse
 
+SMALL_FILE = 8 << 20             # files up to this size are read whole; larger ones are mapped
 TEMP_SUFFIX = ".fastanon-tmp"   # temporary outputs, renamed into place when complete
 _CHARSETS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1", "": "ascii", "ISO_IR 6": "ascii"}
 
@@ -206,25 +208,61 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
         if not overwrite:
             raise FastanonError(f"{dst}: exists (overwrite not allowed)")
     try:
-        fd_in = os.open(src, os.O_RDONLY)
+        fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise FastanonError(f"{src}: cannot be read ({exc.strerror})") from None
     try:
         size = os.fstat(fd_in).st_size
         if size == 0:
             raise FastanonError(f"{src}: empty file, not DICOM")
-        mapped = mmap.mmap(fd_in, 0, access=mmap.ACCESS_READ)
-        try:
-            report = _map_and_write(fd_in, mapped, src, dst, plan, masks, decompress)
-        finally:
+        if size <= SMALL_FILE:
+            report = _read_and_write(fd_in, size, src, dst, plan, masks, decompress)
+        else:
+            mapped = mmap.mmap(fd_in, 0, access=mmap.ACCESS_READ)
             try:
-                mapped.close()
-            except BufferError:      # a view is still held by an exception's traceback:
-                pass                 # the mapping closes when that is collected
+                report = _map_and_write(fd_in, mapped, src, dst, plan, masks, decompress)
+            finally:
+                try:
+                    mapped.close()
+                except BufferError:      # a view is still held by an exception's traceback:
+                    pass                 # the mapping closes when that is collected
     finally:
         os.close(fd_in)
     report.bytes_in = size
     return report
+
+
+def _read_and_write(fd_in: int, size: int, src: Path, dst: Path, plan: Plan, masks,
+                    decompress: bool) -> Report:
+    """A small file: one read, the output joined in memory, one write."""
+    chunks, done = [], 0
+    while done < size:
+        chunk = os.read(fd_in, size - done)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        done += len(chunk)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    parsed = parse(data, str(src))
+    output = _build(parsed, plan)
+    masks, rule = _select_masks(parsed, masks)
+    result = rewrite.join(data, output.parts)
+    warnings = []
+    if masks:
+        from .masks import blank_bytes
+        result, mask_report = blank_bytes(result, masks, str(dst), decompress=decompress)
+        warnings = list(mask_report.warnings)
+    fd_out, tmp = _open_temp(dst)
+    try:
+        try:
+            rewrite.write_all(fd_out, result)
+        finally:
+            os.close(fd_out)
+        os.replace(tmp, dst)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return Report(str(src), str(dst), size, len(result), output.actions, rule, warnings)
 
 
 def _map_and_write(fd_in, mapped, src: Path, dst: Path, plan: Plan, masks, decompress) -> Report:
@@ -272,8 +310,7 @@ def _release(parsed: Parsed) -> None:
 
 def _write_atomic(fd_in: int, mapped, parts, dst: Path, masks, decompress: bool):
     """Write to a temporary file beside dst, blank masks in it, then rename it into place."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd_out, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TEMP_SUFFIX, dir=dst.parent)
+    fd_out, tmp = _open_temp(dst)
     try:
         try:
             written = rewrite.write(fd_in, mapped, fd_out, parts)
@@ -283,12 +320,34 @@ def _write_atomic(fd_in: int, mapped, parts, dst: Path, masks, decompress: bool)
                 mask_report = apply_to_fd(fd_out, written, masks, str(dst), decompress=decompress)
         finally:
             os.close(fd_out)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, dst)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink(tmp)
         raise
     return written, mask_report
+
+
+_TEMP_NAMES = itertools.count()
+
+
+def _open_temp(dst: Path) -> tuple[int, str]:
+    """A new file beside dst (same file system, so the final rename is atomic), made with the
+    permissions of an ordinary new file; the folder is created when missing."""
+    tmp = f"{dst.parent}/.{dst.name}.{os.getpid()}-{next(_TEMP_NAMES)}{TEMP_SUFFIX}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        return os.open(tmp, flags, 0o666), tmp
+    except FileNotFoundError:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:        # left by an earlier process with the same pid
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TEMP_SUFFIX, dir=dst.parent)
+        os.chmod(tmp, 0o644)
+        return fd, tmp
+    return os.open(tmp, flags, 0o666), tmp
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

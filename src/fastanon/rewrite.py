@@ -137,14 +137,14 @@ def write(fd_in: int, buf, fd_out: int, parts) -> int:
     total = 0
     for part in parts:
         if isinstance(part, bytes):
-            total += _write_all(fd_out, part)
+            total += write_all(fd_out, part)
             continue
         offset, length = part
         total += _copy_range(fd_in, buf, fd_out, offset, length)
     return total
 
 
-def _write_all(fd: int, data) -> int:
+def write_all(fd: int, data) -> int:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -167,7 +167,7 @@ def _copy_range(fd_in: int, buf, fd_out: int, offset: int, length: int) -> int:
         except OSError:
             _COPY_FILE_RANGE = False   # e.g. across file systems on older kernels: plain copies
     if done < length:
-        _write_all(fd_out, memoryview(buf)[offset + done:offset + length])
+        write_all(fd_out, memoryview(buf)[offset + done:offset + length])
     return length
 
 
