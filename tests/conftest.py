@@ -45,7 +45,8 @@ def _complete(ds) -> bool:
         if isinstance(elem, pydicom.dataelem.RawDataElement):
             if elem.length != 0xFFFFFFFF and elem.value is not None and len(elem.value) != elem.length:
                 return False
-        if ds[tag].VR == "SQ" and not all(_complete(item) for item in ds[tag].value):
+        elem = _converted(ds, tag)
+        if elem is not None and elem.VR == "SQ" and not all(_complete(i) for i in elem.value):
             return False
     return True
 
@@ -94,12 +95,24 @@ def read_raw(raw: bytes):
 
 
 def _touch(ds) -> None:
-    for elem in ds:
-        if elem.VR == "SQ":
+    for tag in list(ds.keys()):
+        elem = _converted(ds, tag)
+        if elem is not None and elem.VR == "SQ":
             for item in elem.value:
                 _touch(item)
-        else:
+        elif elem is not None:
             elem.value  # noqa: B018  (converting the raw value is the check)
+
+
+def _converted(ds, tag):
+    """ds[tag], or None where pydicom cannot pick 'OB or OW' for Pixel Data in implicit VR
+    without BitsAllocated: it lacks an attribute to decode the bytes with, yet read them."""
+    try:
+        return ds[tag]
+    except AttributeError as exc:
+        if "Failed to resolve ambiguous VR" not in str(exc):
+            raise
+        return None
 
 
 def readable_files() -> list[str]:

@@ -276,3 +276,25 @@ def test_file_path_keeps_an_existing_output_on_failure(tmp_path):
         fastanon.anonymize_file(src, dst, policy={})
     assert dst.read_bytes() == b"previous"
     assert sorted(os.listdir(tmp_path)) == ["bad.dcm", "out.dcm"]
+
+
+# --- regressions found by test_fuzz -----------------------------------------------------------
+
+def test_unknown_vr_is_refused():
+    """Two capitals that are no VR: pydicom reads a 16-bit length but cannot decode the value."""
+    data = cases.part10(cases.EXPLICIT_LE, hex2bytes("""
+        10 00 10 00  50 4E  04 00  44 4F 45 5E            # (0010,0010) PN 'DOE^'
+        20 00 10 00  53 49  02 00  49 44                  # (0020,0010) 'SI': not a VR
+    """))
+    message = str(_refused(data, "vr.dcm"))
+    assert "(0020,0010)" in message and "'SI'" in message
+
+
+def test_implicit_sequence_must_hold_items():
+    """A dictionary SQ in implicit VR whose value is not items: pydicom parses it as items and
+    reads garbage; fastanon refuses it instead of passing it on as opaque bytes."""
+    data = cases.part10(cases.IMPLICIT_LE, hex2bytes("""
+        08 00 15 11  08 00 00 00                          # (0008,1115) SQ, 8 bytes
+        10 00 10 00  00 00 00 00                          #   not an item
+    """))
+    assert "expected a sequence item" in str(_refused(data, "sq.dcm"))

@@ -29,6 +29,7 @@ cdef enum:
     S_BAD_UNDEFINED = 6
     S_STRAY_DELIMITER = 7
     S_NO_MEMORY = 8
+    S_BAD_VR = 9
 
 KIND_ELEMENT = K_ELEMENT
 KIND_SEQUENCE = K_SEQUENCE
@@ -104,6 +105,36 @@ cdef inline bint long_vr(uint16_t vr) noexcept nogil:
     return (vr == 0x4F42 or vr == 0x4F44 or vr == 0x4F46 or vr == 0x4F4C or vr == 0x4F56
             or vr == 0x4F57 or vr == 0x5351 or vr == 0x5356 or vr == 0x5543 or vr == 0x554E
             or vr == 0x5552 or vr == 0x5554 or vr == 0x5556)
+
+
+cdef inline bint known_vr(uint16_t vr) noexcept nogil:
+    # PS3.5 Table 6.2-1. pydicom reads an unknown one with a 16-bit length but cannot decode it.
+    cdef uint8_t a = vr >> 8, b = vr & 0xFF
+    if a == 65:   # A
+        return b == 69 or b == 83 or b == 84                             # AE AS AT
+    if a == 67:
+        return b == 83                                                    # CS
+    if a == 68:
+        return b == 65 or b == 83 or b == 84                             # DA DS DT
+    if a == 70:
+        return b == 68 or b == 76                                         # FD FL
+    if a == 73:
+        return b == 83                                                    # IS
+    if a == 76:
+        return b == 79 or b == 84                                         # LO LT
+    if a == 79:
+        return b == 66 or b == 68 or b == 70 or b == 76 or b == 86 or b == 87   # OB OD OF OL OV OW
+    if a == 80:
+        return b == 78                                                    # PN
+    if a == 83:
+        return (b == 72 or b == 76 or b == 81 or b == 83 or b == 84      # SH SL SQ SS ST
+                or b == 86)                                               # SV
+    if a == 84:
+        return b == 77                                                    # TM
+    if a == 85:
+        return (b == 67 or b == 73 or b == 76 or b == 78 or b == 82      # UC UI UL UN UR
+                or b == 83 or b == 84 or b == 86)                         # US UT UV
+    return False
 
 
 cdef inline bint is_sq_tag(Walker* w, uint32_t tag) noexcept nogil:
@@ -228,6 +259,8 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
         if not implicit and not (tag >> 16) == 0xFFFE:
             if is_upper(w.buf[pos + 4]) and is_upper(w.buf[pos + 5]):
                 vr = (w.buf[pos + 4] << 8) | w.buf[pos + 5]
+                if not known_vr(vr):
+                    return fail(w, S_BAD_VR, pos, tag, vr)
                 el_long = long_vr(vr)
             else:
                 el_implicit = True    # a writer switched to implicit VR here (as pydicom reads it)
@@ -274,9 +307,7 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
                 sub_big = False
         elif vr == 0:
             if is_sq_tag(w, tag):
-                if length == UNDEFINED or length == 0 or (
-                        vstart + 8 <= stop and rdtag(w.buf + vstart, big) == ITEM):
-                    kind = K_SEQUENCE
+                kind = K_SEQUENCE       # its value must be items, as pydicom reads it (PS3.5 §7.5)
             elif length == UNDEFINED and tag != 0x7FE00010:
                 if vstart + 4 <= stop and rdtag(w.buf + vstart, big) == ITEM:
                     kind = K_SEQUENCE                       # unknown tag holding items: a sequence
@@ -314,6 +345,8 @@ cdef int64_t walk_meta(Walker* w, int64_t pos) noexcept nogil:
         vr = 0
         if is_upper(w.buf[pos + 4]) and is_upper(w.buf[pos + 5]):
             vr = (w.buf[pos + 4] << 8) | w.buf[pos + 5]
+            if not known_vr(vr):
+                return fail(w, S_BAD_VR, pos, tag, vr)
             if long_vr(vr):
                 if pos + 12 > w.size:
                     return fail(w, S_TRUNCATED_HEADER, pos, tag, 0)

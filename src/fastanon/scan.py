@@ -40,6 +40,7 @@ _MESSAGES = {
     6: "undefined length is not allowed for this VR",
     7: "an item delimiter (FFFE,E00D) outside any item",
     8: "out of memory while scanning",
+    9: "unknown value representation '{vr}' (PS3.5 Table 6.2-1)",
 }
 
 
@@ -181,7 +182,8 @@ def _raise_status(table: _core.Table, name: str, where: str) -> None:
     if table.status == 0:
         return
     message = _MESSAGES.get(table.status, "unreadable data (status {status})").format(
-        length=table.err_len, limit=MAX_DEPTH, found=tag_text(table.err_tag), status=table.status)
+        length=table.err_len, limit=MAX_DEPTH, found=tag_text(table.err_tag), status=table.status,
+        vr=chr(table.err_len >> 8 & 0x7F) + chr(table.err_len & 0x7F))
     tag = f"{tag_text(table.err_tag)} " if table.err_tag else ""
     raise MalformedError(f"{name}: {tag}at byte {table.err_pos:,} of the {where}: {message}")
 
