@@ -1,31 +1,58 @@
-"""Many files: walk a tree, run workers, report progress, never lose data."""
+"""Many files: walk a tree, run workers, report progress, never lose data.
+
+`run(src, dst, job)` anonymizes a file or a folder tree into a mirror of it. The walk is streamed
+(one folder listing at a time), the workers are forked processes fed through a bounded window, so
+memory stays flat on trees of any size. Each output is written to a temporary file and renamed into
+place by `pipeline.anonymize_file`; an output that exists is complete, so a rerun skips it.
+"""
 
 from __future__ import annotations
 
 import csv
+import mmap
 import os
+import re
 import secrets
+import signal
+import stat
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .errors import FastanonError
 from .pipeline import TEMP_SUFFIX, anonymize_file
-from .policy import Plan, as_policy
+from .policy import KEEP, FileContext, Plan, as_policy
 from .scan import looks_like_dicom
+
+BURNED_IN_ANNOTATION = 0x00280301
+STUDY_UID, SERIES_UID, SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
+# The identifiers the --mapping file pairs with their new values (top level of each file).
+MAPPED = (("PatientName", 0x00100010), ("PatientID", 0x00100020),
+          ("PatientBirthDate", 0x00100030), ("AccessionNumber", 0x00080050),
+          ("StudyID", 0x00200010), ("StudyInstanceUID", STUDY_UID),
+          ("SeriesInstanceUID", SERIES_UID), ("SOPInstanceUID", SOP_UID))
+AUDITED_ACTIONS = ("remove", "empty", "replace", "uid", "shift", "hash", "clean")
+CHUNK = 4                # files per task handed to a worker
+_SAFE_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 
 
 @dataclass(frozen=True)
 class Job:
     """The options of one run, fixed once at the edge (the CLI) and shared by every worker."""
 
-    policy: object = "research"
-    key: bytes = b""
-    masks: tuple = ()
+    policy: object = "research"     # a Policy, a preset name or a {tag: action} mapping
+    key: bytes = b""                # empty: one random key for this run
+    masks: object = ()              # Masks for every file, or MaskRules (first match per file)
     overwrite: bool = False
     workers: int = 1
+    decompress: bool = False        # decode compressed Pixel Data so that masks can apply
+    burned_in: str = "keep"         # "no": BurnedInAnnotation = NO in the files that were masked
+    rename: bool = False            # outputs named <study>/<series>/<sop>.dcm from the new UIDs
+    mapping: bool = False           # collect original → new identifiers (a re-identification key)
     preset_name: str = "research"
 
 
@@ -37,6 +64,9 @@ class Outcome:
     reason: str = ""
     bytes_in: int = 0
     actions: dict = field(default_factory=dict)
+    mask_rule: str | None = None
+    warnings: tuple = ()
+    mapping: tuple = ()    # (original, new) per MAPPED entry, when the job asks for it
 
 
 @dataclass
@@ -52,7 +82,7 @@ class Summary:
     def add(self, outcome: Outcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
         self.bytes_in += outcome.bytes_in
-        if outcome.status == "failed":
+        if outcome.status == "failed" and len(self.failures) < 1000:   # the first ones; memory stays flat
             self.failures.append(outcome)
 
     @property
@@ -60,8 +90,17 @@ class Summary:
         return self.written + self.exists + self.skipped + self.failed
 
 
-def check_paths(src: Path, dst: Path) -> None:
-    """Refuse a destination equal to, or inside, the source tree (the input is never touched)."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped the run; no partial output is left. `summary` says how far it got."""
+
+    def __init__(self, summary: Summary):
+        super().__init__("interrupted")
+        self.summary = summary
+
+
+def check_paths(src: Path, dst: Path, *others: Path | None) -> None:
+    """Refuse a destination equal to, or inside, the source tree (the input is never touched);
+    `others` (audit and mapping files) may not be written inside the source tree either."""
     if not src.exists():
         raise FastanonError(f"{src}: no such file or directory")
     src_real, dst_real = src.resolve(), dst.resolve()
@@ -69,107 +108,302 @@ def check_paths(src: Path, dst: Path) -> None:
         raise FastanonError(f"{dst}: the destination is the source itself")
     if src.is_dir() and dst_real.is_relative_to(src_real):
         raise FastanonError(f"{dst}: the destination lies inside the source tree {src}")
+    if src.is_dir() and dst.exists() and not dst.is_dir():
+        raise FastanonError(f"{dst}: exists and is not a folder (the source is a folder)")
+    for other in others:
+        if other is None:
+            continue
+        real = other.resolve()
+        if real == src_real or (src.is_dir() and real.is_relative_to(src_real)):
+            raise FastanonError(f"{other}: would be written inside the source {src}")
 
 
-def pairs(src: Path, dst: Path) -> Iterator[tuple[Path, Path]]:
-    """(input, output) paths, streamed in a stable order; dst mirrors src's relative paths."""
-    if src.is_file():
+def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
+    """(input, output, path relative to src) streamed in a stable order (folders and names sorted);
+    dst mirrors src's relative paths. A folder that cannot be listed comes as ("", "", reason)."""
+    if not src.is_dir():
         target = dst / src.name if dst.is_dir() else dst
-        yield src, target
+        yield str(src), str(target), src.name
         return
-    for folder, dirs, files in os.walk(src):
+    errors: list[OSError] = []
+    for folder, dirs, files in os.walk(src, onerror=errors.append):
+        while errors:
+            exc = errors.pop()
+            yield "", "", f"{exc.filename}: folder cannot be listed ({exc.strerror})"
         dirs.sort()
-        base = Path(folder)
-        rel = base.relative_to(src)
+        rel = os.path.relpath(folder, src)
+        out = dst if rel == "." else dst / rel
         for name in sorted(files):
             if name.endswith(TEMP_SUFFIX):
                 continue
-            yield base / name, dst / rel / name
+            yield os.path.join(folder, name), str(out / name), name if rel == "." else f"{rel}/{name}"
+    while errors:
+        exc = errors.pop()
+        yield "", "", f"{exc.filename}: folder cannot be listed ({exc.strerror})"
 
 
-_PLAN: Plan | None = None
-_JOB: Job | None = None
+# -- one file, in a worker ------------------------------------------------------------------------
+
+@dataclass
+class _Worker:
+    """What a worker needs, built once per process: the job and its compiled plans."""
+
+    job: Job
+    dst: Path
+    plan: Plan
+    masked_plan: Plan          # the plan for files that get masks (BurnedInAnnotation = NO if asked)
 
 
-def _init_worker(job: Job) -> None:
-    global _PLAN, _JOB
-    _JOB = job
-    _PLAN = as_policy(job.policy).compile(key=job.key)
+_STATE: _Worker | None = None
 
 
-def process(pair: tuple[Path, Path]) -> Outcome:
+def _prepare(job: Job, dst: Path) -> _Worker:
+    policy = as_policy(job.policy)
+    plan = policy.compile(key=job.key)
+    masked = plan
+    if job.burned_in == "no":
+        additions = tuple(a for a in policy.additions if a[0] != BURNED_IN_ANNOTATION)
+        masked = replace(policy, additions=additions + ((BURNED_IN_ANNOTATION, "CS", b"NO"),)
+                         ).compile(key=job.key)
+    return _Worker(job, dst, plan, masked)
+
+
+def _start_worker(job: Job | None = None, dst: Path | None = None) -> None:
+    """Pool initializer: Ctrl-C is the parent's to handle (it stops the pool and sweeps temporary
+    files); a forked worker already holds the compiled plans, a spawned one builds them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    global _STATE
+    if job is not None:
+        _STATE = _prepare(job, dst)
+
+
+def process(item: tuple[str, str, str]) -> Outcome:
     """Anonymize one file in a worker; every failure becomes an Outcome, never an exception."""
-    src, dst = pair
-    job = _JOB
+    src, dst, rel = item
+    if not src:
+        return Outcome(rel.partition(":")[0], "", "failed", rel)
+    try:
+        return _process(_STATE, src, dst, rel)
+    except FastanonError as exc:
+        return Outcome(src, dst, "failed", str(exc))
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and exc.filename not in (src, dst) else ""
+        return Outcome(src, dst, "failed", f"{exc.strerror or exc}{where}")
+    except Exception as exc:        # a bug must not stop the other files: name it and go on
+        return Outcome(src, dst, "failed", f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
+    job = state.job
     try:
         with open(src, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return Outcome(src, dst, "skipped", "not a regular file")
             head = handle.read(132)
     except OSError as exc:
-        return Outcome(str(src), str(dst), "failed", f"cannot be read ({exc.strerror})")
+        return Outcome(src, dst, "failed", f"cannot be read ({exc.strerror})")
+    size = info.st_size
     if not looks_like_dicom(head):
-        return Outcome(str(src), str(dst), "skipped", "not DICOM")
-    if dst.exists() and not job.overwrite:
-        return Outcome(str(src), str(dst), "exists", "output exists", os.path.getsize(src))
-    try:
-        report = anonymize_file(src, dst, masks=job.masks, overwrite=job.overwrite, plan=_PLAN)
-    except FastanonError as exc:
-        return Outcome(str(src), str(dst), "failed", str(exc))
-    except OSError as exc:
-        return Outcome(str(src), str(dst), "failed", f"{exc.strerror or exc}")
-    return Outcome(str(src), str(dst), "written", "", report.bytes_in, dict(report.actions))
+        return Outcome(src, dst, "skipped", "not DICOM")
+    masks, rule, mapping = job.masks, None, ()
+    rules = masks if _is_rules(masks) else None
+    if job.rename or job.mapping or (rules is not None and job.burned_in == "no"):
+        look = _look(src, state, rel)
+        if job.rename:
+            dst = str(state.dst / look["name"])
+        mapping = look["mapping"]
+        if rules is not None:
+            chosen = look["rule"]
+            rule = chosen.name if chosen else None
+            masks = tuple(chosen.masks) if chosen else ()
+    if os.path.exists(dst) and not job.overwrite:
+        if os.path.samefile(src, dst):
+            return Outcome(src, dst, "failed", "the output would overwrite its own input", size)
+        return Outcome(src, dst, "exists", "output exists", size, mapping=mapping)
+    plan = state.masked_plan if masks and not _is_rules(masks) else state.plan
+    report = anonymize_file(src, dst, masks=masks, overwrite=job.overwrite, plan=plan,
+                            decompress=job.decompress)
+    return Outcome(src, dst, "written", "", size, dict(report.actions),
+                   rule or report.mask_rule, tuple(report.mask_warnings), mapping)
 
+
+def _is_rules(masks) -> bool:
+    return hasattr(masks, "select")
+
+
+def _look(src: str, state: _Worker, rel: str) -> dict:
+    """Read one input's header (mapped, nothing decoded but the values asked for): the output name
+    from the new UIDs, the original → new identifiers, the mask rule that matches."""
+    from .pipeline import _encoding      # the data set's character set, as the pipeline reads it
+    from .scan import parse
+
+    job, plan = state.job, state.plan
+    out: dict = {"mapping": ()}
+    with open(src, "rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        parsed = parse(mapped, src)
+        data = parsed.dataset
+        context = FileContext(data, data.big, _encoding(data))
+        codes = dict(data.table.select(*plan.selection))
+        values = {}
+        for _, tag in MAPPED:
+            index = data.table.find(tag, -1)
+            if index < 0:
+                values[tag] = ("", "")
+                continue
+            element = data.element(index)
+            old = context.text(element)
+            result = plan.decide(context, element, codes[index]) if index in codes else KEEP
+            if result is KEEP:
+                new = old
+            elif result is None:
+                new = ""
+            else:
+                new = bytes(result).decode(context.encoding, "replace").strip("\0 ")
+            values[tag] = (old, new)
+        if job.mapping:
+            out["mapping"] = tuple(values[tag] for _, tag in MAPPED)
+        out["name"] = _output_name(values, job.key, rel)
+        if _is_rules(job.masks):
+            out["rule"] = job.masks.select(data)
+        _release(parsed)
+    finally:
+        try:
+            mapped.close()
+        except BufferError:           # a view still held by an error's traceback: closed when freed
+            pass
+    return out
+
+
+def _release(parsed) -> None:
+    """Let go of parse()'s views of the mapping, so that it can close."""
+    for view in (getattr(parsed.meta, "buf", None), parsed.dataset.buf, parsed.source):
+        if isinstance(view, memoryview):
+            try:
+                view.release()
+            except BufferError:
+                pass
+
+
+def _output_name(values: dict, key: bytes, rel: str) -> str:
+    """<study>/<series>/<sop>.dcm from the new UIDs; a part the policy removed (or that is not a
+    plain UID) becomes a keyed pseudonym, never an original value."""
+    from .uids import pseudonym
+
+    def part(tag: int, fallback: str) -> str:
+        new = values[tag][1]
+        return new if _SAFE_NAME.fullmatch(new) and new not in (".", "..") else fallback
+
+    sop = part(SOP_UID, "x-" + pseudonym(key, "file:" + rel, 16))
+    return f"{part(STUDY_UID, 'unknown-study')}/{part(SERIES_UID, 'unknown-series')}/{sop}.dcm"
+
+
+# -- the run, in the parent -----------------------------------------------------------------------
 
 def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | None = None,
-        audit: Path | None = None) -> Summary:
-    """Anonymize src (a file or a tree) into dst with job's options; returns the counts."""
-    check_paths(src, dst)
+        audit: Path | None = None, mapping: Path | None = None) -> Summary:
+    """Anonymize src (a file or a tree) into dst with job's options; returns the counts.
+
+    Outcomes come back in the walk's order whatever the number of workers, and so do the rows of
+    the audit and mapping CSV files. Ctrl-C raises Interrupted after the workers are stopped and
+    every temporary output is removed.
+    """
+    src, dst = Path(src), Path(dst)
+    check_paths(src, dst, audit, mapping)
     if not job.key:
-        job = Job(**{**job.__dict__, "key": secrets.token_bytes(32)})  # one random key per run
-    if src.is_dir():
+        job = replace(job, key=secrets.token_bytes(32))    # one random key for the whole run
+    if job.mapping != bool(mapping):
+        job = replace(job, mapping=bool(mapping))
+    global _STATE
+    _STATE = _prepare(job, dst)     # a bad policy fails here, before any file or worker
+    if src.is_dir() or job.rename:
         dst.mkdir(parents=True, exist_ok=True)
     summary = Summary()
     started = time.monotonic()
-    audit_file = open(audit, "w", newline="") if audit else None
-    writer = csv.writer(audit_file) if audit_file else None
-    if writer:
-        writer.writerow(["source", "destination", "status", "reason", "preset", "actions"])
-    try:
-        for outcome in _outcomes(src, dst, job):
-            summary.add(outcome)
-            if writer:
-                actions = ";".join(f"{k}={v}" for k, v in sorted(outcome.actions.items()))
-                writer.writerow([outcome.src, outcome.dst, outcome.status, outcome.reason,
-                                 job.preset_name, actions])
-            if on_outcome:
-                on_outcome(outcome)
-    except KeyboardInterrupt:
-        _sweep_temp(dst if dst.is_dir() else dst.parent)
-        raise
-    finally:
-        if audit_file:
-            audit_file.close()
+    outcomes = _outcomes(src, dst, job)
+    with _Csv(audit, _audit_header(), private=False) as audit_rows, \
+            _Csv(mapping, _mapping_header(), private=True) as mapping_rows:
+        try:
+            for outcome in outcomes:
+                summary.add(outcome)
+                if audit_rows:
+                    audit_rows.writerow(_audit_row(outcome, job))
+                if mapping_rows and outcome.mapping:
+                    mapping_rows.writerow(_mapping_row(outcome))
+                if on_outcome:
+                    on_outcome(outcome)
+        except KeyboardInterrupt:
+            outcomes.close()          # stops the workers before the sweep
+            _sweep_temp(dst if dst.is_dir() else dst.parent)
+            summary.seconds = time.monotonic() - started
+            raise Interrupted(summary) from None
+        finally:
+            outcomes.close()
     summary.seconds = time.monotonic() - started
     return summary
 
 
 def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
-    _init_worker(job)     # compiles the policy once; a bad policy fails here, before any worker
-    if job.workers <= 1 or src.is_file():
-        for pair in pairs(src, dst):
-            yield process(pair)
+    items = pairs(src, dst)
+    head = list(islice(items, 2 * job.workers))
+    if job.workers <= 1 or len(head) <= job.workers:     # too few files to be worth a pool
+        for item in head:
+            yield process(item)
+        for item in items:
+            yield process(item)
         return
     import multiprocessing
 
-    if sys.platform.startswith("linux"):   # forked workers inherit the compiled plan
-        pool = multiprocessing.get_context("fork").Pool(job.workers)
+    if sys.platform.startswith("linux"):   # forked workers inherit the compiled plans
+        pool = multiprocessing.get_context("fork").Pool(job.workers, _start_worker)
     else:
-        pool = multiprocessing.get_context("spawn").Pool(job.workers, _init_worker, (job,))
-    with pool:
-        try:
-            yield from pool.imap(process, pairs(src, dst), chunksize=8)
-        except BaseException:
-            pool.terminate()
-            raise
+        pool = multiprocessing.get_context("spawn").Pool(job.workers, _start_worker, (job, dst))
+    window = _Window(max(64, job.workers * CHUNK * 8))
+    try:
+        for outcome in pool.imap(process, window.feed(_chain(head, items)), chunksize=CHUNK):
+            window.taken()
+            yield outcome
+    except BaseException:
+        window.stop()
+        pool.terminate()
+        pool.join()
+        raise
+    window.stop()
+    pool.close()
+    pool.join()
+
+
+def _chain(head: list, rest: Iterable) -> Iterator:
+    yield from head
+    yield from rest
+
+
+class _Window:
+    """Keeps the pool at most `size` tasks ahead of the results taken back. Pool.imap's feeder
+    thread drains its whole input at once; through this window the walk advances only as results
+    come back, so a 100,000-file tree never sits in memory."""
+
+    def __init__(self, size: int):
+        self._free = threading.Semaphore(size)
+        self._stopped = threading.Event()
+
+    def feed(self, items: Iterable) -> Iterator:
+        for item in items:
+            while not self._free.acquire(timeout=0.1):
+                if self._stopped.is_set():       # the pool is being stopped: let its thread end
+                    return
+            if self._stopped.is_set():
+                return
+            yield item
+
+    def taken(self) -> None:
+        self._free.release()
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def _sweep_temp(folder: Path) -> None:
@@ -181,3 +415,56 @@ def _sweep_temp(folder: Path) -> None:
                     os.unlink(os.path.join(base, name))
                 except OSError:
                     pass
+
+
+# -- audit and mapping files ----------------------------------------------------------------------
+
+class _Csv:
+    """A CSV file written row by row (None when no path is given); the mapping file is private."""
+
+    def __init__(self, path: Path | None, header: list[str], private: bool):
+        self.path, self.header, self.private = path, header, private
+        self.handle = None
+
+    def __enter__(self):
+        if self.path is None:
+            return None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mode = 0o600 if self.private else 0o644
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        if self.private:
+            os.fchmod(fd, 0o600)        # an existing file keeps its mode otherwise
+        self.handle = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        writer = csv.writer(self.handle)
+        writer.writerow(self.header)
+        return writer
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def _audit_header() -> list[str]:
+    return ["source", "destination", "status", "reason", "preset", "mask_rule", *AUDITED_ACTIONS]
+
+
+def _audit_row(outcome: Outcome, job: Job) -> list:
+    reason = outcome.reason
+    if outcome.warnings:
+        reason = "; ".join(filter(None, [reason, *map(str, outcome.warnings)]))
+    return [outcome.src, outcome.dst, outcome.status, reason, job.preset_name,
+            outcome.mask_rule or "", *(outcome.actions.get(a, 0) for a in AUDITED_ACTIONS)]
+
+
+def _mapping_header() -> list[str]:
+    header = ["source", "destination"]
+    for name, _ in MAPPED:
+        header += [name, f"new {name}"]
+    return header
+
+
+def _mapping_row(outcome: Outcome) -> list:
+    row = [outcome.src, outcome.dst]
+    for old, new in outcome.mapping:
+        row += [old, new]
+    return row

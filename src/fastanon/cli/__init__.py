@@ -1,4 +1,4 @@
-"""The command line: a click group; one module per command."""
+"""The command line: a click group; one module per command (run, inspect, presets, serve)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,23 @@ from .. import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="fastanon")
+@click.version_option(__version__, "-V", "--version", prog_name="fastanon")
 def main() -> None:
     """fastanon: anonymize DICOM files at the speed of copying their bytes.
 
     \b
-    Example:
-      fastanon run --preset research incoming/ anonymized/
+    Examples:
+      fastanon run --key-file site.key incoming/ anonymized/
+      fastanon inspect scan.dcm
+      fastanon presets research
     """
 
 
+from .inspect import inspect  # noqa: E402
+from .presets import presets  # noqa: E402
 from .run import run  # noqa: E402
 
 main.add_command(run)
+main.add_command(inspect)
+main.add_command(presets)
+# The preview page's command lives in cli/serve.py: main.add_command(serve) goes here.

@@ -1,81 +1,254 @@
-"""`fastanon run SRC DST`: anonymize a file or a whole tree."""
+"""`fastanon run SRC DST`: anonymize a file or a whole tree, with progress and a summary."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 
 import click
 
-from ..batch import Job, Outcome, run as run_batch
+from ..batch import Interrupted, Job, Outcome, Summary, run as run_batch
 from ..errors import FastanonError
+from ._options import key_options, load_key, load_policy, policy_options
+
+EXIT_INTERRUPTED = 130          # the shell's convention for a run stopped by SIGINT
 
 
-def _key(key: str | None, key_file: str | None) -> bytes:
-    if key and key_file:
-        raise click.UsageError("give --key or --key-file, not both")
-    if key_file:
-        return Path(key_file).read_bytes().strip()
-    if key:
-        return key.encode()
-    return os.environ.get("FASTANON_KEY", "").encode()
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
-class _Progress:
-    """A one-line progress display on stderr when it is a terminal."""
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("dst", type=click.Path())
+@policy_options
+@key_options
+@click.option("--mask", "mask_texts", multiple=True, metavar="X,Y,W,H[@FRAMES]",
+              help="Black out a rectangle of the pixels in every file (repeatable); FRAMES like "
+                   "0,3-5 counts from 0 (default: every frame).")
+@click.option("--masks", "masks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A TOML file of masks for every file: masks = [\"X,Y,W,H\", ...].")
+@click.option("--mask-rules", "rules_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A TOML file of [[rule]]s (match on Modality, Manufacturer, Rows, ...; masks): "
+                   "each file gets the masks of the first rule it matches; the audit names it.")
+@click.option("--decompress", is_flag=True,
+              help="Decode compressed Pixel Data to apply masks (written uncompressed, Explicit "
+                   "VR Little Endian); without it, masks on compressed files are refused.")
+@click.option("--burned-in-annotation", "burned_in", type=click.Choice(["keep", "no"]),
+              default="keep", show_default=True,
+              help="no: set Burned In Annotation to NO in the files that were masked.")
+@click.option("--workers", type=click.IntRange(1), default=None, metavar="N",
+              help="Files processed in parallel [default: the CPU count]. The outputs are the "
+                   "same whatever the number.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist (else skipped, "
+                                                "so a rerun completes an interrupted run).")
+@click.option("--rename", is_flag=True,
+              help="Name outputs DST/<study>/<series>/<sop>.dcm from the new UIDs, instead of "
+                   "mirroring SRC's folder and file names (which often carry patient names).")
+@click.option("--audit", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.csv",
+              help="Write one CSV row per file: source, destination, status, reason, preset, "
+                   "mask rule, and how many elements each action changed.")
+@click.option("--mapping", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.csv",
+              help="Write the original and new identifiers of every file (patient name and ID, "
+                   "accession number, study, series and instance UIDs). This file is a "
+                   "RE-IDENTIFICATION KEY: keep it apart from the data, or do not ask for it.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary (errors only).")
+def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: str | None,
+        key_file: Path | None, mask_texts: tuple[str, ...], masks_file: Path | None,
+        rules_file: Path | None, decompress: bool, burned_in: str, workers: int | None,
+        overwrite: bool, rename: bool, audit: Path | None, mapping: Path | None,
+        quiet: bool) -> None:
+    """Anonymize SRC (a DICOM file or a folder tree) into DST, which mirrors it.
 
-    def __init__(self, quiet: bool):
-        self.show = not quiet and sys.stderr.isatty()
-        self.count = 0
-        self.bytes = 0
+    DICOM files are recognised by their content; other files are skipped and counted. The input
+    is never modified, and DST may not lie inside SRC. Each output appears only when complete:
+    an interrupted run (Ctrl-C) leaves no partial file, and rerunning it with the same --key
+    completes it, skipping the outputs already there.
+
+    Exit status: 0 all written, 1 some files failed (each named on stderr with the reason),
+    2 usage error.
+
+    \b
+    Examples:
+      fastanon run --key-file site.key export/ export-anon/
+      fastanon run --preset internal --workers 4 --audit audit.csv study/ out/
+      fastanon run --mask 0,0,640,48 --burned-in-annotation no us/ us-anon/
+    """
+    policy, name = load_policy(preset, policy_file)
+    masks = _masks(mask_texts, masks_file, rules_file, burned_in)
+    dst_path = Path(dst)
+    if not src.is_dir() and not rename and dst.endswith(("/", os.sep)):
+        dst_path.mkdir(parents=True, exist_ok=True)     # "DST/": a folder for the one output
+    job = Job(policy=policy, key=load_key(key, key_file), masks=masks, overwrite=overwrite,
+              workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
+              rename=rename, mapping=mapping is not None, preset_name=name)
+    progress = Progress(src, show=not quiet and sys.stderr.isatty())
+    try:
+        summary = run_batch(src, dst_path, job, progress, audit, mapping)
+    except Interrupted as stop:
+        progress.finish()
+        click.echo(f"interrupted: {_counts(stop.summary)}; no partial output left. Run the same "
+                   "command again to complete it.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except FastanonError as exc:
+        progress.finish()
+        raise click.UsageError(str(exc)) from None
+    progress.finish()
+    if not quiet:
+        click.echo(f"fastanon: {_counts(summary)} in {summary.seconds:.2f} s "
+                   f"({_rate(summary)})", err=True)
+        if summary.exists and not job.key:
+            click.echo("note: outputs already there were kept, but this run drew a new random "
+                       "key; give the same --key to every run of one data set so that UIDs and "
+                       "pseudonyms match", err=True)
+    sys.exit(1 if summary.failed else 0)
+
+
+def _counts(summary: Summary) -> str:
+    parts = [f"{summary.written:,} written"]
+    if summary.exists:
+        parts.append(f"{summary.exists:,} already there")
+    parts.append(f"{summary.skipped:,} skipped (not DICOM)")
+    parts.append(f"{summary.failed:,} failed")
+    return ", ".join(parts)
+
+
+def _rate(summary: Summary) -> str:
+    seconds = summary.seconds or 1e-9
+    return f"{summary.bytes_in / 1e6:,.1f} MB, {summary.bytes_in / 1e6 / seconds:,.0f} MB/s, " \
+           f"{summary.total / seconds:,.0f} files/s"
+
+
+def _masks(texts: tuple[str, ...], masks_file: Path | None, rules_file: Path | None,
+           burned_in: str):
+    """The masks of the run: a tuple of Mask (every file) or MaskRules (chosen per file)."""
+    from ..masks import Mask, MaskRules
+
+    if rules_file and (texts or masks_file):
+        raise click.UsageError("--mask-rules chooses masks per file; it cannot be combined with "
+                               "--mask or --masks, which apply to every file")
+    try:
+        if rules_file:
+            masks = MaskRules.load(rules_file)
+        else:
+            masks = tuple(Mask.parse(text) for text in texts)
+            if masks_file:
+                masks += _masks_from_file(masks_file)
+    except FastanonError as exc:
+        hint = "--mask-rules" if rules_file else "--mask/--masks"
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    if burned_in == "no" and not masks:
+        raise click.UsageError("--burned-in-annotation no says the pixels were cleaned: give "
+                               "--mask, --masks or --mask-rules")
+    return masks
+
+
+def _masks_from_file(path: Path) -> tuple:
+    """masks = ["X,Y,W,H[@FRAMES]", {x = , y = , width = , height = , frames = [...]}, ...]"""
+    import tomllib
+
+    from ..errors import PolicyError
+    from ..masks import Mask
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot be read as TOML ({exc})") from None
+    if set(doc) != {"masks"} or not isinstance(doc["masks"], list):
+        raise PolicyError(f"{path}: expected one key, masks = [\"X,Y,W,H\", ...] (per-file rules "
+                          "go in a --mask-rules file)")
+    out = []
+    for item in doc["masks"]:
+        if isinstance(item, str):
+            out.append(Mask.parse(item))
+        elif isinstance(item, dict):
+            try:
+                out.append(Mask(**item))
+            except TypeError as exc:
+                raise PolicyError(f"{path}: mask {item}: {exc}") from None
+        else:
+            raise PolicyError(f"{path}: a mask is \"X,Y,W,H[@FRAMES]\" or "
+                              "{x = , y = , width = , height = }")
+    return tuple(out)
+
+
+class Progress:
+    """Failures on stderr as they come; on a terminal, a progress line (files, MB, files/s, ETA).
+    The files are counted by a thread while the run goes, so the run never waits for the count."""
+
+    REDRAW = 0.1          # seconds between redraws
+
+    def __init__(self, src: Path, show: bool):
+        self.src, self.show = src, show
+        self.count = self.bytes = 0
+        self.total: int | None = None
+        self.started = time.monotonic()
+        self.drawn = 0.0
+        self.counter: threading.Thread | None = None
 
     def __call__(self, outcome: Outcome) -> None:
         self.count += 1
         self.bytes += outcome.bytes_in
+        if self.show and self.counter is None and self.src.is_dir():
+            # Started with the first outcome: after the worker pool has forked.
+            self.counter = threading.Thread(target=self._count, daemon=True)
+            self.counter.start()
         if outcome.status == "failed":
-            click.echo(f"\rfailed: {outcome.reason}", err=True)
+            self._clear()
+            where = outcome.src
+            reason = outcome.reason
+            click.echo(f"error: {reason}" if where and where in reason
+                       else f"error: {where}: {reason}", err=True)
         if self.show:
-            click.echo(f"\r{self.count:,} files, {self.bytes / 1e6:,.1f} MB", err=True, nl=False)
+            now = time.monotonic()
+            if now - self.drawn >= self.REDRAW:
+                self.drawn = now
+                self._draw(now)
 
+    def _count(self) -> None:
+        from ..pipeline import TEMP_SUFFIX
 
-@click.command()
-@click.argument("src", type=click.Path(exists=True, path_type=Path))
-@click.argument("dst", type=click.Path(path_type=Path))
-@click.option("--preset", default="research", show_default=True,
-              help="Preset policy: research (full de-identification) or internal.")
-@click.option("--key", help="Secret for keyed UIDs, date shifts and pseudonyms (or FASTANON_KEY).")
-@click.option("--key-file", type=click.Path(exists=True, dir_okay=False),
-              help="Read the secret from a file.")
-@click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default=True,
-              help="Files processed in parallel.")
-@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
-@click.option("--audit", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write one CSV row per file (source, destination, status, reason, actions).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def run(src: Path, dst: Path, preset: str, key: str | None, key_file: str | None, workers: int,
-        overwrite: bool, audit: Path | None, quiet: bool) -> None:
-    """Anonymize SRC (a DICOM file or a folder tree) into DST, which mirrors it.
+        total, stack = 0, [str(self.src)]
+        while stack:
+            try:
+                with os.scandir(stack.pop()) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif not entry.name.endswith(TEMP_SUFFIX):
+                            total += 1
+            except OSError:
+                continue
+        self.total = total
 
-    Existing outputs are skipped unless --overwrite, so a rerun completes an interrupted run.
-    Exit status: 0 all written, 1 some files failed, 2 usage error.
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.count / elapsed
+        text = f"{self.count:,} files  {self.bytes / 1e6:,.1f} MB  {rate:,.0f} files/s"
+        total = self.total if self.src.is_dir() else 1
+        if total:
+            done = min(self.count / total, 1.0)
+            bar = "#" * int(done * 20)
+            eta = (total - self.count) / rate if rate else 0
+            text = (f"{done:4.0%} [{bar:<20}] {self.count:,}/{total:,} files  "
+                    f"{self.bytes / 1e6:,.1f} MB  {rate:,.0f} files/s  "
+                    f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        width = shutil.get_terminal_size((80, 20)).columns - 1
+        click.echo("\r" + text[:width] + "\x1b[K", err=True, nl=False)
 
-    \b
-    Example:
-      fastanon run --preset internal --key-file site.key study/ study-anon/
-    """
-    job = Job(policy=preset, key=_key(key, key_file), overwrite=overwrite, workers=workers,
-              preset_name=preset)
-    progress = _Progress(quiet)
-    try:
-        summary = run_batch(src, dst, job, progress, audit)
-    except FastanonError as exc:
-        raise click.UsageError(str(exc)) from None
-    if progress.show:
-        click.echo("", err=True)
-    if not quiet:
-        rate = summary.bytes_in / 1e6 / summary.seconds if summary.seconds else 0.0
-        click.echo(f"{summary.written} written, {summary.exists} already there, "
-                   f"{summary.skipped} skipped (not DICOM), {summary.failed} failed "
-                   f"in {summary.seconds:.2f} s ({rate:,.0f} MB/s)", err=True)
-    sys.exit(1 if summary.failed else 0)
+    def _clear(self) -> None:
+        if self.show and self.drawn:
+            click.echo("\r\x1b[K", err=True, nl=False)
+
+    def finish(self) -> None:
+        if self.show and self.drawn:
+            self._draw(time.monotonic())
+            click.echo("", err=True)
