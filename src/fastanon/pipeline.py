@@ -15,6 +15,7 @@ from . import rewrite
 from .elements import (
     FLAG_BIG,
     FLAG_IMPLICIT,
+    KIND_ITEM,
     MEDIA_SOP_INSTANCE,
     SOP_INSTANCE,
     SPECIFIC_CHARACTER_SET,
@@ -64,16 +65,26 @@ def _encoding(region: Region) -> str:
 def _edits(region: Region, plan: Plan, context: FileContext, actions: Counter) -> dict:
     edits = {}
     skip_until = -1
+    static = plan.static
+    names = [action.name for action in plan.actions]
+    row = region.table.row
     for index, code in region.table.select(*plan.selection):
-        element = region.element(index)
-        if element.start < skip_until:
-            continue
-        result = plan.decide(context, element, code)
-        if result is KEEP:
-            continue
+        if code in static:                      # remove / empty: no per-element decision
+            _, _, kind, _, _, _, start, _, _, end = row(index)
+            if start < skip_until or kind == KIND_ITEM:
+                continue
+            result = static[code]
+        else:
+            element = region.element(index)
+            start, end = element.start, element.end
+            if start < skip_until:
+                continue
+            result = plan.decide(context, element, code)
+            if result is KEEP:
+                continue
         edits[index] = result
-        actions[plan.actions[code].name] += 1
-        skip_until = element.end
+        actions[names[code]] += 1
+        skip_until = end
     return edits
 
 
@@ -117,17 +128,29 @@ def _additions(region: Region, plan: Plan, edits: dict) -> list:
     if len(region.table):       # the encoding the elements really use (some files contradict
         flags = region.table.row(0)[3]      # their transfer syntax; the scanner follows them)
         implicit, big = bool(flags & FLAG_IMPLICIT), bool(flags & FLAG_BIG)
+    encoded = _encoded_additions(plan, implicit, big)
     new = []
-    for tag, vr, value in plan.additions:
+    for tag, value, element in encoded:
         index = region.table.find(tag, -1)
         if index >= 0:
-            edits[index] = rewrite.encode_value(vr, value, implicit, big)
+            edits[index] = value
             continue
-        new.append((tag, rewrite.encode_element(tag, vr, value, implicit, big)))
+        new.append((tag, element))
         length = region.table.find(tag & 0xFFFF0000, -1)
         if length >= 0:
             edits[length] = rewrite.REMOVE
     return rewrite.insertions(region, new)
+
+
+def _encoded_additions(plan: Plan, implicit: bool, big: bool) -> list:
+    """(tag, value bytes, whole element bytes) of the plan's additions, encoded once per run."""
+    cache = plan.context.setdefault("_encoded_additions", {})
+    key = (implicit, big)
+    if key not in cache:
+        cache[key] = [(tag, rewrite.encode_value(vr, value, implicit, big),
+                       rewrite.encode_element(tag, vr, value, implicit, big))
+                      for tag, vr, value in plan.additions]
+    return cache[key]
 
 
 def _follow_sop_instance(parsed: Parsed, edits: dict, meta_edits: dict) -> None:

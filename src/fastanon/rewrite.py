@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import struct
 
-from .elements import FLAG_BIG, FLAG_IMPLICIT, FLAG_UNDEFINED, KIND_ITEM, LONG_HEADER_VRS
+from .elements import FLAG_BIG, FLAG_IMPLICIT, FLAG_LONG, FLAG_UNDEFINED, KIND_ITEM, LONG_HEADER_VRS
 from .errors import PolicyError
 from .scan import Region
 
@@ -26,45 +26,50 @@ def patches(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
     if not edits:
         return []
     table = region.table
+    row = table.row
     out: list[Patch] = []
     delta: dict[int, int] = {}          # entry index → change of its total size
+    rows: dict[int, tuple] = {}
     skip_until = -1
     for index in sorted(edits):
-        element = region.element(index)
-        if element.start < skip_until:
+        entry = rows[index] = row(index)
+        tag, _, kind, flags, _, parent, start, _, _, end = entry
+        if start < skip_until:
             continue                    # inside an element already removed or replaced
         new = edits[index]
-        if element.kind == KIND_ITEM:
+        if kind == KIND_ITEM:
             raise PolicyError(f"entry {index} is a sequence item; only elements can be edited")
         if new is REMOVE:
-            out.append((element.start, element.end, b""))
-            change = element.start - element.end
+            out.append((start, end, b""))
+            change = start - end
         else:
-            raw = _header(region, element, len(new)) + new
-            out.append((element.start, element.end, raw))
-            change = len(raw) - (element.end - element.start)
-        skip_until = element.end
+            raw = _header(region.buf, start, flags, len(new)) + new
+            out.append((start, end, raw))
+            change = len(raw) - (end - start)
+        skip_until = end
         if change:
             delta[index] = change
-            parent = element.parent
             while parent >= 0:
                 delta[parent] = delta.get(parent, 0) + change
-                parent = table.row(parent)[5]
+                if parent not in rows:
+                    rows[parent] = row(parent)
+                parent = rows[parent][5]
     # Defined lengths of enclosing sequences and items.
     groups: dict[tuple[int, int], int] = {}
     for index, change in delta.items():
-        tag, _, kind, flags, _, parent, start, vstart, vlen, end = table.row(index)
+        tag, _, kind, flags, _, parent, start, vstart, vlen, end = rows[index]
         if index not in edits and not flags & FLAG_UNDEFINED:
-            element = region.element(index)
-            offset = element.length_offset
+            offset = _length_offset(kind, flags, start)
             out.append((offset, offset + 4, _u32(vlen + change, flags & FLAG_BIG)))
         if kind != KIND_ITEM and tag & 0xFFFF:
             key = (parent, tag >> 16)
             groups[key] = groups.get(key, 0) + change
     # Group lengths (gggg,0000) of the groups that changed size, at the same level.
     for (parent, group), change in groups.items():
+        if not change:
+            continue
         index = table.find(group << 16, parent)
-        if index < 0 or index in edits or not change:
+        if index < 0 or index in edits:
             continue
         element = region.element(index)
         if element.vlen != 4:
@@ -74,6 +79,13 @@ def patches(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
         out.append((element.vstart, element.vstart + 4, _u32(size + change, element.flags & FLAG_BIG)))
     out.sort()
     return out
+
+
+def _length_offset(kind: int, flags: int, start: int) -> int:
+    """Offset of the 4-byte length field of a container (PS3.5 §7.1.2, §7.5)."""
+    if kind == KIND_ITEM or flags & FLAG_IMPLICIT:
+        return start + 4
+    return start + 8 if flags & FLAG_LONG else start + 6
 
 
 def _group_end(table, index: int, parent: int, group: int) -> int:
@@ -97,18 +109,18 @@ def _u32(value: int, big: int) -> bytes:
     return struct.pack(">I" if big else "<I", value)
 
 
-def _header(region: Region, element, length: int) -> bytes:
+def _header(buf, start: int, flags: int, length: int) -> bytes:
     """A header like the element's own (same tag, VR and byte order) for a value of length bytes."""
-    big = bool(element.flags & FLAG_BIG)
-    tag_bytes = bytes(region.buf[element.start:element.start + 4])
-    if element.flags & FLAG_IMPLICIT:
-        return tag_bytes + _u32(length, big)
-    vr = bytes(region.buf[element.start + 4:element.start + 6])
-    if vr.decode("ascii") in LONG_HEADER_VRS:
-        return tag_bytes + vr + b"\0\0" + _u32(length, big)
+    big = flags & FLAG_BIG
+    if flags & FLAG_IMPLICIT:
+        return bytes(buf[start:start + 4]) + _u32(length, big)
+    head = bytes(buf[start:start + 6])
+    if flags & FLAG_LONG:
+        return head + b"\0\0" + _u32(length, big)
     if length > 0xFFFF:
-        raise PolicyError(f"a {vr.decode()} value of {length:,} bytes does not fit its 16-bit length")
-    return tag_bytes + vr + struct.pack(">H" if big else "<H", length)
+        raise PolicyError(f"a {head[4:].decode()} value of {length:,} bytes does not fit its "
+                          "16-bit length")
+    return head + struct.pack(">H" if big else "<H", length)
 
 
 def pieces(buf, start: int, end: int, patch_list: list[Patch]):
