@@ -24,7 +24,7 @@ from .errors import FastanonError
 from .policy import KEEP, FileContext, Plan, as_policy
 from .scan import Parsed, Region, parse
 
-SMALL_FILE = 8 << 20             # files up to this size are read whole; larger ones are mapped
+SMALL_FILE = 64 << 10            # files up to this size are read whole; larger ones are mapped
 TEMP_SUFFIX = ".fastanon-tmp"   # temporary outputs, renamed into place when complete
 _CHARSETS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1", "": "ascii", "ISO_IR 6": "ascii"}
 
