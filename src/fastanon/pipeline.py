@@ -357,7 +357,7 @@ def _open_temp(dst: Path) -> tuple[int, str]:
     """A new file beside dst (same file system, so the final rename is atomic), made with the
     permissions of an ordinary new file; the folder is created when missing."""
     tmp = f"{dst.parent}/.{dst.name}.{os.getpid()}-{next(_TEMP_NAMES)}{TEMP_SUFFIX}"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC     # read too: masks map it
     try:
         return os.open(tmp, flags, 0o666), tmp
     except FileNotFoundError:
