@@ -23,8 +23,9 @@ def main() -> None:
 from .inspect import inspect  # noqa: E402
 from .presets import presets  # noqa: E402
 from .run import run  # noqa: E402
+from .serve import serve  # noqa: E402
 
 main.add_command(run)
 main.add_command(inspect)
 main.add_command(presets)
-# The preview page's command lives in cli/serve.py: main.add_command(serve) goes here.
+main.add_command(serve)

@@ -1,0 +1,342 @@
+"""The files the page works on, held in memory, and what it asks of them: rows, previews, saves.
+
+A Document is one uploaded file: its bytes, its scan, and the last anonymized output. Choices are
+what the page sends with each request (preset, per-tag overrides, masks), turned into a Policy and
+Masks here, once. Everything goes through the same engine as the CLI (fastanon.anonymize,
+fastanon.inspect); nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .. import presets
+from ..elements import KIND_FRAGMENTS, PIXEL_DATA, keyword, parse_tag, tag_text
+from ..errors import FastanonError, PolicyError
+from ..inspect import _preview, _walk, inspect, summarize
+from ..masks import Mask, MaskRules, _attribute
+from ..pipeline import anonymize
+from ..policy import ACTIONS, Action, FileContext, Policy
+from ..scan import Parsed, parse
+
+# Attributes a saved mask rule matches on (what identifies a device's screen layout).
+RULE_MATCH = (("Modality", 0x00080060), ("Manufacturer", 0x00080070),
+              ("ManufacturerModelName", 0x00081090), ("Rows", 0x00280010),
+              ("Columns", 0x00280011))
+_SUMMARY = (("modality", 0x00080060), ("manufacturer", 0x00080070),
+            ("model", 0x00081090), ("rows", 0x00280010), ("columns", 0x00280011),
+            ("frames", 0x00280008), ("photometric", 0x00280004), ("bits", 0x00280100))
+_NATIVE = {"1.2.840.10008.1.2": "Implicit VR Little Endian",
+           "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
+           "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian",
+           "1.2.840.10008.1.2.2": "Explicit VR Big Endian"}
+ACTION_LABELS = {"keep": "keep", "remove": "remove", "empty": "empty",
+                 "replace": "replace (ANONYMIZED)", "uid": "new UID", "shift": "shift date",
+                 "hash": "pseudonym", "clean": "clean echoes"}
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the page asks for: a preset, per-tag overrides ({tag: action}) and masks."""
+
+    preset: str = "research"
+    overrides: tuple[tuple[int, str], ...] = ()
+    masks: tuple[Mask, ...] = ()
+
+    @classmethod
+    def from_json(cls, body: dict) -> Choices:
+        """Choices from the page's JSON; PolicyError (a 400) for anything malformed."""
+        if not isinstance(body, dict):
+            raise PolicyError("the request body must be a JSON object")
+        preset = body.get("preset", "research")
+        if preset not in presets.names():
+            raise PolicyError(f"unknown preset {preset!r}; expected one of "
+                              f"{', '.join(presets.names())}")
+        overrides = body.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise PolicyError("overrides must be an object {\"(gggg,eeee)\": action}")
+        pairs = []
+        for key, action in overrides.items():
+            try:
+                tag = parse_tag(key)
+            except KeyError as exc:
+                raise PolicyError(str(exc.args[0])) from None
+            if not isinstance(action, str):
+                raise PolicyError(f"{key}: an action is a string ({', '.join(ACTIONS)})")
+            pairs.append((tag, Action.of(action).name))
+        masks = []
+        for item in body.get("masks") or ():
+            if not isinstance(item, dict):
+                raise PolicyError("a mask is {x, y, width, height, frames}")
+            frames = item.get("frames")
+            try:
+                masks.append(Mask(item.get("x"), item.get("y"), item.get("width"),
+                                  item.get("height"), frames if frames else None))
+            except TypeError as exc:
+                raise PolicyError(f"mask {item}: {exc}") from None
+        return cls(preset, tuple(sorted(pairs)), tuple(masks))
+
+    def policy(self) -> Policy:
+        base = Policy.preset(self.preset)
+        return base.override(dict(self.overrides)) if self.overrides else base
+
+
+@dataclass
+class Document:
+    """One uploaded file, in memory only."""
+
+    id: str
+    name: str
+    data: bytes
+    parsed: Parsed
+    seen: float = field(default_factory=time.monotonic)
+    output: bytes | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _frames: dict = field(default_factory=dict)
+
+    def frames(self, which: str = "input"):
+        """Decoded frames of the input or of the last output (render.Frames, built on demand)."""
+        from .render import Frames
+
+        data = self.data if which == "input" else self.output
+        if data is None:
+            raise FastanonError("no anonymized preview yet: press “Update anonymization preview”")
+        found = self._frames.get(which)
+        if found is None or found[0] is not data:
+            parsed = self.parsed if which == "input" else parse(data, self.name)
+            found = self._frames[which] = (data, Frames(data, parsed))
+        return found[1]
+
+
+class Documents:
+    """The open documents, by id; dropped on request or after `idle` seconds unseen."""
+
+    def __init__(self, idle: float):
+        self.idle = idle
+        self._items: dict[str, Document] = {}
+        self._lock = threading.Lock()
+
+    def add(self, data: bytes, name: str) -> Document:
+        parsed = parse(data, "the uploaded file")
+        doc = Document(secrets.token_urlsafe(12), name, data, parsed)
+        with self._lock:
+            self._items[doc.id] = doc
+        return doc
+
+    def get(self, doc_id: str) -> Document | None:
+        with self._lock:
+            doc = self._items.get(doc_id)
+        if doc is not None:
+            doc.seen = time.monotonic()
+        return doc
+
+    def drop(self, doc_id: str) -> bool:
+        with self._lock:
+            return self._items.pop(doc_id, None) is not None
+
+    def sweep(self) -> int:
+        """Drop the documents unseen for longer than the idle timeout; how many went."""
+        limit = time.monotonic() - self.idle
+        with self._lock:
+            gone = [k for k, d in self._items.items() if d.seen < limit]
+            for key in gone:
+                del self._items[key]
+        return len(gone)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the page shows.
+
+def summary(doc: Document) -> dict:
+    """Transfer syntax, modality, frames, size and the image attributes of one file."""
+    region = doc.parsed.dataset
+    out = {"name": doc.name, "size": len(doc.data)}
+    for label, tag in _SUMMARY:
+        value = _attribute(region, tag)
+        out[label] = value if value not in ("", None) else None
+    syntax = doc.parsed.transfer_syntax
+    out["transfer_syntax"] = syntax
+    out["transfer_syntax_name"] = _syntax_name(syntax, doc.parsed)
+    pixel = region.table.find(PIXEL_DATA, -1)
+    out["has_pixels"] = pixel >= 0
+    out["compressed"] = pixel >= 0 and (region.element(pixel).kind == KIND_FRAGMENTS or
+                                        (syntax is not None and syntax not in _NATIVE))
+    out["frames"] = int(out["frames"]) if str(out["frames"] or "").strip().isdigit() else (
+        1 if out["has_pixels"] else None)
+    return out
+
+
+def _syntax_name(syntax: str | None, parsed: Parsed) -> str:
+    if syntax is None:
+        region = parsed.dataset
+        return ("raw data set, " + ("implicit VR" if region.implicit else "explicit VR")
+                + (" big endian" if region.big else " little endian"))
+    if syntax in _NATIVE:
+        return _NATIVE[syntax]
+    try:
+        from pydicom.uid import UID
+        return UID(syntax).name or syntax
+    except Exception:          # an unknown or malformed UID: show it as it is
+        return syntax
+
+
+def rows(doc: Document, choices: Choices) -> dict:
+    """The findings under the chosen policy, with what the preset alone recommends per row."""
+    policy = choices.policy()
+    found = inspect(doc.data, policy, key=b"preview", name="the uploaded file")
+    if choices.overrides:
+        recommended = {f.path: f.action for f in inspect(doc.data, choices.preset, key=b"preview",
+                                                         name="the uploaded file")
+                       if f.kind == "element"}
+    else:
+        recommended = None
+    overridden = {tag for tag, _ in choices.overrides}
+    elements, warnings, actions = [], [], {}
+    for f in found:
+        if f.kind == "warning":
+            warnings.append({"code": f.code, "message": f.message, "path": f.path,
+                             "category": f.category})
+            continue
+        row = f.as_dict()
+        del row["kind"], row["code"], row["message"]
+        row["recommended"] = recommended.get(f.path, f.action) if recommended else f.action
+        row["inherited"] = f.reason.startswith("inside ")
+        row["overridden"] = f.tag in overridden and not row["inherited"]
+        options = [f.action, row["recommended"], *f.alternatives]
+        if not f.alternatives:
+            options += ["keep", "remove", "empty", "replace"]
+        row["options"] = [a for a in dict.fromkeys(options) if a in ACTIONS]
+        actions[f.action] = actions.get(f.action, 0) + 1
+        elements.append(row)
+    return {"rows": elements, "warnings": warnings, "categories": summarize(found),
+            "actions": actions}
+
+
+def anonymized(doc: Document, choices: Choices, key: bytes) -> bytes:
+    """The file as `fastanon run` writes it with this policy, key and masks (decompressing
+    compressed Pixel Data only when masks need it)."""
+    return anonymize(doc.data, choices.policy(), choices.masks, key=key, name="the uploaded file",
+                     decompress=bool(choices.masks))
+
+
+def _values(data: bytes) -> dict[str, tuple[int, str, str]]:
+    """{path: (tag, VR, value preview)} of every element (meta, then data set)."""
+    parsed = parse(data, "the anonymized file")
+    plan = Policy().compile(key=b"preview")
+    context = FileContext(parsed.dataset, parsed.dataset.big)
+    regions = [(parsed.dataset, context)]
+    if parsed.meta is not None:
+        regions.insert(0, (parsed.meta, FileContext(parsed.meta, False, "ascii", context.cache)))
+    out = {}
+    for region, ctx in regions:
+        for element, path, _, _ in _walk(region, plan, ctx):
+            out[path] = (element.tag, element.vr, _preview(ctx, element))
+    return out
+
+
+def changes(before: list[dict], input_data: bytes, output: bytes) -> list[dict]:
+    """Before → after for each row of the table, then the elements the output gained."""
+    old, new = _values(input_data), _values(output)
+    out, seen = [], set()
+    for row in before:
+        path = row["path"]
+        seen.add(path)
+        found = new.get(path)
+        value = found[2] if found else None
+        if found is None:
+            status = "removed"
+        elif value == row["value"]:
+            status = "kept" if row["action"] == "keep" else "unchanged"
+        else:
+            status = "changed"
+        out.append({"path": path, "tag": row["tag"], "keyword": row["keyword"], "vr": row["vr"],
+                    "category": row["category"], "action": row["action"], "before": row["value"],
+                    "after": value, "status": status})
+    for path, (tag, vr, value) in new.items():
+        if path not in old and path not in seen:
+            out.append({"path": path, "tag": tag_text(tag), "keyword": keyword(tag), "vr": vr,
+                        "category": presets.category_of(tag, vr), "action": "added",
+                        "before": None, "after": value, "status": "added"})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# What the page saves: files `fastanon run --policy … --mask-rules …` reads as they are.
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=True)      # a valid TOML basic string
+
+
+def _toml_key(tag: int) -> str:
+    name = keyword(tag)
+    if name:
+        try:
+            if parse_tag(name) == tag:
+                return name
+        except KeyError:
+            pass
+    return _toml_string(tag_text(tag))
+
+
+def policy_toml(choices: Choices) -> str:
+    """The preset plus the overrides as a policy file (Policy.from_file reads it)."""
+    base = Policy.preset(choices.preset)
+    lines = [f"# fastanon policy saved from the preview page: the {choices.preset} preset"
+             f" with {len(choices.overrides)} change(s).",
+             "# Use it on a whole study:  fastanon run --policy THIS_FILE.toml SRC DST",
+             f"extends = {_toml_string(choices.preset)}",
+             f"description = {_toml_string(f'{choices.preset}, with changes made in the preview page')}",
+             ""]
+    if choices.overrides:
+        lines.append("[tags]")
+        for tag, action in choices.overrides:
+            category = presets.category_of(tag) or "other"
+            was = base.action_for(tag)
+            lines.append(f"{_toml_key(tag)} = {_toml_string(action)}"
+                         f"    # {category}; {choices.preset}: {was}")
+    text = "\n".join(lines) + "\n"
+    return text
+
+
+def _glob_literal(text: str) -> str:
+    """A shell-style glob that matches exactly text (MaskRules match strings as globs)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def rule_toml(doc: Document, masks: tuple[Mask, ...]) -> str:
+    """The masks as one [[rule]] matching this file's device and image size (MaskRules.load)."""
+    if not masks:
+        raise PolicyError("no masks to save: draw at least one rectangle on the image")
+    region = doc.parsed.dataset
+    match, label = [], []
+    for key, tag in RULE_MATCH:
+        value = _attribute(region, tag)
+        if value in (None, ""):
+            continue
+        if isinstance(value, int):
+            match.append(f"{key} = {value}")
+        else:
+            match.append(f"{key} = {_toml_string(_glob_literal(value))}")
+            label.append(value)
+    columns, rows_ = _attribute(region, 0x00280011), _attribute(region, 0x00280010)
+    if columns and rows_:
+        label.append(f"{columns}x{rows_}")
+    name = " ".join(label) or "masks from the preview page"
+    masks_text = ", ".join(_toml_string(str(m)) for m in masks)
+    text = ("# fastanon mask rule saved from the preview page: files whose attributes match get "
+            "these masks.\n"
+            "# Use it on a whole study:  fastanon run --mask-rules THIS_FILE.toml SRC DST\n"
+            "# Masks are X,Y,WIDTH,HEIGHT in pixels, @FRAMES (from 0) when not on every frame.\n"
+            "[[rule]]\n"
+            f"name = {_toml_string(name)}\n"
+            f"match = {{ {', '.join(match)} }}\n"
+            f"masks = [{masks_text}]\n")
+    MaskRules.loads(text, "the saved rule")           # refuse to hand out a file run cannot read
+    return text

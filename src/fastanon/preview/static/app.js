@@ -1,0 +1,642 @@
+// The preview page: one file at a time, every decision sent to the local fastanon process.
+// Plain JavaScript, no libraries; all state lives in `state` and is drawn by the render functions.
+"use strict";
+
+const TOKEN = new URLSearchParams(location.search).get("token") || "";
+const ROW_LIMIT = 200;
+
+const state = {
+  meta: null,          // presets, categories, action labels, limits
+  doc: null,           // {id, summary, image}
+  preset: "research",
+  overrides: {},       // tag "(gggg,eeee)" -> action
+  rows: [],
+  warnings: [],
+  showAll: false,
+  masks: [],           // {id, x, y, width, height, frames: null | [n], enabled}
+  nextMask: 1,
+  frame: 0,
+  center: 0,
+  width: 1,
+  result: null,        // last preview answer
+  resultKey: "",       // the choices it was made with
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function slug(text) {
+  return String(text || "none").toLowerCase().replace(/[^a-z0-9]+/g, "-");
+}
+
+function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB"];
+  let i = -1;
+  do { n /= 1024; i++; } while (n >= 1024 && i < units.length - 1);
+  return `${n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function categoryTitle(name) {
+  const found = (state.meta?.categories || []).find((c) => c.name === name);
+  return found ? found.title : (name || "");
+}
+
+function actionLabel(action) {
+  return (state.meta?.actions || {})[action] || action;
+}
+
+// -- talking to the server -------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const headers = { "X-Fastanon-Token": TOKEN, ...(options.headers || {}) };
+  let body = options.body;
+  if (options.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(options.json);
+  }
+  const response = await fetch(path, { method: options.method || "GET", headers, body });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+function choices(withMasks = true) {
+  const out = { preset: state.preset, overrides: state.overrides };
+  if (withMasks) {
+    out.masks = state.masks.filter((m) => m.enabled)
+      .map(({ x, y, width, height, frames }) => ({ x, y, width, height, frames }));
+  }
+  return out;
+}
+
+function choicesKey() {
+  return JSON.stringify(choices(true));
+}
+
+function upload(file) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", `/api/files?preset=${encodeURIComponent(state.preset)}`);
+    request.setRequestHeader("X-Fastanon-Token", TOKEN);
+    request.setRequestHeader("X-Filename", encodeURIComponent(file.name));
+    request.setRequestHeader("Content-Type", "application/octet-stream");
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) $("progress-bar").style.width = `${(100 * event.loaded) / event.total}%`;
+    };
+    request.onload = () => {
+      let payload = null;
+      try { payload = JSON.parse(request.responseText); } catch (e) { /* not JSON */ }
+      if (request.status === 200 && payload) resolve(payload);
+      else reject(new Error((payload && payload.error) || `${request.status} ${request.statusText}`));
+    };
+    request.onerror = () => reject(new Error("the upload failed (is fastanon serve still running?)"));
+    request.send(file);
+  });
+}
+
+function setStatus(id, text, kind = "") {
+  const node = $(id);
+  node.textContent = text || "";
+  node.className = `status ${kind}`;
+}
+
+function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const link = el("a", { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// -- step 1: the file ------------------------------------------------------------------------
+
+async function openFile(file) {
+  if (!file) return;
+  if (state.meta && file.size > state.meta.max_size) {
+    setStatus("file-status", `${file.name} is ${bytes(file.size)}; this server accepts at most ${bytes(state.meta.max_size)} (fastanon serve --max-size).`, "error");
+    return;
+  }
+  closeDocument();
+  $("progress").hidden = false;
+  $("progress-bar").style.width = "0%";
+  setStatus("file-status", `Reading ${file.name}…`);
+  try {
+    const payload = await upload(file);
+    state.doc = { id: payload.id, summary: payload.summary, image: payload.image };
+    state.overrides = {};
+    state.masks = [];
+    state.result = null;
+    state.showAll = false;
+    state.frame = 0;
+    applyRows(payload);
+    setStatus("file-status", `${payload.summary.name} (${bytes(payload.summary.size)}) is open.`, "ok");
+    showSteps(true);
+    renderSummary();
+    setupImage(payload.image);
+    renderMasks();
+    renderResult();
+    $("saved").hidden = true;
+  } catch (error) {
+    setStatus("file-status", error.message, "error");
+    showSteps(false);
+  } finally {
+    $("progress").hidden = true;
+  }
+}
+
+function closeDocument() {
+  if (!state.doc) return;
+  const url = `/api/files/${state.doc.id}/close?token=${encodeURIComponent(TOKEN)}`;
+  navigator.sendBeacon(url);
+  state.doc = null;
+}
+
+function showSteps(visible) {
+  for (const id of ["step-review", "step-image", "step-result", "step-save"]) $(id).hidden = !visible;
+}
+
+// -- step 2: warnings, summary, the table ----------------------------------------------------
+
+function applyRows(payload) {
+  state.rows = payload.rows;
+  state.warnings = payload.warnings;
+  state.categories = payload.categories;
+  state.actions = payload.actions;
+  renderWarnings();
+  renderPresetSwitch();
+  renderTable();
+  renderSummary();
+}
+
+function renderWarnings() {
+  const box = $("warnings");
+  box.replaceChildren();
+  for (const w of state.warnings) {
+    box.append(el("div", { class: `warning w-${slug(w.code)}` },
+      el("span", { class: "warning-icon", "aria-hidden": "true", text: "!" }),
+      el("div", {}, el("b", { text: warningTitle(w.code) }), " ", w.message)));
+  }
+  if (!state.warnings.length) {
+    box.append(el("div", { class: "warning none" }, el("span", { class: "warning-icon ok", text: "✓" }),
+      el("div", {}, "No warnings for this policy. Still look at the image and the kept values.")));
+  }
+}
+
+function warningTitle(code) {
+  return {
+    "burned-in-annotation": "Burned-in text:",
+    "compressed-pixel-data": "Compressed pixels:",
+    "identifying-echo": "Identifying value in a kept field:",
+    "private-tags-kept": "Private tags kept:",
+  }[code] || "Warning:";
+}
+
+function renderSummary() {
+  if (!state.doc) return;
+  const s = state.doc.summary;
+  const box = $("summary");
+  const facts = [
+    ["File", `${s.name}`], ["Size", bytes(s.size)], ["Transfer syntax", s.transfer_syntax_name],
+    ["Modality", s.modality || "—"], ["Frames", s.frames ?? "—"],
+    ["Image", s.columns && s.rows ? `${s.columns} × ${s.rows}${s.photometric ? ", " + s.photometric : ""}` : "none"],
+    ["Device", [s.manufacturer, s.model].filter(Boolean).join(" ") || "—"],
+  ];
+  const counts = Object.entries(state.categories || {});
+  box.replaceChildren(
+    el("dl", { class: "facts" }, ...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])),
+    el("div", { class: "counts" },
+      el("div", { class: "label", text: "Sensitive attributes by category" }),
+      el("div", { class: "chips" }, ...counts.map(([name, n]) =>
+        el("button", { type: "button", class: `chip cat-${slug(name)}`, title: `Show only ${categoryTitle(name)}`,
+          onclick: () => { $("filter").value = categoryTitle(name); state.showAll = true; renderTable(); } },
+          el("span", { class: "swatch" }), `${categoryTitle(name)} `, el("b", { text: n })))),
+      el("div", { class: "label", text: "Planned actions" }),
+      el("div", { class: "chips" }, ...Object.entries(state.actions || {}).sort((a, b) => b[1] - a[1])
+        .map(([a, n]) => el("span", { class: "chip plain" }, `${actionLabel(a)} `, el("b", { text: n }))))));
+}
+
+function renderPresetSwitch() {
+  const box = $("preset-buttons");
+  box.replaceChildren(...state.meta.presets.map((p) =>
+    el("button", { type: "button", role: "radio", class: `segment${p.name === state.preset ? " active" : ""}`,
+      "aria-checked": String(p.name === state.preset), "data-preset": p.name,
+      onclick: () => switchPreset(p.name) }, p.name)));
+  const current = state.meta.presets.find((p) => p.name === state.preset);
+  $("preset-description").textContent = current ? firstSentence(current.description) : "";
+}
+
+function firstSentence(text) {
+  const match = /^(.*?[.:])\s/.exec(text + " ");
+  return match ? match[1].replace(/:$/, ".") : text;
+}
+
+async function switchPreset(name) {
+  const dropped = Object.keys(state.overrides).length;
+  state.preset = name;
+  state.overrides = {};                     // the preset's recommendations apply to every row again
+  await refreshRows();
+  if (dropped) setStatus("result-status", `Preset ${name} applied to every row; ${dropped} change(s) of yours were cleared.`);
+}
+
+async function refreshRows() {
+  if (!state.doc) return;
+  try {
+    const response = await api(`/api/files/${state.doc.id}/inspect`, { method: "POST", json: choices(false) });
+    applyRows(await response.json());
+    markStale();
+  } catch (error) {
+    setStatus("file-status", error.message, "error");
+  }
+}
+
+function matches(row, needle) {
+  if (!needle) return true;
+  const hay = `${row.tag} ${row.path} ${row.vr} ${row.value} ${categoryTitle(row.category)} ${row.action}`.toLowerCase();
+  return hay.includes(needle);
+}
+
+function renderTable() {
+  const needle = $("filter").value.trim().toLowerCase();
+  const rows = state.rows.filter((r) => matches(r, needle));
+  const shown = state.showAll ? rows : rows.slice(0, ROW_LIMIT);
+  const body = $("tags").tBodies[0];
+  body.replaceChildren(...shown.map(tableRow));
+  $("row-count").textContent = `${shown.length} of ${rows.length} row(s)` + (needle ? ` matching “${needle}”` : "");
+  const more = rows.length - shown.length;
+  $("show-all").hidden = more <= 0;
+  $("show-all").textContent = `Show all ${rows.length} rows (${more} more)`;
+  const n = Object.keys(state.overrides).length;
+  $("override-count").textContent = n ? `${n} change(s) to the ${state.preset} preset` : "";
+  $("reset-overrides").hidden = !n;
+}
+
+function tableRow(row) {
+  const select = el("select", { "aria-label": `Action for ${row.keyword || row.tag}`, disabled: row.inherited,
+    onchange: (event) => overrideRow(row, event.target.value) },
+  ...row.options.map((a) => el("option", { value: a, selected: a === row.action },
+    actionLabel(a) + (a === row.recommended ? " ★" : ""))));
+  const cells = [
+    el("td", { class: "mono nowrap", text: row.tag }),
+    el("td", { class: "path", title: row.reason },
+      el("span", { text: row.path }), row.overridden ? el("span", { class: "badge changed", text: "changed" }) : null),
+    el("td", { class: "mono", text: row.vr }),
+    el("td", { class: "value", title: row.value, text: row.value }),
+    el("td", {}, row.category ? el("span", { class: `cat-badge cat-${slug(row.category)}`, text: categoryTitle(row.category) }) : ""),
+    el("td", { class: "nowrap" }, select,
+      row.overridden ? el("button", { type: "button", class: "link reset", title: `Back to the preset's ${actionLabel(row.recommended)}`,
+        onclick: () => overrideRow(row, null) }, "↺") : null),
+  ];
+  return el("tr", { class: `cat-row cat-${slug(row.category)} act-${row.action}${row.overridden ? " overridden" : ""}${row.inherited ? " inherited" : ""}`,
+    "data-tag": row.tag, "data-path": row.path }, ...cells);
+}
+
+async function overrideRow(row, action) {
+  if (action === null || action === row.recommended) delete state.overrides[row.tag];
+  else state.overrides[row.tag] = action;
+  await refreshRows();
+}
+
+// -- step 3: the image and masks -------------------------------------------------------------
+
+const picture = new Image();
+let drawing = null;        // {x0, y0, x1, y1} while the mouse is down
+let frameTimer = null;
+
+function setupImage(image) {
+  const viewer = $("viewer");
+  const has = image && !image.error;
+  $("image-error").hidden = has;
+  $("canvas").hidden = !has;
+  $("image-hint").hidden = !has;
+  $("frame-control").hidden = !has || image.frames <= 1;
+  $("window-controls").hidden = !has || image.color;
+  if (!has) {
+    $("image-error").textContent = image ? `The image cannot be shown: ${image.error}.` : "This file has no image.";
+    return;
+  }
+  const span = Math.max(image.high - image.low, 1);
+  Object.assign($("frame"), { max: image.frames - 1, value: 0 });
+  Object.assign($("center"), { min: image.low - span / 2, max: image.high + span / 2, value: image.center });
+  Object.assign($("width"), { min: 1, max: Math.max(span * 2, image.width), value: image.width });
+  state.center = image.center;
+  state.width = image.width;
+  const canvas = $("canvas");
+  canvas.width = image.columns;
+  canvas.height = image.rows;
+  sizeCanvas();
+  viewer.classList.toggle("small-image", image.columns < 256);
+  loadFrame();
+}
+
+function sizeCanvas() {
+  const image = state.doc?.image;
+  if (!image || image.error) return;
+  const room = $("viewer").clientWidth || 600;
+  const scale = Math.min(room / image.columns, (window.innerHeight * 0.7) / image.rows, 8);
+  $("canvas").style.width = `${Math.floor(image.columns * scale)}px`;
+  $("canvas").style.height = `${Math.floor(image.rows * scale)}px`;
+}
+
+function frameUrl(which) {
+  const q = new URLSearchParams({ token: TOKEN, which, center: state.center, width: state.width });
+  return `/api/files/${state.doc.id}/frames/${state.frame}.png?${q}`;
+}
+
+function loadFrame() {
+  if (!state.doc || !state.doc.image || state.doc.image.error) return;
+  $("frame-label").textContent = `${state.frame + 1} of ${state.doc.image.frames}`;
+  $("center-label").textContent = Math.round(state.center);
+  $("width-label").textContent = Math.round(state.width);
+  picture.onload = drawCanvas;
+  picture.onerror = () => { $("image-error").hidden = false; $("image-error").textContent = "This frame cannot be shown."; };
+  picture.src = frameUrl("input");
+  if (state.result && !state.result.image?.error) $("after-image").src = frameUrl("output");
+  renderAfterCaption();
+}
+
+function scheduleFrame() {
+  clearTimeout(frameTimer);
+  frameTimer = setTimeout(loadFrame, 80);
+}
+
+function maskApplies(mask) {
+  return mask.frames === null || mask.frames.includes(state.frame);
+}
+
+function drawCanvas() {
+  const canvas = $("canvas");
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (picture.complete && picture.naturalWidth) ctx.drawImage(picture, 0, 0);
+  const line = Math.max(1, canvas.width / parseFloat(canvas.style.width || canvas.width));
+  state.masks.forEach((mask, i) => {
+    if (!maskApplies(mask)) return;
+    ctx.setLineDash(mask.enabled ? [] : [4 * line, 3 * line]);
+    ctx.fillStyle = mask.enabled ? "rgba(220, 38, 38, 0.35)" : "rgba(148, 163, 184, 0.15)";
+    ctx.strokeStyle = mask.enabled ? "rgb(239, 68, 68)" : "rgb(148, 163, 184)";
+    ctx.lineWidth = 2 * line;
+    ctx.fillRect(mask.x, mask.y, mask.width, mask.height);
+    ctx.strokeRect(mask.x, mask.y, mask.width, mask.height);
+    ctx.setLineDash([]);
+    ctx.fillStyle = mask.enabled ? "rgb(239, 68, 68)" : "rgb(148, 163, 184)";
+    ctx.font = `${Math.round(12 * line)}px sans-serif`;
+    ctx.fillText(String(mask.id), mask.x + 3 * line, mask.y + 13 * line);
+  });
+  if (drawing) {
+    const r = rectOf(drawing);
+    ctx.setLineDash([4 * line, 3 * line]);
+    ctx.strokeStyle = "rgb(250, 204, 21)";
+    ctx.lineWidth = 2 * line;
+    ctx.strokeRect(r.x, r.y, r.width, r.height);
+    ctx.setLineDash([]);
+  }
+}
+
+function imagePoint(event) {
+  const canvas = $("canvas");
+  const box = canvas.getBoundingClientRect();
+  const x = ((event.clientX - box.left) / box.width) * canvas.width;
+  const y = ((event.clientY - box.top) / box.height) * canvas.height;
+  return { x: Math.min(Math.max(x, 0), canvas.width), y: Math.min(Math.max(y, 0), canvas.height) };
+}
+
+function rectOf(d) {
+  const x = Math.floor(Math.min(d.x0, d.x1));
+  const y = Math.floor(Math.min(d.y0, d.y1));
+  return { x, y, width: Math.ceil(Math.max(d.x0, d.x1)) - x, height: Math.ceil(Math.max(d.y0, d.y1)) - y };
+}
+
+function startDrawing(event) {
+  if (event.button !== 0) return;
+  const p = imagePoint(event);
+  drawing = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
+  $("canvas").setPointerCapture?.(event.pointerId);
+  event.preventDefault();
+}
+
+function moveDrawing(event) {
+  if (!drawing) return;
+  const p = imagePoint(event);
+  drawing.x1 = p.x;
+  drawing.y1 = p.y;
+  drawCanvas();
+}
+
+function endDrawing(event) {
+  if (!drawing) return;
+  moveDrawing(event);
+  const r = rectOf(drawing);
+  drawing = null;
+  if (r.width >= 2 && r.height >= 2) {
+    const only = document.querySelector('input[name="mask-frames"]:checked').value === "this";
+    state.masks.push({ id: state.nextMask++, ...r, frames: only ? [state.frame] : null, enabled: true });
+    renderMasks();
+    markStale();
+  }
+  drawCanvas();
+}
+
+function renderMasks() {
+  const list = $("masks");
+  list.replaceChildren(...state.masks.map((mask) => el("li", { class: mask.enabled ? "" : "off" },
+    el("label", { class: "inline" },
+      el("input", { type: "checkbox", checked: mask.enabled, "aria-label": `Enable mask ${mask.id}`,
+        onchange: (event) => { mask.enabled = event.target.checked; renderMasks(); drawCanvas(); markStale(); } }),
+      el("span", { class: "mask-id", text: `#${mask.id}` }),
+      el("span", { class: "mono", text: `${mask.x},${mask.y} · ${mask.width}×${mask.height}` }),
+      el("span", { class: "muted", text: mask.frames ? `frame ${mask.frames[0] + 1}` : "every frame" })),
+    el("button", { type: "button", class: "link delete", title: `Delete mask ${mask.id}`, "aria-label": `Delete mask ${mask.id}`,
+      onclick: () => { state.masks = state.masks.filter((m) => m !== mask); renderMasks(); drawCanvas(); markStale(); } }, "✕"))));
+  $("no-masks").hidden = state.masks.length > 0;
+  $("save-rule").disabled = !state.masks.some((m) => m.enabled);
+}
+
+// -- step 4: preview and download ------------------------------------------------------------
+
+function markStale() {
+  if (state.result) $("stale").hidden = state.resultKey === choicesKey();
+}
+
+async function updatePreview() {
+  if (!state.doc) return;
+  const button = $("update");
+  button.disabled = true;
+  setStatus("result-status", "Anonymizing…");
+  try {
+    const key = choicesKey();
+    const response = await api(`/api/files/${state.doc.id}/preview`, { method: "POST", json: JSON.parse(key) });
+    state.result = await response.json();
+    state.resultKey = key;
+    const changed = state.result.changes.filter((c) => c.status !== "kept").length;
+    const notes = state.result.notes.length ? ` Note: ${state.result.notes.join(" ")}` : "";
+    setStatus("result-status", `Preview updated: ${changed} attribute(s) change, ${state.masks.filter((m) => m.enabled).length} mask(s) applied; the anonymized file has ${bytes(state.result.size)}.${notes}`, "ok");
+    renderResult();
+  } catch (error) {
+    setStatus("result-status", error.message, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function renderResult() {
+  const result = state.result;
+  $("result").hidden = !result;
+  if (!result) return;
+  $("stale").hidden = true;
+  const hasImage = result.image && !result.image.error;
+  $("after-figure").hidden = !hasImage;
+  if (hasImage) $("after-image").src = frameUrl("output");
+  renderAfterCaption();
+  renderChanges();
+}
+
+function renderAfterCaption() {
+  if (!state.result || !state.doc?.image || state.doc.image.error) return;
+  const frames = state.doc.image.frames;
+  $("after-caption").textContent = `Anonymized image${frames > 1 ? `, frame ${state.frame + 1} of ${frames}` : ""}`
+    + " (same window as above)";
+}
+
+function afterCell(c) {
+  if (c.after === null) return el("span", { class: "badge removed", text: "removed" });
+  if (c.status === "added") return el("span", {}, el("span", { class: "badge added", text: "added" }), " ", c.after);
+  if (c.after === "") return el("span", { class: "badge emptied", text: "empty" });
+  return c.after;
+}
+
+function renderChanges() {
+  const only = $("changed-only").checked;
+  const all = state.result.changes;
+  const rows = only ? all.filter((c) => c.status !== "kept" && c.status !== "unchanged") : all;
+  $("change-count").textContent = `${rows.length} of ${all.length} row(s)`;
+  $("changes").tBodies[0].replaceChildren(...rows.map((c) => el("tr", { class: `st-${c.status} cat-row cat-${slug(c.category)}` },
+    el("td", { class: "path", title: `${c.tag} ${c.path}` }, el("span", { class: "mono muted small", text: c.tag }), " ", c.path),
+    el("td", { class: "value before", title: c.before ?? "", text: c.before ?? "—" }),
+    el("td", { class: "arrow", text: "→" }),
+    el("td", { class: "value after", title: c.after ?? "" }, afterCell(c)))));
+}
+
+async function download() {
+  if (!state.doc) return;
+  const button = $("download");
+  button.disabled = true;
+  setStatus("result-status", "Preparing the anonymized file…");
+  try {
+    const response = await api(`/api/files/${state.doc.id}/download`, { method: "POST", json: choices(true) });
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const name = (/filename="([^"]+)"/.exec(disposition) || [])[1] || "anonymized.dcm";
+    saveBlob(await response.blob(), name);
+    setStatus("result-status", `Downloaded ${name}.`, "ok");
+  } catch (error) {
+    setStatus("result-status", error.message, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// -- step 5: save for a whole study ----------------------------------------------------------
+
+async function save(path, body, fallbackName) {
+  try {
+    const response = await api(path, { method: "POST", json: body });
+    const payload = await response.json();
+    saveBlob(new Blob([payload.text], { type: "application/toml" }), payload.filename || fallbackName);
+    $("saved").hidden = false;
+    $("saved").textContent = `# ${payload.filename}\n${payload.text}`;
+  } catch (error) {
+    $("saved").hidden = false;
+    $("saved").textContent = error.message;
+  }
+}
+
+// -- wiring ----------------------------------------------------------------------------------
+
+function wire() {
+  const drop = $("drop");
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (event) => { event.preventDefault(); drop.classList.add("hover"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    drop.addEventListener(name, () => drop.classList.remove("hover"));
+  }
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    openFile(event.dataTransfer.files[0]);
+  });
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+  $("file-input").addEventListener("change", (event) => { openFile(event.target.files[0]); event.target.value = ""; });
+  drop.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") $("file-input").click(); });
+
+  $("filter").addEventListener("input", renderTable);
+  $("show-all").addEventListener("click", () => { state.showAll = true; renderTable(); });
+  $("reset-overrides").addEventListener("click", () => { state.overrides = {}; refreshRows(); });
+
+  $("frame").addEventListener("input", (event) => { state.frame = Number(event.target.value); scheduleFrame(); drawCanvas(); });
+  $("center").addEventListener("input", (event) => { state.center = Number(event.target.value); scheduleFrame(); });
+  $("width").addEventListener("input", (event) => { state.width = Number(event.target.value); scheduleFrame(); });
+  $("window-reset").addEventListener("click", () => {
+    const image = state.doc.image;
+    state.center = image.center;
+    state.width = image.width;
+    $("center").value = image.center;
+    $("width").value = image.width;
+    loadFrame();
+  });
+  const canvas = $("canvas");
+  canvas.addEventListener("pointerdown", startDrawing);
+  canvas.addEventListener("pointermove", moveDrawing);
+  canvas.addEventListener("pointerup", endDrawing);
+  window.addEventListener("resize", sizeCanvas);
+
+  $("update").addEventListener("click", updatePreview);
+  $("download").addEventListener("click", download);
+  $("changed-only").addEventListener("change", renderChanges);
+  $("save-policy").addEventListener("click", () => save("/api/policy", choices(false), "policy.toml"));
+  $("save-rule").addEventListener("click", () => state.doc && save(`/api/files/${state.doc.id}/rule`, choices(true), "mask-rule.toml"));
+
+  // The file is forgotten when the tab goes; while it is open, the server hears from it.
+  window.addEventListener("pagehide", closeDocument);
+  setInterval(() => {
+    if (state.doc) api(`/api/files/${state.doc.id}/ping`, { method: "POST" }).catch(() => {});
+  }, 60000);
+}
+
+async function start() {
+  wire();
+  if (!TOKEN) {
+    setStatus("file-status", "This address has no token: open the full address that fastanon serve printed.", "error");
+    return;
+  }
+  try {
+    state.meta = await (await api("/api/meta")).json();
+    $("limit-note").textContent = `Up to ${bytes(state.meta.max_size)}; kept in memory while this tab is open.`;
+    $("footer").textContent = `fastanon ${state.meta.version} · files are forgotten when this tab closes or after ${Math.round(state.meta.idle_timeout / 60)} idle minutes`;
+    document.body.classList.add("ready");
+  } catch (error) {
+    setStatus("file-status", error.message, "error");
+  }
+}
+
+start();
