@@ -197,11 +197,14 @@ def process(item: tuple[str, str, str]) -> Outcome:
 def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
     job = state.job
     try:
-        with open(src, "rb") as handle:
-            info = os.fstat(handle.fileno())
+        fd = os.open(src, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))   # a FIFO must not block
+        try:
+            info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 return Outcome(src, dst, "skipped", "not a regular file")
-            head = handle.read(132)
+            head = os.pread(fd, 132, 0)
+        finally:
+            os.close(fd)
     except OSError as exc:
         return Outcome(src, dst, "failed", f"cannot be read ({exc.strerror})")
     size = info.st_size

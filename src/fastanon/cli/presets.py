@@ -89,9 +89,9 @@ def _describe(policy) -> str:
 
 
 def _range_text(mask: int, value: int) -> str:
-    """(gggg,eeee) with x for every hex digit the mask leaves free, e.g. (60xx,4000)."""
+    """(gggg,eeee) with x for every hex digit the mask does not fix whole, e.g. (60xx,4000)."""
     digits = []
     for shift in range(28, -4, -4):
-        digits.append("x" if not (mask >> shift) & 0xF else f"{(value >> shift) & 0xF:X}")
+        digits.append(f"{(value >> shift) & 0xF:X}" if (mask >> shift) & 0xF == 0xF else "x")
     text = "".join(digits)
     return f"({text[:4]},{text[4:]})"

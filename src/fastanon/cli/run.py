@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -91,6 +92,7 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
               workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
               rename=rename, mapping=mapping is not None, preset_name=name)
     progress = Progress(src, show=not quiet and sys.stderr.isatty())
+    previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:
         summary = run_batch(src, dst_path, job, progress, audit, mapping)
     except Interrupted as stop:
@@ -101,6 +103,8 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     except FastanonError as exc:
         progress.finish()
         raise click.UsageError(str(exc)) from None
+    finally:
+        _on_sigterm(previous)
     progress.finish()
     if not quiet:
         click.echo(f"fastanon: {_counts(summary)} in {summary.seconds:.2f} s "
@@ -110,6 +114,20 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
                        "key; give the same --key to every run of one data set so that UIDs and "
                        "pseudonyms match", err=True)
     sys.exit(1 if summary.failed else 0)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(handler):
+    """Install a SIGTERM handler (only the main thread may); returns the previous one."""
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def _counts(summary: Summary) -> str:
@@ -123,7 +141,8 @@ def _counts(summary: Summary) -> str:
 
 def _rate(summary: Summary) -> str:
     seconds = summary.seconds or 1e-9
-    return f"{summary.bytes_in / 1e6:,.1f} MB, {summary.bytes_in / 1e6 / seconds:,.0f} MB/s, " \
+    rate = summary.bytes_in / 1e6 / seconds
+    return f"{summary.bytes_in / 1e6:,.1f} MB, {rate:,.{1 if rate < 10 else 0}f} MB/s, " \
            f"{summary.total / seconds:,.0f} files/s"
 
 

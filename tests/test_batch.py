@@ -1,0 +1,166 @@
+"""batch: the walk, the bounded feed of the worker pool, path checks, stopping, odd inputs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from fastanon import batch
+from fastanon.batch import Interrupted, Job, check_paths, pairs, run
+from fastanon.errors import FastanonError
+from fastanon.pipeline import TEMP_SUFFIX
+from test_cli import KEY, write_file, write_tree
+
+
+@pytest.fixture(scope="module")
+def wide_tree(tmp_path_factory) -> Path:
+    """600 hard links of 4 small files in 6 folders."""
+    base = tmp_path_factory.mktemp("wide")
+    for i in range(4):
+        write_file(base / f"{i}.dcm", i)
+    src = base / "src"
+    for n in range(600):
+        target = src / f"f{n // 100}" / f"{n:04d}.dcm"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(base / f"{n % 4}.dcm", target)
+    return src
+
+
+def test_pairs_streams_sorted_mirror_paths(tmp_path):
+    src = tmp_path / "src"
+    for rel in ("b/2.dcm", "b/1.dcm", "a/z/9.dcm", "top.dcm", f"a/.x.dcm.1-1{TEMP_SUFFIX}"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(b"x")
+    got = list(pairs(src, tmp_path / "dst"))
+    assert [rel for _, _, rel in got] == ["top.dcm", "a/z/9.dcm", "b/1.dcm", "b/2.dcm"]
+    assert all(dst == str(tmp_path / "dst" / rel) and s == str(src / rel) for s, dst, rel in got)
+    one = src / "top.dcm"
+    assert list(pairs(one, tmp_path / "o.dcm")) == [(str(one), str(tmp_path / "o.dcm"), "top.dcm")]
+
+
+def test_check_paths(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for dst in (src, src / "sub", src / "new" / "deeper"):
+        with pytest.raises(FastanonError, match="source"):
+            check_paths(src, dst)
+    check_paths(src, tmp_path / "out")                  # beside it: fine
+    check_paths(src / "sub", tmp_path)                  # the source inside the destination: fine
+    with pytest.raises(FastanonError, match="inside the source"):
+        check_paths(src, tmp_path / "out", None, src / "audit.csv")
+    with pytest.raises(FastanonError, match="no such file"):
+        check_paths(tmp_path / "missing", tmp_path / "out")
+
+
+def test_pool_is_fed_through_a_window(wide_tree, tmp_path, monkeypatch):
+    pulled = []
+    real = batch.pairs
+
+    def counted(src, dst):
+        for item in real(src, dst):
+            pulled.append(item)
+            yield item
+
+    monkeypatch.setattr(batch, "pairs", counted)
+    seen_at_first = []
+
+    def on_outcome(outcome):
+        if not seen_at_first:
+            time.sleep(0.3)              # time for an unbounded feeder to drain the whole walk
+            seen_at_first.append(len(pulled))
+
+    summary = run(wide_tree, tmp_path / "out", Job(key=KEY.encode(), workers=2), on_outcome)
+    assert summary.written == 600 and len(pulled) == 600
+    window = max(64, 2 * batch.CHUNK * 8)
+    assert seen_at_first[0] <= window + 2 * 2 + batch.CHUNK
+
+
+def test_outcomes_keep_the_walk_order(wide_tree, tmp_path):
+    order = []
+    run(wide_tree, tmp_path / "out", Job(key=KEY.encode(), workers=2), order.append)
+    assert [o.src for o in order] == [s for s, _, _ in pairs(wide_tree, tmp_path / "out")]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_interrupt_stops_workers_and_sweeps_temporary_files(wide_tree, tmp_path, workers):
+    dst = tmp_path / "out"
+    count = []
+
+    def on_outcome(outcome):
+        count.append(outcome)
+        if len(count) == 30:
+            raise KeyboardInterrupt
+
+    started = time.monotonic()
+    with pytest.raises(Interrupted) as caught:
+        run(wide_tree, dst, Job(key=KEY.encode(), workers=workers), on_outcome)
+    assert time.monotonic() - started < 30
+    assert caught.value.summary.written == 30
+    assert not multiprocessing.active_children()
+    files = [p for p in dst.rglob("*") if p.is_file()]
+    assert files and not [p for p in files if p.name.endswith(TEMP_SUFFIX)]
+    for path in files:
+        pydicom.dcmread(path)
+
+
+def test_an_error_in_the_caller_stops_the_pool(wide_tree, tmp_path):
+    def on_outcome(outcome):
+        raise RuntimeError("caller's bug")
+
+    with pytest.raises(RuntimeError, match="caller's bug"):
+        run(wide_tree, tmp_path / "out", Job(key=KEY.encode(), workers=2), on_outcome)
+    assert not multiprocessing.active_children()
+
+
+def test_odd_inputs_are_skipped_or_named(tmp_path):
+    src = tmp_path / "src"
+    write_tree(src, count=3)
+    os.mkfifo(src / "a-fifo")                       # reading it would block: skipped
+    (src / "empty.dcm").write_bytes(b"")
+    (src / "cut.dcm").write_bytes(bytes(128) + b"DICM" + b"\x02\x00\x10\x00UI\x40\x001.2")
+    outcomes = []
+    summary = run(src, tmp_path / "out", Job(key=KEY.encode(), workers=1), outcomes.append)
+    by_name = {Path(o.src).name: o for o in outcomes}
+    assert by_name["a-fifo"].status == "skipped" and by_name["empty.dcm"].status == "skipped"
+    assert by_name["cut.dcm"].status == "failed" and by_name["broken.dcm"].status == "failed"
+    assert summary.written == 3 and summary.failed == 2
+
+
+def test_unreadable_folder_is_named(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    write_tree(src, count=2)
+    real_walk = os.walk
+
+    def walk(top, onerror=None):          # as os.walk reports a folder it cannot list
+        onerror(PermissionError(13, "Permission denied", str(top / "locked")))
+        yield from real_walk(top, onerror=onerror)
+
+    monkeypatch.setattr(batch.os, "walk", walk)
+    summary = run(src, tmp_path / "out", Job(key=KEY.encode()))
+    assert summary.written == 2 and summary.failed == 2
+    assert summary.failures[0].reason == f"{src / 'locked'}: folder cannot be listed (Permission denied)"
+
+
+def test_unexpected_errors_become_failures(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    write_tree(src, count=2)
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(batch, "anonymize_file", broken)
+    summary = run(src, tmp_path / "out", Job(key=KEY.encode()))
+    assert summary.failed == 3 and "unexpected error: TypeError: a bug" in summary.failures[0].reason
+
+
+def test_random_key_is_one_per_run(tmp_path):
+    src = tmp_path / "src"
+    write_tree(src, count=4)
+    run(src, tmp_path / "out", Job(workers=2))
+    uids = {pydicom.dcmread(p).StudyInstanceUID for p in (tmp_path / "out").rglob("*.dcm")}
+    assert len(uids) == 1 and not uids.pop().startswith("1.2.826")
