@@ -246,8 +246,8 @@ function renderPresetSwitch() {
 }
 
 function firstSentence(text) {
-  const match = /^(.*?[.:])\s/.exec(text + " ");
-  return match ? match[1].replace(/:$/, ".") : text;
+  const match = /^(.*?\.)\s+[A-Z]/.exec(text);
+  return match ? match[1] : text;
 }
 
 async function switchPreset(name) {
@@ -323,7 +323,6 @@ let drawing = null;        // {x0, y0, x1, y1} while the mouse is down
 let frameTimer = null;
 
 function setupImage(image) {
-  const viewer = $("viewer");
   const has = image && !image.error;
   $("image-error").hidden = has;
   $("canvas").hidden = !has;
@@ -340,21 +339,26 @@ function setupImage(image) {
   Object.assign($("width"), { min: 1, max: Math.max(span * 2, image.width), value: image.width });
   state.center = image.center;
   state.width = image.width;
-  const canvas = $("canvas");
-  canvas.width = image.columns;
-  canvas.height = image.rows;
   sizeCanvas();
-  viewer.classList.toggle("small-image", image.columns < 256);
+  $("viewer").classList.toggle("small-image", image.columns < 256);
   loadFrame();
 }
 
+// The canvas is drawn at its display size (crisp outlines); image pixel = canvas pixel / scale.
 function sizeCanvas() {
   const image = state.doc?.image;
   if (!image || image.error) return;
-  const room = $("viewer").clientWidth || 600;
+  const canvas = $("canvas");
+  const room = Math.max(($("viewer").clientWidth || 640) - 24, 200);
   const scale = Math.min(room / image.columns, (window.innerHeight * 0.7) / image.rows, 8);
-  $("canvas").style.width = `${Math.floor(image.columns * scale)}px`;
-  $("canvas").style.height = `${Math.floor(image.rows * scale)}px`;
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.floor(image.columns * scale), height = Math.floor(image.rows * scale);
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(height * ratio);
+  state.scale = canvas.width / image.columns;
+  drawCanvas();
 }
 
 function frameUrl(which) {
@@ -364,9 +368,7 @@ function frameUrl(which) {
 
 function loadFrame() {
   if (!state.doc || !state.doc.image || state.doc.image.error) return;
-  $("frame-label").textContent = `${state.frame + 1} of ${state.doc.image.frames}`;
-  $("center-label").textContent = Math.round(state.center);
-  $("width-label").textContent = Math.round(state.width);
+  renderLabels();
   picture.onload = drawCanvas;
   picture.onerror = () => { $("image-error").hidden = false; $("image-error").textContent = "This frame cannot be shown."; };
   picture.src = frameUrl("input");
@@ -374,7 +376,14 @@ function loadFrame() {
   renderAfterCaption();
 }
 
+function renderLabels() {
+  $("frame-label").textContent = `${state.frame + 1} of ${state.doc.image.frames}`;
+  $("center-label").textContent = Math.round(state.center);
+  $("width-label").textContent = Math.round(state.width);
+}
+
 function scheduleFrame() {
+  renderLabels();
   clearTimeout(frameTimer);
   frameTimer = setTimeout(loadFrame, 80);
 }
@@ -385,40 +394,47 @@ function maskApplies(mask) {
 
 function drawCanvas() {
   const canvas = $("canvas");
+  const image = state.doc?.image;
+  if (!image || image.error) return;
   const ctx = canvas.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
+  const k = state.scale, px = window.devicePixelRatio || 1;
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  if (picture.complete && picture.naturalWidth) ctx.drawImage(picture, 0, 0);
-  const line = Math.max(1, canvas.width / parseFloat(canvas.style.width || canvas.width));
-  state.masks.forEach((mask, i) => {
-    if (!maskApplies(mask)) return;
-    ctx.setLineDash(mask.enabled ? [] : [4 * line, 3 * line]);
-    ctx.fillStyle = mask.enabled ? "rgba(220, 38, 38, 0.35)" : "rgba(148, 163, 184, 0.15)";
-    ctx.strokeStyle = mask.enabled ? "rgb(239, 68, 68)" : "rgb(148, 163, 184)";
-    ctx.lineWidth = 2 * line;
-    ctx.fillRect(mask.x, mask.y, mask.width, mask.height);
-    ctx.strokeRect(mask.x, mask.y, mask.width, mask.height);
+  ctx.imageSmoothingEnabled = k < 2;
+  if (picture.complete && picture.naturalWidth) ctx.drawImage(picture, 0, 0, canvas.width, canvas.height);
+  ctx.lineWidth = 2 * px;
+  ctx.font = `600 ${12 * px}px system-ui, sans-serif`;
+  for (const mask of state.masks) {
+    if (!maskApplies(mask)) continue;
+    const [x, y, w, h] = [mask.x * k, mask.y * k, mask.width * k, mask.height * k];
+    ctx.setLineDash(mask.enabled ? [] : [5 * px, 4 * px]);
+    ctx.fillStyle = mask.enabled ? "rgba(220, 38, 38, 0.30)" : "rgba(148, 163, 184, 0.12)";
+    ctx.strokeStyle = mask.enabled ? "#ef4444" : "#94a3b8";
+    ctx.fillRect(x, y, w, h);
+    ctx.strokeRect(x, y, w, h);
     ctx.setLineDash([]);
-    ctx.fillStyle = mask.enabled ? "rgb(239, 68, 68)" : "rgb(148, 163, 184)";
-    ctx.font = `${Math.round(12 * line)}px sans-serif`;
-    ctx.fillText(String(mask.id), mask.x + 3 * line, mask.y + 13 * line);
-  });
+    const label = `#${mask.id}`;
+    const tw = ctx.measureText(label).width + 8 * px;
+    ctx.fillStyle = mask.enabled ? "#ef4444" : "#64748b";
+    ctx.fillRect(x, Math.max(y - 16 * px, 0), tw, 16 * px);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(label, x + 4 * px, Math.max(y - 16 * px, 0) + 12 * px);
+  }
   if (drawing) {
     const r = rectOf(drawing);
-    ctx.setLineDash([4 * line, 3 * line]);
-    ctx.strokeStyle = "rgb(250, 204, 21)";
-    ctx.lineWidth = 2 * line;
-    ctx.strokeRect(r.x, r.y, r.width, r.height);
+    ctx.setLineDash([5 * px, 4 * px]);
+    ctx.strokeStyle = "#facc15";
+    ctx.strokeRect(r.x * k, r.y * k, r.width * k, r.height * k);
     ctx.setLineDash([]);
   }
 }
 
 function imagePoint(event) {
-  const canvas = $("canvas");
-  const box = canvas.getBoundingClientRect();
-  const x = ((event.clientX - box.left) / box.width) * canvas.width;
-  const y = ((event.clientY - box.top) / box.height) * canvas.height;
-  return { x: Math.min(Math.max(x, 0), canvas.width), y: Math.min(Math.max(y, 0), canvas.height) };
+  const image = state.doc.image;
+  const box = $("canvas").getBoundingClientRect();
+  const x = ((event.clientX - box.left) / box.width) * image.columns;
+  const y = ((event.clientY - box.top) / box.height) * image.rows;
+  return { x: Math.min(Math.max(x, 0), image.columns), y: Math.min(Math.max(y, 0), image.rows) };
 }
 
 function rectOf(d) {
@@ -448,7 +464,7 @@ function endDrawing(event) {
   moveDrawing(event);
   const r = rectOf(drawing);
   drawing = null;
-  if (r.width >= 2 && r.height >= 2) {
+  if (r.width >= 1 && r.height >= 1 && (r.width * state.scale >= 4 || r.height * state.scale >= 4)) {
     const only = document.querySelector('input[name="mask-frames"]:checked').value === "this";
     state.masks.push({ id: state.nextMask++, ...r, frames: only ? [state.frame] : null, enabled: true });
     renderMasks();

@@ -1,0 +1,169 @@
+"""End to end in Debian's Chromium (Playwright): drop a multiframe file, switch preset, override
+a row, draw a mask with the mouse, toggle it, update the preview, download, check with pydicom.
+
+Skips, saying why, where Chromium or Playwright is missing; CI (.ci/run) installs both. A
+screenshot of the page after the update is written to artifacts/preview.png."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from fastanon.preview import ServeOptions, start
+
+from test_preview import KEY, NAME, TEXT_BOX, multiframe_dicom
+
+CHROMIUM = os.environ.get("FASTANON_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright is not installed (pip install '.[test]')")
+if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        except Exception as exc:                     # e.g. missing shared libraries
+            pytest.skip(f"Chromium at {CHROMIUM} does not start: {str(exc).splitlines()[0]}")
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page_server():
+    server = start(ServeOptions(port=0, key=KEY))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def drop_file(page, selector: str, data: bytes, name: str) -> None:
+    """Drop a file on an element the way a drag from the desktop does (a DataTransfer)."""
+    transfer = page.evaluate_handle(
+        """([b64, name]) => {
+             const raw = atob(b64), bytes = new Uint8Array(raw.length);
+             for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+             const transfer = new DataTransfer();
+             transfer.items.add(new File([bytes], name, { type: "application/dicom" }));
+             return transfer;
+           }""", [base64.b64encode(data).decode(), name])
+    page.dispatch_event(selector, "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+def drag(page, box, x0, y0, x1, y1, columns, rows) -> None:
+    """Drag the mouse over the canvas from image pixel (x0, y0) to (x1, y1)."""
+    sx, sy = box["width"] / columns, box["height"] / rows
+    page.mouse.move(box["x"] + x0 * sx, box["y"] + y0 * sy)
+    page.mouse.down()
+    page.mouse.move(box["x"] + (x0 + x1) / 2 * sx, box["y"] + (y0 + y1) / 2 * sy, steps=4)
+    page.mouse.move(box["x"] + x1 * sx, box["y"] + y1 * sy, steps=4)
+    page.mouse.up()
+
+
+def test_drop_mask_update_download(browser, page_server, tmp_path):
+    columns, rows = 256, 192
+    data = multiframe_dicom(rows=rows, columns=columns)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(page_server.url)
+    page.wait_for_selector("body.ready")
+
+    # 1. drop the file: warnings, summary and the table appear
+    drop_file(page, "#drop", data, "knee.dcm")
+    page.wait_for_selector("#step-review:not([hidden])")
+    assert "Private tags" not in page.inner_text("#warnings")          # research removes them
+    assert "6" in page.inner_text("#summary") and "Magnet 3000" in page.inner_text("#summary")
+    name_row = page.locator('tr[data-path="PatientName"]')
+    assert name_row.locator("select").input_value() == "empty"
+    assert "cat-patient-identity" in name_row.get_attribute("class")
+
+    # 2. switch preset: every row gets the internal preset's action
+    page.click('[data-preset="internal"]')
+    page.wait_for_function("""() => document.querySelector('tr[data-path="PatientName"] select')
+                              .value === 'hash'""")
+    assert page.locator('tr[data-path="StudyDate"] select').input_value() == "keep"
+    assert "Private tags kept" in page.inner_text("#warnings")
+
+    # 3. override one row: it is marked
+    page.select_option('tr[data-path="StudyDate"] select', "remove")
+    page.wait_for_selector('tr.overridden[data-path="StudyDate"]')
+    assert page.locator("tr.overridden").count() == 1
+    assert "1 change(s)" in page.inner_text("#override-count")
+
+    # 4. frames, and two masks drawn with the mouse; the second one toggled off
+    page.wait_for_function("() => document.getElementById('frame-label').textContent === '1 of 6'")
+    page.locator("#frame").fill("2")
+    assert "3 of 6" in page.inner_text("#frame-label")
+    canvas = page.locator("#canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    tx, ty, tw, th = TEXT_BOX                                # the burned-in name
+    drag(page, box, tx - 2.6, ty - 2.6, tx + tw + 1.6, ty + th + 1.6, columns, rows)
+    drag(page, box, 150, 60, 200, 110, columns, rows)
+    assert page.locator("#masks li").count() == 2
+    page.locator("#masks li").nth(1).locator("input[type=checkbox]").uncheck()
+    assert "off" in page.locator("#masks li").nth(1).get_attribute("class")
+    page.locator("#masks li").nth(1).locator("input[type=checkbox]").check()
+    page.locator("#masks li").nth(1).locator("input[type=checkbox]").uncheck()
+    first_mask = page.inner_text("#masks li >> nth=0")
+    assert f"{tx - 3},{ty - 3} · {tw + 5}×{th + 5}" in first_mask, first_mask
+
+    # 5. update the preview: before → after and the masked image
+    page.click("#update")
+    page.wait_for_selector("#result:not([hidden])")
+    page.wait_for_function("() => document.getElementById('after-image').complete && "
+                           "document.getElementById('after-image').naturalWidth === 256")
+    changes = page.inner_text("#changes")
+    assert NAME in changes and "StudyDate" in changes and "REMOVED" in changes.upper()
+    assert page.is_hidden("#stale")
+    page.locator("#step-result").scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "preview.png"), full_page=True)
+
+    # 6. download: pydicom reads it; the enabled mask is black on every frame, the other is not
+    with page.expect_download() as info:
+        page.click("#download")
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    assert target.name == "knee-anonymized.dcm"
+    ds = pydicom.dcmread(target)
+    assert "StudyDate" not in ds and str(ds.PatientName) != NAME and ds.PatientName
+    assert ds.StudyDescription == "MR knee left"          # internal keeps descriptions
+    pixels = ds.pixel_array
+    assert (pixels[:, ty - 3:ty + th + 2, tx - 3:tx + tw + 2] == 0).all()   # on every frame
+    assert (pixels != 4000).all()                         # no stroke of the name is left
+    assert (pixels[:, 60:110, 150:200] > 0).all()         # the disabled mask left nothing
+    assert (pixels[:, 20:, :] > 0).all()
+
+    # 7. save the policy and the mask rule
+    with page.expect_download() as info:
+        page.click("#save-policy")
+    assert 'extends = "internal"' in Path(info.value.path()).read_text()
+    with page.expect_download() as info:
+        page.click("#save-rule")
+    assert f'"{tx - 3},{ty - 3},{tw + 5},{th + 5}"' in Path(info.value.path()).read_text()
+
+    # closing the tab forgets the file
+    page.close()
+    context.close()
+    assert not errors, errors
+    deadline = __import__("time").monotonic() + 5
+    while len(page_server.documents) and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.05)
+    assert len(page_server.documents) == 0
