@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import mmap
 import os
+import struct
 import tempfile
 import zlib
 from collections import Counter
@@ -116,8 +117,52 @@ def _build(parsed: Parsed, plan: Plan) -> _Output:
         elif len(source) > parsed.dataset_start:
             parts.append((parsed.dataset_start, len(source) - parsed.dataset_start))
     else:
-        parts = list(rewrite.pieces(source, 0, len(source), meta_patches + data_patches))
+        data_parts = list(rewrite.pieces(source, parsed.dataset_start, len(source), data_patches))
+        if parsed.meta is not None:
+            meta_patches = _align_bulk(parsed, meta_patches, data_parts)
+        parts = list(rewrite.pieces(source, 0, parsed.dataset_start, meta_patches)) + data_parts
     return _Output(parsed, parts, actions)
+
+
+ALIGN_BULK = 16 << 20       # a copied range this large is kept at its page offset
+PAGE = 4096
+PRIVATE_INFORMATION_CREATOR = 0x00020100
+PRIVATE_INFORMATION = 0x00020102
+FASTANON_UID = b"2.25.181633216785009617315467106530306958121\0"   # PS3.10 §7.1 creator UID
+
+
+def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
+    """Keep a large copied range (Pixel Data) at the same offset within a page as in the input,
+    so that the kernel copies whole pages: when the header changed size by other than a multiple
+    of a page, the file meta gets Private Information (0002,0100)/(0002,0102) as padding."""
+    meta = parsed.meta
+    table = meta.table
+    out = parsed.dataset_start + sum(len(p[2]) - (p[1] - p[0]) for p in meta_patches)
+    for part in data_parts:
+        if isinstance(part, tuple) and part[1] >= ALIGN_BULK:
+            shift = out - part[0]
+            break
+        out += len(part) if isinstance(part, bytes) else part[1]
+    else:
+        return meta_patches
+    if shift % PAGE == 0 or shift % 2:
+        return meta_patches
+    length_index = table.find(0x00020000, -1)
+    if length_index != 0 or any(tag >= PRIVATE_INFORMATION_CREATOR for tag in table.tags()):
+        return meta_patches     # no group length to fix, or private information already there
+    creator = struct.pack("<HH2sH", 2, 0x0100, b"UI", len(FASTANON_UID)) + FASTANON_UID
+    size = -(shift + len(creator) + 12) % PAGE
+    padding = struct.pack("<HH2s2xI", 2, 0x0102, b"OB", size) + bytes(size)
+    added = len(creator) + len(padding)
+    group_length = meta.element(length_index)
+    patched = [p for p in meta_patches if p[0] == group_length.vstart]
+    old = patched[0][2] if patched else meta.value(group_length)
+    value = struct.pack("<I", struct.unpack("<I", old)[0] + added)
+    result = [p for p in meta_patches if p[0] != group_length.vstart]
+    result.append((group_length.vstart, group_length.vstart + 4, value))
+    result.append((parsed.dataset_start, parsed.dataset_start, creator + padding))
+    result.sort(key=lambda p: (p[0], p[1]))
+    return result
 
 
 def _additions(region: Region, plan: Plan, edits: dict) -> list:

@@ -1,0 +1,80 @@
+"""pipeline: the file path (read or mapped) equals the bytes path; bulk ranges stay page-aligned."""
+
+import io
+import mmap
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+import fastanon
+from fastanon import pipeline
+from fastanon.scan import parse
+
+
+def _file(rows: int, syntax=ExplicitVRLittleEndian) -> bytes:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=["pipeline", str(rows)])
+    ds.PatientName = "ROE^RICHARD"
+    ds.PatientID = "PID-123456"
+    ds.InstitutionName = "SOMEWHERE CLINIC"
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = rows, 256
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = (np.arange(rows * 256, dtype=np.uint16) * 7).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = syntax
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _pixel_offset(raw) -> int:
+    parsed = parse(raw)
+    return parsed.dataset.element(parsed.dataset.table.find(0x7FE00010, -1)).vstart
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_file_paths_equal_bytes_path(tmp_path, monkeypatch, syntax):
+    raw = _file(64, syntax)
+    src = tmp_path / "in.dcm"
+    src.write_bytes(raw)
+    expected = fastanon.anonymize(raw, policy="research", key=b"k")
+    for small in (1 << 30, 1024):          # read whole, and mapped with kernel copies
+        monkeypatch.setattr(pipeline, "SMALL_FILE", small)
+        report = fastanon.anonymize_file(src, tmp_path / f"out-{small}.dcm", policy="research",
+                                         key=b"k")
+        assert (tmp_path / f"out-{small}.dcm").read_bytes() == expected
+        assert report.bytes_out == len(expected) and report.bytes_in == len(raw)
+    assert src.read_bytes() == raw
+
+
+def test_bulk_pixel_data_keeps_its_page_offset(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "ALIGN_BULK", 64 << 10)
+    raw = _file(512)                                   # 256 KiB of Pixel Data
+    out = fastanon.anonymize(raw, policy="research", key=b"k")
+    assert _pixel_offset(out) % pipeline.PAGE == _pixel_offset(raw) % pipeline.PAGE
+    ds = pydicom.dcmread(io.BytesIO(out))
+    assert ds.file_meta.PrivateInformationCreatorUID == pipeline.FASTANON_UID.rstrip(b"\0").decode()
+    meta_end = 132 + 12 + ds.file_meta.FileMetaInformationGroupLength
+    assert parse(out).dataset_start == meta_end        # the group length counts the padding
+    assert ds.PixelData == pydicom.dcmread(io.BytesIO(raw)).PixelData
+    assert ds.PatientName != "ROE^RICHARD"
+    # The same through the mapped file path, and a second run changes nothing more.
+    src = tmp_path / "in.dcm"
+    src.write_bytes(raw)
+    monkeypatch.setattr(pipeline, "SMALL_FILE", 1024)
+    fastanon.anonymize_file(src, tmp_path / "out.dcm", policy="research", key=b"k")
+    assert (tmp_path / "out.dcm").read_bytes() == out
+
+
+def test_no_padding_when_nothing_changes(monkeypatch):
+    monkeypatch.setattr(pipeline, "ALIGN_BULK", 64 << 10)
+    raw = _file(512)
+    assert fastanon.anonymize(raw, policy={}) == raw
