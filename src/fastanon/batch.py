@@ -36,7 +36,7 @@ MAPPED = (("PatientName", 0x00100010), ("PatientID", 0x00100020),
           ("StudyID", 0x00200010), ("StudyInstanceUID", STUDY_UID),
           ("SeriesInstanceUID", SERIES_UID), ("SOPInstanceUID", SOP_UID))
 AUDITED_ACTIONS = ("remove", "empty", "replace", "uid", "shift", "hash", "clean")
-CHUNK = 4                # files per task handed to a worker
+CHUNK = 16               # files per task handed to a worker (fewer, larger messages)
 _SAFE_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 
 
@@ -126,17 +126,19 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
         yield str(src), str(target), src.name
         return
     errors: list[OSError] = []
+    join = os.path.join
     for folder, dirs, files in os.walk(src, onerror=errors.append):
         while errors:
             exc = errors.pop()
             yield "", "", f"{exc.filename}: folder cannot be listed ({exc.strerror})"
         dirs.sort()
         rel = os.path.relpath(folder, src)
-        out = dst if rel == "." else dst / rel
+        out = str(dst) if rel == "." else join(dst, rel)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
         for name in sorted(files):
             if name.endswith(TEMP_SUFFIX):
                 continue
-            yield os.path.join(folder, name), str(out / name), name if rel == "." else f"{rel}/{name}"
+            yield join(folder, name), join(out, name), prefix + name
     while errors:
         exc = errors.pop()
         yield "", "", f"{exc.filename}: folder cannot be listed ({exc.strerror})"
