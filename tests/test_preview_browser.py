@@ -167,3 +167,38 @@ def test_drop_mask_update_download(browser, page_server, tmp_path):
     while len(page_server.documents) and __import__("time").monotonic() < deadline:
         __import__("time").sleep(0.05)
     assert len(page_server.documents) == 0
+
+
+def test_file_chooser_show_all_filter_and_refusals(browser, page_server, tmp_path):
+    """The file chooser, the 200-row limit with "show all", the filter, and a clear refusal."""
+    from conftest import read_bytes
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(page_server.url)
+    page.wait_for_selector("body.ready")
+    (tmp_path / "notes.txt").write_text("not a DICOM file")
+    page.set_input_files("#file-input", str(tmp_path / "notes.txt"))
+    page.wait_for_selector("#file-status.error")
+    assert "not a DICOM file" in page.inner_text("#file-status")
+    assert page.is_hidden("#step-review")
+
+    (tmp_path / "ct.dcm").write_bytes(read_bytes("CT_small.dcm"))
+    page.set_input_files("#file-input", str(tmp_path / "ct.dcm"))
+    page.wait_for_selector("#step-review:not([hidden])")
+    total = page.locator("#tags tbody tr").count()
+    assert total == 200 and page.is_visible("#show-all")
+    assert "200 of 223" in page.inner_text("#row-count")
+    page.click("#show-all")
+    assert page.locator("#tags tbody tr").count() == 223 and page.is_hidden("#show-all")
+    page.fill("#filter", "patientname")
+    assert page.locator("#tags tbody tr").count() == 1
+    page.fill("#filter", "")
+    page.click(".chip.cat-staff")                             # a category chip filters by it
+    assert page.locator("#tags tbody tr").count() == 1
+    assert "cat-staff" in page.locator("#tags tbody tr").get_attribute("class")
+    page.close()
+
+    page = browser.new_page()
+    response = page.goto(page_server.url.split("?")[0])       # no token: the page says what to do
+    assert response.status == 403 and "needs its token" in page.inner_text("body")
+    page.close()

@@ -41,6 +41,12 @@ _SECURITY_HEADERS = {
                                "base-uri 'none'; form-action 'none'",
 }
 
+_NO_TOKEN_PAGE = (b"<!doctype html><meta charset=utf-8><title>fastanon preview</title>"
+                  b"<body style='font-family:system-ui,sans-serif;margin:3rem'>"
+                  b"<h1>fastanon preview</h1><p>This address needs its token. Open the full "
+                  b"address that <code>fastanon serve</code> printed: it ends in "
+                  b"<code>?token=&hellip;</code>.</p>")
+
 
 @dataclass(frozen=True)
 class ServeOptions:
@@ -233,6 +239,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "GET" and path == "/favicon.ico":
             self._send(204, b"", "image/x-icon")
+            return
+        if not self._token_ok(query) and method == "GET" and path == "/":
+            self._send(403, _NO_TOKEN_PAGE, "text/html; charset=utf-8")
             return
         if not self._token_ok(query):
             self._error(403, "missing or wrong token: open the full address fastanon serve "
