@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import mmap
 import os
@@ -320,16 +321,8 @@ def _read_and_write(fd_in: int, size: int, src: Path, dst: Path, plan: Plan, mas
         from .masks import blank_bytes
         result, mask_report = blank_bytes(result, masks, str(dst), decompress=decompress)
         warnings = list(mask_report.warnings)
-    fd_out, tmp = _open_temp(dst)
-    try:
-        try:
-            rewrite.write_all(fd_out, result)
-        finally:
-            os.close(fd_out)
-        os.replace(tmp, dst)
-    except BaseException:
-        _unlink(tmp)
-        raise
+    with _atomic_output(dst) as fd_out:
+        rewrite.write_all(fd_out, result)
     return Report(str(src), str(dst), size, len(result), output.actions, rule, warnings)
 
 
@@ -378,21 +371,28 @@ def _release(parsed: Parsed) -> None:
 
 def _write_atomic(fd_in: int, mapped, parts, dst: Path, masks, decompress: bool):
     """Write to a temporary file beside dst, blank masks in it, then rename it into place."""
+    mask_report = None
+    with _atomic_output(dst) as fd_out:
+        written = rewrite.write(fd_in, mapped, fd_out, parts)
+        if masks:
+            from .masks import apply_to_fd
+            mask_report = apply_to_fd(fd_out, written, masks, str(dst), decompress=decompress)
+    return written, mask_report
+
+
+@contextlib.contextmanager
+def _atomic_output(dst: Path):
+    """An open temporary file that becomes dst when the block succeeds and vanishes otherwise."""
     fd_out, tmp = _open_temp(dst)
     try:
         try:
-            written = rewrite.write(fd_in, mapped, fd_out, parts)
-            mask_report = None
-            if masks:
-                from .masks import apply_to_fd
-                mask_report = apply_to_fd(fd_out, written, masks, str(dst), decompress=decompress)
+            yield fd_out
         finally:
             os.close(fd_out)
         os.replace(tmp, dst)
     except BaseException:
         _unlink(tmp)
         raise
-    return written, mask_report
 
 
 _TEMP_NAMES = itertools.count()
