@@ -312,3 +312,67 @@ def test_start_up_imports_neither_pydicom_nor_numpy(tree, tmp_path, command):
 def test_no_temporary_files_left(tree, tmp_path):
     invoke("run", "-q", "--workers", 2, tree, tmp_path / "out")
     assert not [p for p in (tmp_path / "out").rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+
+
+def test_masks_on_compressed_pixels_need_decompress(tmp_path):
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rle = src / "mr-rle.dcm"
+    rle.write_bytes(Path(get_testdata_file("MR_small_RLE.dcm", download=False)).read_bytes())
+    result = invoke("run", "--mask", "2,3,5,4", src, tmp_path / "refused")
+    assert result.exit_code == 1 and str(rle) in result.stderr and "1 failed" in result.stderr
+    assert outputs(tmp_path / "refused") == []
+    result = invoke("run", "--mask", "2,3,5,4", "--decompress", src, tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    ds = pydicom.dcmread(tmp_path / "out/mr-rle.dcm")
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert (ds.pixel_array[3:7, 2:7] == -32768).all() and ds.PatientName == ""
+
+
+def test_rename_of_a_single_file(tree, tmp_path):
+    src = tree / "DOE_JANE/series1/IM0001.dcm"
+    result = invoke("run", "-q", "--rename", "--key", KEY, src, tmp_path / "out")
+    assert result.exit_code == 0
+    (path,) = outputs(tmp_path / "out")
+    ds = pydicom.dcmread(path)
+    assert path.relative_to(tmp_path / "out") == Path(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID + ".dcm")
+
+
+def test_progress_line(tree, capsys):
+    from fastanon.batch import Outcome
+    from fastanon.cli.run import Progress
+
+    progress = Progress(tree, show=True)
+    progress.total = 52                        # as the counting thread finds it
+    progress.counter = object()                # (not started here)
+    progress(Outcome("a", "b", "written", bytes_in=2_000_000))
+    progress(Outcome(str(tree / "x.dcm"), "b", "failed", reason="broken somehow"))
+    progress.drawn = 0                         # redraw now
+    progress(Outcome("c", "d", "written", bytes_in=1_000_000))
+    progress.finish()
+    err = capsys.readouterr().err
+    assert f"error: {tree / 'x.dcm'}: broken somehow\n" in err
+    assert "3/52 files" in err and "3.0 MB" in err and "files/s" in err and "ETA" in err
+    quiet = Progress(tree, show=False)
+    quiet(Outcome("a", "b", "written", bytes_in=1))
+    quiet.finish()
+    assert capsys.readouterr().err == ""
+
+
+def test_mask_warnings_are_shown(tree, tmp_path):
+    src = tree / "DOE_JANE/series1/IM0001.dcm"
+    result = invoke("run", "--mask", "10,10,20,20", src, tmp_path / "out.dcm")   # 16x16 image
+    assert result.exit_code == 0 and "warning:" in result.stderr and str(src) in result.stderr
+    quiet = invoke("run", "-q", "--overwrite", "--mask", "10,10,20,20", src, tmp_path / "out.dcm")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_unwritable_destination_is_an_error_not_a_traceback(tree, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke("run", tree / "DOE_JANE/series1/IM0001.dcm", blocker / "out.dcm")
+    assert result.exit_code == 1 and "Traceback" not in result.output

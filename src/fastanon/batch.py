@@ -18,12 +18,14 @@ import stat
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .errors import FastanonError
+from .masks import MaskWarning
 from .pipeline import TEMP_SUFFIX, anonymize_file
 from .policy import KEEP, FileContext, Plan, as_policy
 from .scan import looks_like_dicom
@@ -186,7 +188,9 @@ def process(item: tuple[str, str, str]) -> Outcome:
     if not src:
         return Outcome(rel.partition(":")[0], "", "failed", rel)
     try:
-        return _process(_STATE, src, dst, rel)
+        with warnings.catch_warnings():     # mask warnings travel in the Outcome instead
+            warnings.simplefilter("ignore", MaskWarning)
+            return _process(_STATE, src, dst, rel)
     except FastanonError as exc:
         return Outcome(src, dst, "failed", str(exc))
     except OSError as exc:

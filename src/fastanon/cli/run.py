@@ -91,7 +91,7 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     job = Job(policy=policy, key=load_key(key, key_file), masks=masks, overwrite=overwrite,
               workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
               rename=rename, mapping=mapping is not None, preset_name=name)
-    progress = Progress(src, show=not quiet and sys.stderr.isatty())
+    progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
     previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:
         summary = run_batch(src, dst_path, job, progress, audit, mapping)
@@ -103,6 +103,10 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     except FastanonError as exc:
         progress.finish()
         raise click.UsageError(str(exc)) from None
+    except OSError as exc:              # DST, the audit or the mapping file cannot be written
+        progress.finish()
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.ClickException(f"{where}{exc.strerror or exc}") from None
     finally:
         _on_sigterm(previous)
     progress.finish()
@@ -205,8 +209,8 @@ class Progress:
 
     REDRAW = 0.1          # seconds between redraws
 
-    def __init__(self, src: Path, show: bool):
-        self.src, self.show = src, show
+    def __init__(self, src: Path, show: bool, warn: bool = True):
+        self.src, self.show, self.warn = src, show, warn
         self.count = self.bytes = 0
         self.total: int | None = None
         self.started = time.monotonic()
@@ -221,11 +225,10 @@ class Progress:
             self.counter = threading.Thread(target=self._count, daemon=True)
             self.counter.start()
         if outcome.status == "failed":
-            self._clear()
-            where = outcome.src
-            reason = outcome.reason
-            click.echo(f"error: {reason}" if where and where in reason
-                       else f"error: {where}: {reason}", err=True)
+            self._say("error", outcome.src, outcome.reason)
+        if outcome.warnings and self.warn:
+            for warning in outcome.warnings:
+                self._say("warning", outcome.src, str(warning))
         if self.show:
             now = time.monotonic()
             if now - self.drawn >= self.REDRAW:
@@ -262,6 +265,11 @@ class Progress:
                     f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
         width = shutil.get_terminal_size((80, 20)).columns - 1
         click.echo("\r" + text[:width] + "\x1b[K", err=True, nl=False)
+
+    def _say(self, level: str, where: str, message: str) -> None:
+        self._clear()
+        click.echo(f"{level}: {message}" if where and where in message
+                   else f"{level}: {where}: {message}", err=True)
 
     def _clear(self) -> None:
         if self.show and self.drawn:
