@@ -121,6 +121,10 @@ def test_drop_mask_update_download(browser, page_server, tmp_path):
     assert "off" in page.locator("#masks li").nth(1).get_attribute("class")
     page.locator("#masks li").nth(1).locator("input[type=checkbox]").check()
     page.locator("#masks li").nth(1).locator("input[type=checkbox]").uncheck()
+    drag(page, box, 20, 150, 60, 180, columns, rows)          # a third, deleted again
+    assert page.locator("#masks li").count() == 3
+    page.locator("#masks li").nth(2).locator("button.delete").click()
+    assert page.locator("#masks li").count() == 2
     first_mask = page.inner_text("#masks li >> nth=0")
     assert f"{tx - 3},{ty - 3} · {tw + 5}×{th + 5}" in first_mask, first_mask
 
@@ -131,6 +135,10 @@ def test_drop_mask_update_download(browser, page_server, tmp_path):
                            "document.getElementById('after-image').naturalWidth === 256")
     changes = page.inner_text("#changes")
     assert NAME in changes and "StudyDate" in changes and "REMOVED" in changes.upper()
+    assert page.is_hidden("#stale")
+    page.locator("#masks li").nth(0).locator("input[type=checkbox]").uncheck()
+    assert page.is_visible("#stale")                        # the preview no longer matches
+    page.locator("#masks li").nth(0).locator("input[type=checkbox]").check()
     assert page.is_hidden("#stale")
     page.locator("#step-result").scroll_into_view_if_needed()
     ARTIFACTS.mkdir(exist_ok=True)

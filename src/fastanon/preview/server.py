@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import math
 import os
 import re
 import secrets
@@ -110,6 +111,13 @@ class PreviewServer(ThreadingHTTPServer):
         while not self._stop.wait(interval):
             self.documents.sweep()
 
+    def handle_error(self, request, client_address) -> None:
+        """A request that failed outside the handler's own checks: say so, without the
+        exception's text (it may quote a value)."""
+        kind = type(sys.exc_info()[1]).__name__
+        if kind not in ("ConnectionResetError", "BrokenPipeError", "TimeoutError"):
+            sys.stderr.write(f"fastanon serve: a request failed ({kind})\n")
+
     def server_close(self) -> None:
         self._stop.set()
         super().server_close()
@@ -192,15 +200,11 @@ class Handler(BaseHTTPRequestHandler):
             self._error(413, f"the request holds {length:,} bytes; this server accepts at most "
                         f"{limit:,} (fastanon serve --max-size)", close=True)
             return None
-        buf = bytearray(length)
-        view, done = memoryview(buf), 0
-        while done < length:
-            got = self.rfile.readinto(view[done:])
-            if not got:
-                self._error(400, "the upload ended early", close=True)
-                return None
-            done += got
-        return bytes(buf)
+        body = self.rfile.read(length)          # one allocation, the size announced
+        if len(body) != length:
+            self._error(400, "the upload ended early", close=True)
+            return None
+        return body
 
     def _choices(self) -> Choices | None:
         body = self._body(JSON_LIMIT)
@@ -353,9 +357,12 @@ class Handler(BaseHTTPRequestHandler):
     def _frame(self, doc, index: int, query: dict) -> None:
         def number(key):
             try:
-                return float(query[key][0]) if key in query else None
+                value = float(query[key][0]) if key in query else None
             except ValueError:
-                raise FastanonError(f"{key} must be a number") from None
+                value = float("nan")
+            if value is not None and not math.isfinite(value):
+                raise FastanonError(f"{key} must be a finite number")
+            return value
 
         which = (query.get("which") or ["input"])[0]
         if which not in ("input", "output"):

@@ -148,6 +148,7 @@ async function openFile(file) {
     state.result = null;
     state.showAll = false;
     state.frame = 0;
+    setStatus("preset-status", "");
     applyRows(payload);
     setStatus("file-status", `${payload.summary.name} (${bytes(payload.summary.size)}) is open.`, "ok");
     showSteps(true);
@@ -255,7 +256,7 @@ async function switchPreset(name) {
   state.preset = name;
   state.overrides = {};                     // the preset's recommendations apply to every row again
   await refreshRows();
-  if (dropped) setStatus("result-status", `Preset ${name} applied to every row; ${dropped} change(s) of yours were cleared.`);
+  setStatus("preset-status", dropped ? `The ${name} preset now applies to every row; your ${dropped} change(s) were cleared.` : "");
 }
 
 async function refreshRows() {
