@@ -75,7 +75,7 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     completes it, skipping the outputs already there.
 
     Exit status: 0 all written, 1 some files failed (each named on stderr with the reason),
-    2 usage error.
+    2 usage error, 130 interrupted.
 
     \b
     Examples:
@@ -97,8 +97,11 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
         summary = run_batch(src, dst_path, job, progress, audit, mapping)
     except Interrupted as stop:
         progress.finish()
-        click.echo(f"interrupted: {_counts(stop.summary)}; no partial output left. Run the same "
-                   "command again to complete it.", err=True)
+        again = ("Run the same command again to complete it." if job.key else
+                 "This run drew a random key: to complete it consistently, remove DST and run "
+                 "again with --key.")
+        click.echo(f"interrupted: {_counts(stop.summary)}; no partial output left. {again}",
+                   err=True)
         sys.exit(EXIT_INTERRUPTED)
     except FastanonError as exc:
         progress.finish()
