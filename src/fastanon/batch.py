@@ -122,7 +122,7 @@ def check_paths(src: Path, dst: Path, *others: Path | None) -> None:
 
 def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
     """(input, output, path relative to src) streamed in a stable order (folders and names sorted);
-    dst mirrors src's relative paths. A folder that cannot be listed comes as ("", "", reason)."""
+    dst mirrors src's relative paths. A folder that cannot be listed comes as ("", folder, reason)."""
     if not src.is_dir():
         target = dst / src.name if dst.is_dir() else dst
         yield str(src), str(target), src.name
@@ -132,7 +132,7 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
     for folder, dirs, files in os.walk(src, onerror=errors.append):
         while errors:
             exc = errors.pop()
-            yield "", "", f"{exc.filename}: folder cannot be listed ({exc.strerror})"
+            yield "", str(exc.filename), f"{exc.filename}: folder cannot be listed ({exc.strerror})"
         dirs.sort()
         rel = os.path.relpath(folder, src)
         out = str(dst) if rel == "." else join(dst, rel)
@@ -143,7 +143,7 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
             yield join(folder, name), join(out, name), prefix + name
     while errors:
         exc = errors.pop()
-        yield "", "", f"{exc.filename}: folder cannot be listed ({exc.strerror})"
+        yield "", str(exc.filename), f"{exc.filename}: folder cannot be listed ({exc.strerror})"
 
 
 # -- one file, in a worker ------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def process(item: tuple[str, str, str]) -> Outcome:
     """Anonymize one file in a worker; every failure becomes an Outcome, never an exception."""
     src, dst, rel = item
     if not src:
-        return Outcome(rel.partition(":")[0], "", "failed", rel)
+        return Outcome(dst, "", "failed", rel)        # a folder the walk could not list
     try:
         with warnings.catch_warnings():     # mask warnings travel in the Outcome instead
             warnings.simplefilter("ignore", MaskWarning)
