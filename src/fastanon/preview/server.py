@@ -89,8 +89,8 @@ class PreviewServer(ThreadingHTTPServer):
         if family_v6:
             import socket
             self.address_family = socket.AF_INET6
-        super().__init__((options.host.strip("[]"), options.port), Handler)
         self._stop = threading.Event()
+        super().__init__((options.host.strip("[]"), options.port), Handler)
         threading.Thread(target=self._sweeper, name="fastanon-idle", daemon=True).start()
 
     @property
