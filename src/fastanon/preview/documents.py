@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from .. import presets
 from ..elements import KIND_FRAGMENTS, PIXEL_DATA, keyword, parse_tag, tag_text
 from ..errors import FastanonError, PolicyError
+# _walk/_preview: the paths and value previews inspect shows, so before → after rows line up;
+# _attribute: the values MaskRules.select matches on, so a saved rule matches this file.
 from ..inspect import _preview, _walk, inspect, summarize
 from ..masks import Mask, MaskRules, _attribute
 from ..pipeline import anonymize
