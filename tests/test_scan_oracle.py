@@ -16,7 +16,7 @@ from conftest import (TEST_FILES_DIR, TRUNCATED, all_test_files, encoded, read_b
 import cases
 from cases import CASES
 from fastanon import FastanonError
-from fastanon.elements import (FLAG_IMPLICIT, ITEM, KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM,
+from fastanon.elements import (FLAG_IMPLICIT, FLAG_OPEN, ITEM, KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM,
                                KIND_SEQUENCE)
 from fastanon.scan import parse
 
@@ -32,15 +32,17 @@ def pydicom_elements(ds, path=()) -> list[tuple]:
         if isinstance(elem, RawDataElement):
             vr = _expected_vr(elem)
             length, value = elem.length, elem.value
-        elif elem.VR == "SQ":       # pydicom parsed an undefined-length SQ while reading
-            assert elem.is_undefined_length, elem
-            vr, length, value = "SQ", UNDEFINED, None
+        elif elem.VR == "SQ":       # pydicom parsed an undefined-length or empty SQ while reading
+            assert elem.is_undefined_length or not elem.value, elem
+            vr, length, value = ("SQ", UNDEFINED, None) if elem.is_undefined_length else ("SQ", 0, b"")
         else:                       # converted while reading (empty values, PixelRepresentation)
             vr, length, value = str(elem.VR), *encoded(elem, ds)
         if length == UNDEFINED:
             value = None if vr == "SQ" else value   # fragments: bytes up to the delimiter
         out.append((path, int(tag), vr, length, value))
-        if ds[tag].VR == "SQ":
+        # A private SQ that pydicom knows from its private dictionary only (raw VR 'UN') is
+        # opaque bytes to fastanon, which has no private dictionary.
+        if ds[tag].VR == "SQ" and vr != "UN":
             for number, item in enumerate(ds[tag].value):
                 out.extend(pydicom_elements(item, path + ((int(tag), number),)))
     return out
@@ -81,8 +83,8 @@ def fastanon_elements(region, path=()) -> list[tuple]:
             continue
         if e.kind == KIND_SEQUENCE and e.vlen == UNDEFINED:
             value = None
-        elif e.kind == KIND_FRAGMENTS:
-            value = bytes(region.buf[e.vstart:e.end - 8])       # pydicom stops at the delimiter
+        elif e.kind == KIND_FRAGMENTS:      # pydicom stops at the delimiter (if there is one)
+            value = bytes(region.buf[e.vstart:e.end - (0 if e.flags & FLAG_OPEN else 8)])
         else:
             value = region.value(e)
         out.append((paths[e.parent], e.tag, e.vr, e.vlen, value))
@@ -92,6 +94,11 @@ def fastanon_elements(region, path=()) -> list[tuple]:
 def _matches(ours: tuple, theirs: tuple) -> bool:
     if ours == theirs:
         return True
+    tag = ours[1]
+    if ours[2] == "UN" and tag >> 16 & 1 and tag & 0xFFFF >= 0x100 and ours[3:] == theirs[3:]:
+        return True     # a private value pydicom converted (empty) with its private dictionary
+    if ours[2] == "UL" and theirs[2] == "UN" and tag & 0xFFFF == 0 and ours[3:] == theirs[3:]:
+        return True     # a group length of an odd group: pydicom calls it private (PS3.5 §7.2)
     # An ambiguous dictionary VR ('US or SS', 'OB or OW'): fastanon picks one alternative.
     return ours[:2] == theirs[:2] and ours[2] in theirs[2].split(" or ") and ours[3:] == theirs[3:]
 

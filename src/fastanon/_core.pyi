@@ -10,6 +10,7 @@ FLAG_UNDEFINED: int
 FLAG_IMPLICIT: int
 FLAG_BIG: int
 FLAG_LONG: int
+FLAG_OPEN: int        # fragments ending with the data, without their sequence delimiter
 
 BLANK_OK: int
 BLANK_OUT_OF_BOUNDS: int

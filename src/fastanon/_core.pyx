@@ -17,6 +17,7 @@ cdef enum:
     F_IMPLICIT = 2     # header has no VR (tag + 4-byte length)
     F_BIG = 4          # header numbers are big endian
     F_LONG = 8         # explicit VR header with 2 reserved bytes and a 4-byte length
+    F_OPEN = 16        # fragments that end with the data, their sequence delimiter missing
 
 # Status codes; scan.py turns them into messages.
 cdef enum:
@@ -39,6 +40,7 @@ FLAG_UNDEFINED = F_UNDEFINED
 FLAG_IMPLICIT = F_IMPLICIT
 FLAG_BIG = F_BIG
 FLAG_LONG = F_LONG
+FLAG_OPEN = F_OPEN
 
 cdef extern from *:
     """
@@ -187,6 +189,13 @@ cdef int64_t walk_items(Walker* w, int64_t pos, int64_t limit, int64_t seq, int 
                 return fail(w, S_VALUE_PAST_END, pos, w.entries[seq].tag, limit - w.entries[seq].vstart)
             return pos
         if pos + 8 > stop:
+            if (fragments and pos == w.size and w.entries[seq].depth == 0
+                    and w.entries[seq].tag == 0x7FE00010 and w.n - seq > 2):
+                # Top-level Pixel Data whose last fragment (after the offset table) ends the file
+                # without its sequence delimiter (PS3.5 §A.4): some writers stop there; dcmtk
+                # reads it (with a complaint).
+                w.entries[seq].flags |= F_OPEN
+                return pos
             if limit < 0:
                 return fail(w, S_NO_DELIMITER, pos, w.entries[seq].tag, 0)
             return fail(w, S_TRUNCATED_HEADER, pos, w.entries[seq].tag, 0)

@@ -11,6 +11,7 @@ from ._core import (  # noqa: F401  (re-exported vocabulary)
     FLAG_BIG,
     FLAG_IMPLICIT,
     FLAG_LONG,
+    FLAG_OPEN,
     FLAG_UNDEFINED,
     KIND_ELEMENT,
     KIND_FRAGMENTS,

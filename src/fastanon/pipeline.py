@@ -108,6 +108,8 @@ def _build(parsed: Parsed, plan: Plan) -> _Output:
     data_patches = rewrite.patches(data, edits)
     if inserts:
         data_patches = sorted(data_patches + inserts)
+    if data_patches or meta_patches:    # an output that differs anyway gets a missing delimiter
+        data_patches = sorted(data_patches + rewrite.closing(data, edits))
     source = parsed.source
     if parsed.deflated:
         parts = list(rewrite.pieces(source, 0, parsed.dataset_start, meta_patches))

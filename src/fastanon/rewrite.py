@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import struct
 
-from .elements import FLAG_BIG, FLAG_IMPLICIT, FLAG_LONG, FLAG_UNDEFINED, KIND_ITEM, LONG_HEADER_VRS
+from .elements import (FLAG_BIG, FLAG_IMPLICIT, FLAG_LONG, FLAG_OPEN, FLAG_UNDEFINED, KIND_ITEM,
+                       LONG_HEADER_VRS)
 from .errors import PolicyError
 from .scan import Region
 
@@ -79,6 +80,19 @@ def patches(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
         out.append((element.vstart, element.vstart + 4, _u32(size + change, element.flags & FLAG_BIG)))
     out.sort()
     return out
+
+
+def closing(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
+    """The sequence delimiter (FFFE,E0DD) that top-level fragments ending the data lack (the
+    scanner's FLAG_OPEN), inserted where they end, so that an output is well-formed (PS3.5 §A.4)."""
+    table = region.table
+    for index in range(len(table) - 1, -1, -1):
+        _, _, _, flags, _, parent, _, _, _, end = table.row(index)
+        if parent == -1:
+            if flags & FLAG_OPEN and index not in edits:
+                return [(end, end, struct.pack(">HHI" if flags & FLAG_BIG else "<HHI", 0xFFFE, 0xE0DD, 0))]
+            return []
+    return []
 
 
 def _length_offset(kind: int, flags: int, start: int) -> int:

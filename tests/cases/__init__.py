@@ -154,6 +154,34 @@ RAW_EXPLICIT = hex2bytes("""
 """)
 RAW_BIG_ENDIAN = _BIG_ENDIAN
 
+# Encapsulated Pixel Data whose last fragment ends the file, its sequence delimiter missing
+# (pydicom-data's emri_small_jpeg_2k_lossless_too_short.dcm): dcmtk reads it all and complains.
+OPEN_FRAGMENTS = part10(JPEG_BASELINE, hex2bytes("""
+    08 00 16 00  55 49  08 00  31 2E 32 2E 33 2E 34 00    # (0008,0016) UI '1.2.3.4'
+    10 00 10 00  50 4E  08 00  44 4F 45 5E 4A 4F 48 4E    # (0010,0010) PN 'DOE^JOHN'
+    E0 7F 10 00  4F 42 00 00  FF FF FF FF                 # (7FE0,0010) OB, undefined length
+    FE FF 00 E0  00 00 00 00                              #   basic offset table, empty
+    FE FF 00 E0  06 00 00 00  FF D8 01 02 FF D9           #   fragment, 6 bytes; then the end
+"""))
+
+# Implicit VR as dcmconv +ti writes a GE file: an empty SQ (pydicom converts it at once), a
+# private SQ pydicom knows from its private dictionary only (opaque bytes to fastanon), an empty
+# private value pydicom types by that dictionary, and a group length of an odd group.
+IMPLICIT_PRIVATE = part10(IMPLICIT_LE, hex2bytes("""
+    08 00 11 11  00 00 00 00                              # (0008,1111) SQ, empty
+    08 00 16 00  08 00 00 00  31 2E 32 2E 33 2E 34 00     # (0008,0016) UI '1.2.3.4'
+    09 00 00 00  04 00 00 00  28 00 00 00                 # (0009,0000) group length 40
+    09 00 10 00  0C 00 00 00  47 45 4D 53 5F 49 44 45 4E 5F 30 31  # (0009,0010) 'GEMS_IDEN_01'
+    09 00 E3 10  00 00 00 00                              # (0009,10E3) UI to pydicom, empty
+    09 00 E4 10  04 00 00 00  31 2E 32 00                 # (0009,10E4) '1.2'
+    49 00 10 00  14 00 00 00  47 45 4D 53 5F 43 54 5F 43 41 52 44 49 41 43 5F 30 30 31 20
+                                                          # (0049,0010) 'GEMS_CT_CARDIAC_001 '
+    49 00 01 10  18 00 00 00                              # (0049,1001) SQ to pydicom, 24 bytes
+    FE FF 00 E0  10 00 00 00                              #   item, 16 bytes
+    49 00 02 10  08 00 00 00  44 4F 45 5E 4A 4F 48 4E     #   (0049,1002) 'DOE^JOHN'
+    10 00 10 00  08 00 00 00  44 4F 45 5E 4A 4F 48 4E     # (0010,0010) PN 'DOE^JOHN'
+"""))
+
 CASES = {
     "implicit_nested": IMPLICIT_NESTED,
     "defined_nested": DEFINED_NESTED,
@@ -168,3 +196,6 @@ CASES = {
     "raw_explicit": RAW_EXPLICIT,
     "raw_big_endian": RAW_BIG_ENDIAN,
 }
+# Not in CASES, tests/test_real_files.py checks them: pydicom reads OPEN_FRAGMENTS as an empty
+# data set (it drops everything when a delimiter is missing), and in IMPLICIT_PRIVATE it types
+# the empty private value by its creator, which test_rewrite's `remove` of the creator changes.
