@@ -18,6 +18,7 @@ def _file(rows: int, syntax=ExplicitVRLittleEndian) -> bytes:
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
     ds.SOPInstanceUID = generate_uid(entropy_srcs=["pipeline", str(rows)])
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=["pipeline study"])
     ds.PatientName = "ROE^RICHARD"
     ds.PatientID = "PID-123456"
     ds.InstitutionName = "SOMEWHERE CLINIC"
@@ -78,3 +79,17 @@ def test_no_padding_when_nothing_changes(monkeypatch):
     monkeypatch.setattr(pipeline, "ALIGN_BULK", 64 << 10)
     raw = _file(512)
     assert fastanon.anonymize(raw, policy={}) == raw
+
+
+def test_calls_without_a_key_agree_within_the_process(tmp_path):
+    """One random key per process: a study anonymized one call at a time keeps its links."""
+    first, second = _file(8), _file(16)
+    study = lambda raw: pydicom.dcmread(io.BytesIO(raw)).StudyInstanceUID  # noqa: E731
+    assert study(first) == study(second)
+    out_1 = fastanon.anonymize(first)
+    src = tmp_path / "b.dcm"
+    src.write_bytes(second)
+    fastanon.anonymize_file(src, tmp_path / "b-out.dcm")
+    out_2 = (tmp_path / "b-out.dcm").read_bytes()
+    assert study(out_1) == study(out_2) != study(first)
+    assert fastanon.anonymize(first, key=b"other") != out_1

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import mmap
 import os
+import secrets
 import struct
 import tempfile
 import zlib
@@ -51,9 +52,26 @@ class _Output:
     actions: Counter
 
 
+_PLANS: dict = {}                 # compiled presets, by (name, key)
+_PROCESS_KEY: list = []           # the key of calls that give none: random, one per process
+
+
 def _plan(policy, key) -> Plan:
-    policy = as_policy(policy)
-    return policy.compile(key=key)
+    """The compiled plan of a call. Without a key, every call in this process shares one random
+    key, so that files anonymized one call at a time still agree on their new UIDs and dates
+    (a run, as DESIGN.md says, is the process). Presets are compiled once per key."""
+    if key is None:
+        if not _PROCESS_KEY:
+            _PROCESS_KEY.append(secrets.token_bytes(32))
+        key = _PROCESS_KEY[0]
+    if isinstance(policy, str):
+        cached = _PLANS.get((policy, key))
+        if cached is None:
+            if len(_PLANS) > 64:
+                _PLANS.clear()
+            cached = _PLANS[(policy, key)] = as_policy(policy).compile(key=key)
+        return cached
+    return as_policy(policy).compile(key=key)
 
 
 def _encoding(region: Region) -> str:

@@ -35,12 +35,17 @@ def new_uid(key: bytes, old: str) -> str:
     return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
+CACHE_LIMIT = 1 << 16
+
+
 def remap_uids(key: bytes, raw: bytes, cache: dict) -> bytes | None:
     """A UI value (possibly multi-valued) with every non-standard UID replaced; None if nothing changes."""
     old = raw.decode("ascii", "replace").rstrip("\0 ")
     new = cache.get(old)
     if new is None:
         new = "\\".join(new_uid(key, part.strip("\0 ")) for part in old.split("\\"))
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()           # new UIDs are recomputed identically: memory stays flat
         cache[old] = new
     if new == old:
         return None
