@@ -62,7 +62,10 @@ def test_bulk_pixel_data_keeps_its_page_offset(tmp_path, monkeypatch):
     out = fastanon.anonymize(raw, policy="research", key=b"k")
     assert _pixel_offset(out) % pipeline.PAGE == _pixel_offset(raw) % pipeline.PAGE
     ds = pydicom.dcmread(io.BytesIO(out))
-    assert ds.file_meta.PrivateInformationCreatorUID == pipeline.FASTANON_UID.rstrip(b"\0").decode()
+    assert ds.file_meta.PrivateInformationCreatorUID == pipeline.FASTANON_UID
+    assert all(len(e.value) % 2 == 0 for e in ds.file_meta.values() if isinstance(e.value, bytes))
+    meta = parse(out).meta
+    assert all(e.vlen % 2 == 0 for e in meta.elements())           # every value of even length
     meta_end = 132 + 12 + ds.file_meta.FileMetaInformationGroupLength
     assert parse(out).dataset_start == meta_end        # the group length counts the padding
     assert ds.PixelData == pydicom.dcmread(io.BytesIO(raw)).PixelData

@@ -38,6 +38,9 @@ MEDIA_SOP_INSTANCE = 0x00020003
 SOP_INSTANCE = 0x00080018
 SPECIFIC_CHARACTER_SET = 0x00080005
 
+# fastanon's implementation class UID (PS3.10 §7.1), under the 2.25 UUID arc (PS3.5 §B.2).
+FASTANON_UID = "2.25.181633216785009617315467106530306958121"
+
 # Sorted SQ tags for the scanner's implicit VR decisions (PS3.5 §7.5, Annex A.1).
 SQ_TAGS = array("I", sorted(t for t, (vr, _) in _dictionary.DICTIONARY.items() if vr == "SQ"))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import rewrite
 from .elements import (
+    FASTANON_UID,
     FLAG_BIG,
     FLAG_IMPLICIT,
     KIND_ITEM,
@@ -26,6 +27,7 @@ from .elements import (
 from .errors import FastanonError
 from .policy import KEEP, FileContext, Plan, as_policy
 from .scan import Parsed, Region, parse
+from .values import pad
 
 SMALL_FILE = 64 << 10            # files up to this size are read whole; larger ones are mapped
 TEMP_SUFFIX = ".fastanon-tmp"   # temporary outputs, renamed into place when complete
@@ -149,7 +151,7 @@ ALIGN_BULK = 16 << 20       # a copied range this large is kept at its page offs
 PAGE = 4096
 PRIVATE_INFORMATION_CREATOR = 0x00020100
 PRIVATE_INFORMATION = 0x00020102
-FASTANON_UID = b"2.25.181633216785009617315467106530306958121\0"   # PS3.10 §7.1 creator UID
+CREATOR_UID = pad("UI", FASTANON_UID.encode())  # even length (PS3.5 §6.2)
 
 
 def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
@@ -171,7 +173,7 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
     length_index = table.find(0x00020000, -1)
     if length_index != 0 or any(tag >= PRIVATE_INFORMATION_CREATOR for tag in table.tags()):
         return meta_patches     # no group length to fix, or private information already there
-    creator = struct.pack("<HH2sH", 2, 0x0100, b"UI", len(FASTANON_UID)) + FASTANON_UID
+    creator = struct.pack("<HH2sH", 2, 0x0100, b"UI", len(CREATOR_UID)) + CREATOR_UID
     size = -(shift + len(creator) + 12) % PAGE
     padding = struct.pack("<HH2s2xI", 2, 0x0102, b"OB", size) + bytes(size)
     added = len(creator) + len(padding)

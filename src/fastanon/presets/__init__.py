@@ -28,14 +28,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from .._dictionary import DICTIONARY
-from ..elements import dictionary_entry, is_private, parse_tag, tag_text
+from ..elements import FASTANON_UID, dictionary_entry, is_private, parse_tag, tag_text
 from ..errors import PolicyError
 from ..policy import Action, Policy
 from ..values import text_value
 from ._profile_table import EDITION, OPTIONS, PROFILE, SAFE_PRIVATE
 
 HERE = Path(__file__).resolve().parent
-FASTANON_UID = "2.25.181633216785009617315467106530306958121"   # fastanon's implementation UID
 
 # PS3.16 CID 7050 "De-identification Method": the profile and each option (PS3.15 E.1.1).
 CID_7050 = {
