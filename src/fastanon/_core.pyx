@@ -470,7 +470,8 @@ cdef class Table:
                         break
                 else:
                     el = tag & 0xFFFF
-                    if (tag >> 16) & 1 and (tag >> 16) > 8 and el != 0:
+                    # any odd group: 0001-0007 and FFFF are forbidden, treated as private (PS3.5 §7.8.1)
+                    if (tag >> 16) & 1 and el != 0:
                         code = creator_code if el < 0x100 else private_code
             if code:
                 out.append((i, code))

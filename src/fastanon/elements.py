@@ -75,9 +75,10 @@ class Element(NamedTuple):
 
 
 def is_private(tag: int) -> bool:
-    """Odd group above 0008 (PS3.5 §7.8.1); groups 0001-0007 and FFFF are not private."""
-    group = tag >> 16
-    return bool(group & 1) and 0x0008 < group < 0xFFFF
+    """Any odd group (PS3.5 §7.8.1). Groups 0001-0007 and FFFF "shall not be used": what a file
+    holds there is treated as private (as pydicom does), so that a policy removing private tags
+    removes it too."""
+    return bool((tag >> 16) & 1)
 
 
 def is_private_creator(tag: int) -> bool:

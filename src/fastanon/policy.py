@@ -133,8 +133,8 @@ class Policy:
         for mask, value, action in self.masks:
             if tag & mask == value:
                 return action
-        group, element = tag >> 16, tag & 0xFFFF
-        if group & 1 and 0x0008 < group < 0xFFFF and element:
+        element = tag & 0xFFFF
+        if is_private(tag) and element:
             return self.private_creator if element < 0x100 else self.private
         return Action("keep")
 
