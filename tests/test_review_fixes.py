@@ -59,3 +59,25 @@ def test_is_private_covers_every_odd_group():
     assert is_private(0x00011010) and is_private(0x00070010) and is_private(0xFFFF0001)
     assert not is_private(0x00080010) and not is_private(0x00100010)
     assert Policy.preset("research").action_for(0x00031010).name == "remove"
+
+
+# --- --rename: two inputs with the same UIDs were "already there" (one output silently lost) -----
+
+@pytest.mark.parametrize("workers, overwrite", [(1, False), (1, True), (2, False)])
+def test_rename_collision_is_a_failure(tmp_path, workers, overwrite):
+    from fastanon.batch import Job, run
+
+    src = tmp_path / "src"
+    for i in range(4):     # 0 and 2 differ in content but share every UID; so do 1 and 3
+        def extra(ds, i=i):
+            ds.SOPInstanceUID = f"1.2.3.{i % 2}"
+            ds.StudyDescription = f"copy {i}"
+        (src / str(i)).mkdir(parents=True)
+        (src / str(i) / "f.dcm").write_bytes(_file(extra))
+    job = Job(policy="research", key=b"k", rename=True, workers=workers, overwrite=overwrite)
+    summary = run(src, tmp_path / "out", job)
+    assert (summary.written, summary.exists, summary.failed) == (2, 0, 2)
+    assert all("same output name" in o.reason for o in summary.failures)
+    again = run(src, tmp_path / "out", Job(policy="research", key=b"k", rename=True))
+    assert (again.exists, again.failed) == (2, 2)       # a rerun says so again
+

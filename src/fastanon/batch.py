@@ -333,10 +333,13 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
     summary = Summary()
     started = time.monotonic()
     outcomes = _outcomes(src, dst, job)
+    names: set[int] | None = set() if job.rename else None
     with _Csv(audit, _audit_header(), private=False) as audit_rows, \
             _Csv(mapping, _mapping_header(), private=True) as mapping_rows:
         try:
             for outcome in outcomes:
+                if names is not None:
+                    outcome = _unique_name(outcome, names)
                 summary.add(outcome)
                 if audit_rows:
                     audit_rows.writerow(_audit_row(outcome, job))
@@ -353,6 +356,22 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
             outcomes.close()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _unique_name(outcome: Outcome, seen: set[int]) -> Outcome:
+    """--rename: two inputs with the same new study, series and SOP instance UIDs get the same
+    output name, and only one of them can be in DST. The second is a failure, not an output
+    "already there" (with --overwrite, or two workers at once, it replaced the first)."""
+    if outcome.status not in ("written", "exists"):
+        return outcome
+    key = hash(outcome.dst)        # a number per output, not the name: memory stays small
+    if key not in seen:
+        seen.add(key)
+        return outcome
+    return replace(outcome, status="failed",
+                   reason=f"same output name {outcome.dst} as another input of this run (the same "
+                          "study, series and SOP instance UIDs): only one of them is in the "
+                          "destination")
 
 
 def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
