@@ -81,3 +81,19 @@ def test_rename_collision_is_a_failure(tmp_path, workers, overwrite):
     again = run(src, tmp_path / "out", Job(policy="research", key=b"k", rename=True))
     assert (again.exists, again.failed) == (2, 2)       # a rerun says so again
 
+
+# --- SRC inside DST: the outputs of SRC/<name>/... landed on the inputs SRC/... ---------------
+
+def test_outputs_never_land_inside_the_source(tmp_path):
+    from fastanon.batch import check_paths
+    from fastanon.errors import FastanonError
+
+    src = tmp_path / "a"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "f.dcm").write_bytes(_file())
+    (src / "f.dcm").write_bytes(_file(lambda ds: setattr(ds, "StudyDescription", "other")))
+    with pytest.raises(FastanonError, match="inside the source tree"):
+        check_paths(src, tmp_path)       # tmp/a/a/f.dcm would be written to tmp/a/f.dcm
+    check_paths(src / "a", tmp_path / "out")
+    (tmp_path / "b").mkdir()
+    check_paths(tmp_path / "b", tmp_path)     # the source inside the destination, no overlap

@@ -110,6 +110,11 @@ def check_paths(src: Path, dst: Path, *others: Path | None) -> None:
         raise FastanonError(f"{dst}: the destination is the source itself")
     if src.is_dir() and dst_real.is_relative_to(src_real):
         raise FastanonError(f"{dst}: the destination lies inside the source tree {src}")
+    if src.is_dir() and src_real.is_relative_to(dst_real):
+        inner = src_real.relative_to(dst_real)      # DST/<inner>/... is inside SRC: the outputs
+        if (src_real / inner).exists():             # of SRC/<inner>/... would land on inputs
+            raise FastanonError(f"{dst}: the outputs of {src / inner} would be written inside "
+                                f"the source tree {src}")
     if src.is_dir() and dst.exists() and not dst.is_dir():
         raise FastanonError(f"{dst}: exists and is not a folder (the source is a folder)")
     for other in others:
