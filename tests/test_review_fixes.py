@@ -97,3 +97,14 @@ def test_outputs_never_land_inside_the_source(tmp_path):
     check_paths(src / "a", tmp_path / "out")
     (tmp_path / "b").mkdir()
     check_paths(tmp_path / "b", tmp_path)     # the source inside the destination, no overlap
+
+
+# --- masks with decompress=True: pydicom's own exceptions escaped instead of a FastanonError -----
+
+def test_decompress_of_a_file_pydicom_cannot_decode_is_a_clean_error():
+    from conftest import read_bytes
+
+    raw = read_bytes("SC_rgb_rle.dcm")
+    no_syntax = fastanon.anonymize(raw, {"TransferSyntaxUID": "remove"})   # fastanon still reads it
+    with pytest.raises(fastanon.FastanonError, match="pydicom cannot read"):
+        fastanon.anonymize(no_syntax, {}, masks=[fastanon.Mask(1, 1, 5, 5)], decompress=True)

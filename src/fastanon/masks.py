@@ -705,8 +705,12 @@ def _decompressed(data: bytes, name: str) -> bytes:
     import pydicom
     from pydicom.pixels import decompress
 
-    ds = pydicom.dcmread(io.BytesIO(data))
-    syntax = str(ds.file_meta.TransferSyntaxUID)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        syntax = str(ds.file_meta.TransferSyntaxUID)
+    except Exception as exc:           # pydicom's words for a file fastanon could walk
+        raise MalformedError(f"{name}: pydicom cannot read the file to decode its compressed "
+                             f"Pixel Data for masking: {exc}") from None
     try:
         decompress(ds, generate_instance_uid=False)
     except Exception as exc:           # missing plugin, corrupt stream: the decoder's own words
@@ -721,7 +725,11 @@ def _decompressed(data: bytes, name: str) -> bytes:
         if method not in methods:
             methods.append(method)
         ds.LossyImageCompressionMethod = methods if len(methods) > 1 else methods[0]
-    assert str(ds.file_meta.TransferSyntaxUID) == EXPLICIT_LE
     out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
+    try:
+        if str(ds.file_meta.TransferSyntaxUID) != EXPLICIT_LE:
+            raise ValueError(f"decoded as {ds.file_meta.TransferSyntaxUID}, not {EXPLICIT_LE}")
+        ds.save_as(out, enforce_file_format=True)
+    except Exception as exc:           # e.g. group 0002 elements inside the data set
+        raise MalformedError(f"{name}: the decoded file cannot be written back: {exc}") from None
     return out.getvalue()
