@@ -108,3 +108,30 @@ def test_decompress_of_a_file_pydicom_cannot_decode_is_a_clean_error():
     no_syntax = fastanon.anonymize(raw, {"TransferSyntaxUID": "remove"})   # fastanon still reads it
     with pytest.raises(fastanon.FastanonError, match="pydicom cannot read"):
         fastanon.anonymize(no_syntax, {}, masks=[fastanon.Mask(1, 1, 5, 5)], decompress=True)
+
+
+# --- DICOMDIR: record offsets (file positions of items) were not moved with the records --------
+
+@pytest.mark.parametrize("name", ["DICOMDIR", "DICOMDIR-bigEnd", "DICOMDIR-implicit"])
+@pytest.mark.parametrize("policy", ["research", "internal"])
+def test_dicomdir_record_offsets_follow_the_records(tmp_path, name, policy):
+    import warnings
+
+    from conftest import read_bytes
+    from pydicom.fileset import FileSet
+
+    from fastanon.elements import KIND_ITEM
+    from fastanon.rewrite import DIRECTORY_OFFSETS
+    from fastanon.scan import parse
+
+    out = fastanon.anonymize(read_bytes(f"dicomdirtests/{name}"), policy)
+    data = parse(out).dataset
+    items = {data.element(i).start for i in range(len(data.table))
+             if data.element(i).kind == KIND_ITEM}
+    offsets = [int.from_bytes(data.value(data.element(i)), "big" if data.big else "little")
+               for i, tag in enumerate(data.table.tags()) if tag in DIRECTORY_OFFSETS]
+    assert len(offsets) > 50 and all(o == 0 or o in items for o in offsets)
+    (tmp_path / "DICOMDIR").write_bytes(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # the referenced image files are not there
+        assert len(list(FileSet(tmp_path / "DICOMDIR")._tree)) == 52   # pydicom walks the offsets

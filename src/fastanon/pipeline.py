@@ -140,8 +140,12 @@ def _build(parsed: Parsed, plan: Plan) -> _Output:
         elif len(source) > parsed.dataset_start:
             parts.append((parsed.dataset_start, len(source) - parsed.dataset_start))
     else:
+        directory = data.table.find(rewrite.DIRECTORY_RECORDS, -1) >= 0     # a DICOMDIR
+        if directory and (data_patches or meta_patches):
+            data_patches = sorted(data_patches
+                                  + rewrite.directory_offsets(data, meta_patches + data_patches))
         data_parts = list(rewrite.pieces(source, parsed.dataset_start, len(source), data_patches))
-        if parsed.meta is not None:
+        if parsed.meta is not None and not directory:     # padding would move the records
             meta_patches = _align_bulk(parsed, meta_patches, data_parts)
         parts = list(rewrite.pieces(source, 0, parsed.dataset_start, meta_patches)) + data_parts
     return _Output(parsed, parts, actions)

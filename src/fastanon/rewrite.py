@@ -9,11 +9,13 @@ same level, are patched to match (PS3.5 §7.2, §7.5).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import struct
 
-from .elements import (FLAG_BIG, FLAG_IMPLICIT, FLAG_LONG, FLAG_OPEN, FLAG_UNDEFINED, KIND_ITEM,
-                       LONG_HEADER_VRS)
+from .elements import (FLAG_BIG, FLAG_IMPLICIT, FLAG_LONG, FLAG_OPEN, FLAG_UNDEFINED, KIND_ELEMENT,
+                       KIND_ITEM, LONG_HEADER_VRS)
 from .errors import PolicyError
 from .scan import Region
 
@@ -93,6 +95,40 @@ def closing(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
                 return [(end, end, struct.pack(">HHI" if flags & FLAG_BIG else "<HHI", 0xFFFE, 0xE0DD, 0))]
             return []
     return []
+
+
+# A DICOMDIR's Directory Record Sequence and the UL attributes that hold the file offset of a
+# record's item (PS3.3 F.3.2.1, Table F.3-3: from the first byte of the file, preamble included).
+DIRECTORY_RECORDS = 0x00041220
+DIRECTORY_OFFSETS = frozenset({0x00041200, 0x00041202, 0x00041400, 0x00041420})
+
+
+def directory_offsets(region: Region, patch_list: list[Patch]) -> list[Patch]:
+    """Patches that keep a DICOMDIR's record offsets pointing at the same items once patch_list
+    (every patch of the file, in file offsets) has moved them. region.buf must be the file."""
+    table = region.table
+    found = [i for i, tag in enumerate(table.tags()) if tag in DIRECTORY_OFFSETS]
+    if not found or not patch_list:
+        return []
+    by_end = sorted((end, len(new) - (end - start)) for start, end, new in patch_list)
+    ends = [end for end, _ in by_end]
+    shifts = list(itertools.accumulate(change for _, change in by_end))
+    spans = sorted((start, end) for start, end, _ in patch_list if end > start)
+    out: list[Patch] = []
+    for index in found:
+        element = region.element(index)
+        if element.kind != KIND_ELEMENT or element.vlen != 4:
+            continue
+        k = bisect.bisect_right(spans, (element.vstart, 1 << 62)) - 1
+        if k >= 0 and spans[k][1] > element.vstart:
+            continue                    # removed or replaced with what holds it
+        big = element.flags & FLAG_BIG
+        old = struct.unpack(">I" if big else "<I", region.value(element))[0]
+        k = bisect.bisect_right(ends, old)      # patches ending at or before the record's item
+        new = old + (shifts[k - 1] if k else 0)
+        if old and new != old:
+            out.append((element.vstart, element.vstart + 4, _u32(new, big)))
+    return out
 
 
 def _length_offset(kind: int, flags: int, start: int) -> int:
