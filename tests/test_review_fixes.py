@@ -135,3 +135,14 @@ def test_dicomdir_record_offsets_follow_the_records(tmp_path, name, policy):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")      # the referenced image files are not there
         assert len(list(FileSet(tmp_path / "DICOMDIR")._tree)) == 52   # pydicom walks the offsets
+
+
+# --- research kept three person-name attributes Table E.1-1 does not list ---------------------
+
+def test_research_keeps_no_person_name():
+    from fastanon import _dictionary
+
+    research = Policy.preset("research")
+    kept = [keyword for tag, (vr, keyword) in _dictionary.DICTIONARY.items()
+            if vr == "PN" and research.action_for(tag).name == "keep"]
+    assert kept == []
