@@ -146,3 +146,18 @@ def test_research_keeps_no_person_name():
     kept = [keyword for tag, (vr, keyword) in _dictionary.DICTIONARY.items()
             if vr == "PN" and research.action_for(tag).name == "keep"]
     assert kept == []
+
+
+# --- inspect read values as ASCII: echoes of a non-ASCII name went unreported -----------------
+
+def test_inspect_reads_values_in_the_file_character_set():
+    def extra(ds):
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.PatientName = "Müller"
+        ds.PatientID = "12"
+        ds.StudyDescription = "Müller knee"        # kept by internal: an echo of the name
+
+    raw = _file(extra)
+    assert "Müller".encode("latin-1") in raw
+    echoes = [f for f in fastanon.inspect(raw, "internal") if f.code == "identifying-echo"]
+    assert echoes and "Müller" in echoes[0].message

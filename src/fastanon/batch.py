@@ -250,7 +250,6 @@ def _is_rules(masks) -> bool:
 def _look(src: str, state: _Worker, rel: str) -> dict:
     """Read one input's header (mapped, nothing decoded but the values asked for): the output name
     from the new UIDs, the original → new identifiers, the mask rule that matches."""
-    from .pipeline import _encoding      # the data set's character set, as the pipeline reads it
     from .scan import parse
 
     job, plan = state.job, state.plan
@@ -260,7 +259,7 @@ def _look(src: str, state: _Worker, rel: str) -> dict:
     try:
         parsed = parse(mapped, src)
         data = parsed.dataset
-        context = FileContext(data, data.big, _encoding(data))
+        context = FileContext.of(data)
         codes = dict(data.table.select(*plan.selection))
         values = {}
         for _, tag in MAPPED:
@@ -283,23 +282,13 @@ def _look(src: str, state: _Worker, rel: str) -> dict:
         out["name"] = _output_name(values, job.key, rel)
         if _is_rules(job.masks):
             out["rule"] = job.masks.select(data)
-        _release(parsed)
+        parsed.release()
     finally:
         try:
             mapped.close()
         except BufferError:           # a view still held by an error's traceback: closed when freed
             pass
     return out
-
-
-def _release(parsed) -> None:
-    """Let go of parse()'s views of the mapping, so that it can close."""
-    for view in (getattr(parsed.meta, "buf", None), parsed.dataset.buf, parsed.source):
-        if isinstance(view, memoryview):
-            try:
-                view.release()
-            except BufferError:
-                pass
 
 
 def _output_name(values: dict, key: bytes, rel: str) -> str:

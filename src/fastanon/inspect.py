@@ -84,7 +84,7 @@ def inspect(data, policy="research", *, key: bytes | str | None = None,
     plan = policy.compile(key=key)
     parsed = parse(data, name)
     findings: list[Finding] = []
-    data_context = FileContext(parsed.dataset, parsed.dataset.big)
+    data_context = FileContext.of(parsed.dataset)
     regions = [(parsed.dataset, data_context)]
     if parsed.meta is not None:
         regions.insert(0, (parsed.meta, FileContext(parsed.meta, False, "ascii", data_context.cache)))

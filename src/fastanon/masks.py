@@ -673,7 +673,7 @@ def apply_to_fd(fd: int, size: int, masks, name: str, *, decompress: bool = Fals
                     pixels.release()
                 return report
         finally:
-            _release(parsed)
+            parsed.release()
             del parsed
         data = bytes(mapped)
     plain = _decompressed(data, name)
@@ -686,13 +686,6 @@ def apply_to_fd(fd: int, size: int, masks, name: str, *, decompress: bool = Fals
     report.decompressed, report.applied, report.size = True, inner.applied, len(out)
     report.warnings.extend(inner.warnings)
     return report
-
-
-def _release(parsed: Parsed) -> None:
-    """Let go of the views parse() made of a mapping, so the mapping can close."""
-    for view in (parsed.source, parsed.dataset.buf, parsed.meta.buf if parsed.meta else None):
-        if isinstance(view, memoryview):
-            view.release()
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from .elements import (
     KIND_ITEM,
     MEDIA_SOP_INSTANCE,
     SOP_INSTANCE,
-    SPECIFIC_CHARACTER_SET,
 )
 from .errors import FastanonError
 from .policy import KEEP, FileContext, Plan, as_policy
@@ -31,7 +30,6 @@ from .values import pad
 
 SMALL_FILE = 64 << 10            # files up to this size are read whole; larger ones are mapped
 TEMP_SUFFIX = ".fastanon-tmp"   # temporary outputs, renamed into place when complete
-_CHARSETS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1", "": "ascii", "ISO_IR 6": "ascii"}
 
 
 @dataclass
@@ -76,14 +74,6 @@ def _plan(policy, key) -> Plan:
     return as_policy(policy).compile(key=key)
 
 
-def _encoding(region: Region) -> str:
-    index = region.table.find(SPECIFIC_CHARACTER_SET, -1)
-    if index < 0:
-        return "ascii"
-    raw = region.value(region.element(index)).decode("ascii", "replace").strip(" \0")
-    return _CHARSETS.get(raw.split("\\")[-1].strip(), "ascii")
-
-
 def _edits(region: Region, plan: Plan, context: FileContext, actions: Counter) -> dict:
     edits = {}
     skip_until = -1
@@ -112,7 +102,7 @@ def _edits(region: Region, plan: Plan, context: FileContext, actions: Counter) -
 
 def _build(parsed: Parsed, plan: Plan) -> _Output:
     data = parsed.dataset
-    context = FileContext(data, data.big, _encoding(data))
+    context = FileContext.of(data)
     actions: Counter = Counter()
     edits = _edits(data, plan, context, actions)
     inserts = _additions(data, plan, edits) if plan.additions else []
@@ -359,7 +349,7 @@ def _map_and_write(fd_in, mapped, src: Path, dst: Path, plan: Plan, masks, decom
         masks, rule = _select_masks(parsed, masks)
         written, mask_report = _write_atomic(fd_in, mapped, output.parts, dst, masks, decompress)
     finally:
-        _release(parsed)
+        parsed.release()
     report = Report(str(src), str(dst), 0, written, output.actions)
     report.mask_rule = rule
     if mask_report is not None:
@@ -378,21 +368,6 @@ def _select_masks(parsed: Parsed, masks) -> tuple[tuple, str | None]:
         rule = masks.select(parsed.dataset)
         return (tuple(rule.masks), rule.name) if rule else ((), None)
     return tuple(masks), None
-
-
-def _release(parsed: Parsed) -> None:
-    """Let go of the views parse() made of a mapping, so that the mapping can close."""
-    for region in (parsed.meta, parsed.dataset):
-        if region is not None and isinstance(region.buf, memoryview):
-            try:
-                region.buf.release()
-            except BufferError:
-                pass
-    if isinstance(parsed.source, memoryview):
-        try:
-            parsed.source.release()
-        except BufferError:
-            pass
 
 
 def _write_atomic(fd_in: int, mapped, parts, dst: Path, masks, decompress: bool):

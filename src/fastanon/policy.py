@@ -18,6 +18,7 @@ from .elements import (
     KIND_ELEMENT,
     KIND_FRAGMENTS,
     KIND_SEQUENCE,
+    SPECIFIC_CHARACTER_SET,
     Element,
     is_private,
     is_private_creator,
@@ -372,6 +373,11 @@ def echo_values(values: Mapping[int, str]) -> list[str]:
     return sorted(out, key=lambda s: (not s[0].isdigit(), s))
 
 
+# Specific Character Set (0008,0005) → the codec of the values decide() reads and writes; the
+# last value of a multi-valued set is the one the text switches to (PS3.3 C.12.1.1.2).
+_CHARSETS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1", "": "ascii", "ISO_IR 6": "ascii"}
+
+
 @dataclass
 class FileContext:
     """What decide() may look at in one file: its values, byte order and character set."""
@@ -380,6 +386,17 @@ class FileContext:
     big: bool
     encoding: str = "ascii"
     cache: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, region) -> "FileContext":
+        """The context of a scanned data set, in its own character set: what the pipeline, the
+        batch look-ahead, inspect and the preview all decide with."""
+        encoding = "ascii"
+        index = region.table.find(SPECIFIC_CHARACTER_SET, -1)
+        if index >= 0:
+            raw = region.value(region.element(index)).decode("ascii", "replace").strip(" \0")
+            encoding = _CHARSETS.get(raw.split("\\")[-1].strip(), "ascii")
+        return cls(region, region.big, encoding)
 
     def value(self, element: Element) -> bytes:
         if element.kind != KIND_ELEMENT:

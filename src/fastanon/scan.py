@@ -82,6 +82,22 @@ class Parsed:
     transfer_syntax: str | None
     deflated: bool
 
+    def release(self) -> None:
+        """Let go of the views parse() made of the input, so that a caller's mmap can close; a
+        view still exported (held by a traceback) is left to the garbage collector."""
+        for region in (self.meta, self.dataset):
+            if region is not None and isinstance(region.buf, memoryview):
+                _release_view(region.buf)
+        if isinstance(self.source, memoryview):
+            _release_view(self.source)
+
+
+def _release_view(view: memoryview) -> None:
+    try:
+        view.release()
+    except BufferError:
+        pass
+
 
 def looks_like_dicom(head: bytes) -> bool:
     """True for a Part 10 file ('DICM' at 128) or bytes that start with a plausible element.

@@ -232,7 +232,7 @@ def _values(data: bytes) -> dict[str, tuple[int, str, str]]:
     """{path: (tag, VR, value preview)} of every element (meta, then data set)."""
     parsed = parse(data, "the anonymized file")
     plan = Policy().compile(key=b"preview")
-    context = FileContext(parsed.dataset, parsed.dataset.big)
+    context = FileContext.of(parsed.dataset)
     regions = [(parsed.dataset, context)]
     if parsed.meta is not None:
         regions.insert(0, (parsed.meta, FileContext(parsed.meta, False, "ascii", context.cache)))
