@@ -161,3 +161,16 @@ def test_inspect_reads_values_in_the_file_character_set():
     assert "Müller".encode("latin-1") in raw
     echoes = [f for f in fastanon.inspect(raw, "internal") if f.code == "identifying-echo"]
     assert echoes and "Müller" in echoes[0].message
+
+
+# --- a folder where an output belongs was counted as an output "already there" -----------------
+
+def test_a_folder_in_the_way_of_an_output_is_a_failure(tmp_path):
+    from fastanon.batch import Job, run
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.dcm").write_bytes(_file())
+    (tmp_path / "out" / "f.dcm").mkdir(parents=True)
+    summary = run(tmp_path / "src", tmp_path / "out", Job(key=b"k"))
+    assert (summary.exists, summary.failed) == (0, 1)
+    assert "is not a file" in summary.failures[0].reason

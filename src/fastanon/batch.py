@@ -235,6 +235,8 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
     if os.path.exists(dst) and not job.overwrite:
         if os.path.samefile(src, dst):
             return Outcome(src, dst, "failed", "the output would overwrite its own input", size)
+        if not os.path.isfile(dst):     # a folder there is no complete output: not "already there"
+            return Outcome(src, dst, "failed", f"{dst}: exists and is not a file", size)
         return Outcome(src, dst, "exists", "output exists", size, mapping=mapping)
     plan = state.masked_plan if masks and not _is_rules(masks) else state.plan
     report = anonymize_file(src, dst, masks=masks, overwrite=job.overwrite, plan=plan,
