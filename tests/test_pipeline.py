@@ -78,6 +78,19 @@ def test_bulk_pixel_data_keeps_its_page_offset(tmp_path, monkeypatch):
     assert (tmp_path / "out.dcm").read_bytes() == out
 
 
+def test_anonymizing_twice_changes_nothing_more(monkeypatch):
+    """The padding of a first run is removed by research and laid again, identically: the
+    second output has the same elements, sizes and Pixel Data offset (keyed values differ,
+    since a new UID of a new UID is another UID)."""
+    monkeypatch.setattr(pipeline, "ALIGN_BULK", 64 << 10)
+    once = fastanon.anonymize(_file(512), policy="research", key=b"k")
+    twice = fastanon.anonymize(once, policy="research", key=b"k")
+    assert len(twice) == len(once) and _pixel_offset(twice) == _pixel_offset(once)
+    shape = lambda raw: [(e.tag, e.vlen) for r in (parse(raw).meta, parse(raw).dataset)  # noqa: E731
+                         for e in r.elements()]
+    assert shape(twice) == shape(once)
+
+
 def test_no_padding_when_nothing_changes(monkeypatch):
     monkeypatch.setattr(pipeline, "ALIGN_BULK", 64 << 10)
     raw = _file(512)

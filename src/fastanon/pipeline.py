@@ -165,8 +165,11 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
     if shift % PAGE == 0 or shift % 2:
         return meta_patches
     length_index = table.find(0x00020000, -1)
-    if length_index != 0 or any(tag >= PRIVATE_INFORMATION_CREATOR for tag in table.tags()):
-        return meta_patches     # no group length to fix, or private information already there
+    removed = {(start, end) for start, end, new in meta_patches if not new}
+    kept_private = any(e.tag >= PRIVATE_INFORMATION_CREATOR and (e.start, e.end) not in removed
+                       for e in meta.elements())
+    if length_index != 0 or kept_private:
+        return meta_patches     # no group length to fix, or private information that stays
     creator = struct.pack("<HH2sH", 2, 0x0100, b"UI", len(CREATOR_UID)) + CREATOR_UID
     size = -(shift + len(creator) + 12) % PAGE
     padding = struct.pack("<HH2s2xI", 2, 0x0102, b"OB", size) + bytes(size)
