@@ -22,7 +22,7 @@ import fastanon
 from conftest import TEST_FILES_DIR, pydicom_reads_fully, read_raw
 from fastanon.elements import FLAG_BIG, FLAG_OPEN
 from fastanon.scan import looks_like_dicom, parse
-from test_policy import KEY, WRITTEN, _standard_text, _texts, _values
+from test_policy import KEY, research_leaks
 from test_scan_oracle import _compare, fastanon_elements, pydicom_elements
 
 PIXEL_DATA = 0x7FE00010
@@ -186,25 +186,6 @@ def pixel_bytes(raw: bytes) -> bytes | None:
         return None
     elem = data.get_item(PIXEL_DATA)
     return bytes(elem.value) if elem.value is not None else b""
-
-
-def research_leaks(raw: bytes, out: bytes) -> list:
-    """Identifying input values (PN, LO, SH, DA, UI of at least 4 characters) found in the
-    research output more often than kept standard text explains (test_policy's rule)."""
-    before, after = _texts(raw), _texts(out)
-    originals = _values(before.file_meta, []) + _values(before, [])
-    allowed = _standard_text(after.file_meta, []) + _standard_text(after, []) + list(WRITTEN)
-    leaks = []
-    for tag, vr, values in originals:
-        for value in values:
-            text = str(value).strip()
-            if len(text) < 4 or (vr == "UI" and text.startswith("1.2.840.10008.")):
-                continue
-            found = out.count(text.encode("latin-1", "replace"))
-            explained = sum(a.count(text) for a in allowed)
-            if found > explained:
-                leaks.append((str(tag), vr, text))
-    return leaks
 
 
 def check_all(raw: bytes, name: str, tmp: Path, dump: bool = True) -> None:

@@ -134,6 +134,19 @@ class Mask:
                 frames.update(range(lo, hi + 1))
         return cls(x, y, w, h, frames)
 
+    @classmethod
+    def from_toml(cls, item, where: str) -> Mask:
+        """A mask from a TOML value: "X,Y,W,H[@FRAMES]" or {x =, y =, width =, height =}."""
+        if isinstance(item, str):
+            return cls.parse(item)
+        if isinstance(item, dict):
+            try:
+                return cls(**item)
+            except TypeError as exc:
+                raise PolicyError(f"{where}: mask {item}: {exc}") from None
+        raise PolicyError(f"{where}: a mask is \"X,Y,W,H[@FRAMES]\" or "
+                          "{x = , y = , width = , height = }")
+
 
 @dataclass
 class MaskReport:
@@ -524,18 +537,7 @@ class MaskRules:
                     if not isinstance(item, (str, int)) or isinstance(item, bool):
                         raise PolicyError(f"{where}: {key} must be a string, an integer or a list")
                 match.append((tag, expected))
-            masks = []
-            for item in raw.get("masks", []):
-                if isinstance(item, str):
-                    masks.append(Mask.parse(item))
-                elif isinstance(item, dict):
-                    try:
-                        masks.append(Mask(**item))
-                    except TypeError as exc:
-                        raise PolicyError(f"{where}: mask {item}: {exc}") from None
-                else:
-                    raise PolicyError(f"{where}: a mask is "
-                                      "\"X,Y,W,H[@FRAMES]\" or {{x=, y=, width=, height=}}")
+            masks = [Mask.from_toml(item, where) for item in raw.get("masks", [])]
             if not masks:
                 raise PolicyError(f"{where}: no masks")
             rules.append(MaskRule(label, tuple(match), tuple(masks)))

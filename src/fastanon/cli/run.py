@@ -191,19 +191,7 @@ def _masks_from_file(path: Path) -> tuple:
     if set(doc) != {"masks"} or not isinstance(doc["masks"], list):
         raise PolicyError(f"{path}: expected one key, masks = [\"X,Y,W,H\", ...] (per-file rules "
                           "go in a --mask-rules file)")
-    out = []
-    for item in doc["masks"]:
-        if isinstance(item, str):
-            out.append(Mask.parse(item))
-        elif isinstance(item, dict):
-            try:
-                out.append(Mask(**item))
-            except TypeError as exc:
-                raise PolicyError(f"{path}: mask {item}: {exc}") from None
-        else:
-            raise PolicyError(f"{path}: a mask is \"X,Y,W,H[@FRAMES]\" or "
-                              "{x = , y = , width = , height = }")
-    return tuple(out)
+    return tuple(Mask.from_toml(item, str(path)) for item in doc["masks"])
 
 
 class Progress:
