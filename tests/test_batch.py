@@ -164,3 +164,25 @@ def test_random_key_is_one_per_run(tmp_path):
     run(src, tmp_path / "out", Job(workers=2))
     uids = {pydicom.dcmread(p).StudyInstanceUID for p in (tmp_path / "out").rglob("*.dcm")}
     assert len(uids) == 1 and not uids.pop().startswith("1.2.826")
+
+
+def test_a_worker_that_dies_stops_the_run_instead_of_hanging(wide_tree, tmp_path, monkeypatch):
+    """A worker killed mid-file (as SIGBUS does when a mapped input shrinks) loses its task in
+    multiprocessing.Pool; the run notices the replaced worker, stops, and leaves no temp file."""
+    real = batch.process
+
+    def dying(item):
+        if item[2].endswith("0301.dcm"):
+            os.kill(os.getpid(), 9)
+        return real(item)
+
+    monkeypatch.setattr(batch, "process", dying)        # forked workers inherit the patch
+    monkeypatch.setattr(batch, "WATCH_SECONDS", 0.2)
+    dst = tmp_path / "out"
+    started = time.monotonic()
+    with pytest.raises(batch.WorkerLost, match="worker process died"):
+        run(wide_tree, dst, Job(policy="research", key=KEY, workers=2))
+    assert time.monotonic() - started < 60
+    assert not [p for p in dst.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+    for out in dst.rglob("*.dcm"):                       # what was written is complete
+        pydicom.dcmread(out)

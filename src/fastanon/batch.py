@@ -9,6 +9,7 @@ place by `pipeline.anonymize_file`; an output that exists is complete, so a reru
 from __future__ import annotations
 
 import csv
+import errno
 import mmap
 import os
 import re
@@ -348,6 +349,10 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
             _sweep_temp(dst if dst.is_dir() else dst.parent)
             summary.seconds = time.monotonic() - started
             raise Interrupted(summary) from None
+        except WorkerLost:
+            outcomes.close()
+            _sweep_temp(dst if dst.is_dir() else dst.parent)
+            raise
         finally:
             outcomes.close()
     summary.seconds = time.monotonic() - started
@@ -387,9 +392,20 @@ def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
         pool = multiprocessing.get_context("spawn").Pool(job.workers, _start_worker, (job, dst))
     window = _Window(max(64, job.workers * CHUNK * 8))
     try:
-        for outcome in pool.imap(process, window.feed(_chain(head, items)), chunksize=CHUNK):
-            window.taken()
-            yield outcome
+        chunks = _chunks(window.feed(_chain(head, items)), CHUNK)
+        results = pool.imap(_process_chunk, chunks)      # chunk by chunk: next() has a timeout
+        workers = {worker.pid for worker in pool._pool}
+        while True:
+            try:
+                done = results.next(timeout=WATCH_SECONDS)
+            except StopIteration:
+                break
+            except multiprocessing.TimeoutError:
+                _check_workers(pool, workers)
+                continue
+            for outcome in done:
+                window.taken()
+                yield outcome
     except BaseException:
         window.stop()
         pool.terminate()
@@ -398,6 +414,32 @@ def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
     window.stop()
     pool.close()
     pool.join()
+
+
+WATCH_SECONDS = 1.0        # how often a waiting run checks that its workers are alive
+
+
+class WorkerLost(OSError):
+    """A worker process died (killed, or a signal such as SIGBUS when an input file shrank while
+    it was mapped): the files it held are not written, and the run stops instead of waiting."""
+
+
+def _check_workers(pool, started: set[int]) -> None:
+    """Pool replaces a dead worker and never hands back its task: a changed set of worker
+    processes means a task is lost for good."""
+    if {worker.pid for worker in pool._pool} != started:
+        raise WorkerLost(errno.EIO, "a worker process died while anonymizing; the outputs written "
+                         "so far are complete and a rerun with the same --key finishes the rest")
+
+
+def _process_chunk(items: list) -> list[Outcome]:
+    return [process(item) for item in items]
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def _chain(head: list, rest: Iterable) -> Iterator:
