@@ -152,3 +152,38 @@ def test_plan_static_codes_match_decide():
         if code in plan.static:
             element = parsed.dataset.element(index)
             assert plan.decide(context, element, code) == plan.static[code]
+
+
+def test_instance_uids_the_table_does_not_list_are_remapped_consistently(tmp_path):
+    """A multi-frame file names its source instance by MultiFrameSourceSOPInstanceUID, which
+    Table E.1-1 does not list: research maps it to the source's new SOPInstanceUID; Retain UIDs
+    keeps both."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    def write(**attributes) -> bytes:
+        ds = Dataset()
+        for keyword, value in attributes.items():
+            setattr(ds, keyword, value)
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+
+    source_uid = "1.2.826.0.1.3680043.99.1.1"
+    source = write(SOPClassUID="1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID=source_uid)
+    derived = write(SOPClassUID="1.2.840.10008.5.1.4.1.1.2.1", SOPInstanceUID="1.2.826.0.1.3680043.99.1.2",
+                    MultiFrameSourceSOPInstanceUID=source_uid,
+                    SOPInstanceUIDOfConcatenationSource="1.2.826.0.1.3680043.99.1.3")
+    key = b"review key"
+    new_source = pydicom.dcmread(io.BytesIO(fastanon.anonymize(source, "research", key=key)))
+    new_derived = pydicom.dcmread(io.BytesIO(fastanon.anonymize(derived, "research", key=key)))
+    assert new_derived.MultiFrameSourceSOPInstanceUID == new_source.SOPInstanceUID != source_uid
+    assert new_derived.SOPInstanceUIDOfConcatenationSource.startswith("2.25.")
+    retain = tmp_path / "retain.toml"
+    retain.write_text('extends = "research"\n[options]\nretain_uids = true\n')
+    kept = pydicom.dcmread(io.BytesIO(fastanon.anonymize(derived, Policy.from_file(retain), key=key)))
+    assert kept.MultiFrameSourceSOPInstanceUID == source_uid

@@ -62,6 +62,28 @@ GROUP_LENGTH = (0x0000FFFF, 0x00000000)
 _WILDCARDS = {"50xxxxxx": CURVES, "60xx4000": (0xFFE1FFFF, 0x60004000),
               "60xx3000": (0xFFE1FFFF, 0x60003000)}
 
+# Instance UIDs (PS3.6 VR UI) that Table E.1-1 does not list: they point at instances, frames of
+# reference or records of the clinic as much as the U rows do, so the basic profile remaps them
+# too (and Retain UIDs keeps them). Class, transfer syntax and coding scheme UIDs are not here.
+UNLISTED_INSTANCE_UIDS = (
+    0x00041432,   # PrivateRecordUID
+    0x00081167,   # MultiFrameSourceSOPInstanceUID
+    0x00083012,   # RadiopharmaceuticalAdministrationEventUID
+    0x0018991E,   # TargetFrameOfReferenceUID
+    0x00200242,   # SOPInstanceUIDOfConcatenationSource
+    0x00209312,   # VolumeFrameOfReferenceUID
+    0x00209313,   # TableFrameOfReferenceUID
+    0x00280304,   # ReferencedColorPaletteInstanceUID (standard palettes keep their UIDs)
+    0x0040A021,   # FindingsGroupUIDTrial
+    0x0040A022,   # ReferencedFindingsGroupUIDTrial
+    0x0040E011,   # RetrieveLocationUID
+    0x00440102,   # AssertionUID
+    0x00440108,   # ReferencedAssertionUID
+    0x0070031B,   # ReferencedFiducialUID
+    0x00701209,   # VolumetricPresentationInputSetUID
+    0x300A0675,   # EquipmentFrameOfReferenceUID
+)
+
 PATIENT_IDENTITY_REMOVED, DEID_METHOD, DEID_CODES = 0x00120062, 0x00120063, 0x00120064
 LONGITUDINAL_MODIFIED = 0x00280303
 
@@ -291,6 +313,11 @@ def build(spec: dict) -> Policy:
                 entry = dictionary_entry(tag)
                 tags[tag] = _code_action(code, entry[0] if entry else None, option)
                 reasons[tag] = why
+        if "retain_uids" not in options:
+            for tag in UNLISTED_INSTANCE_UIDS:
+                tags.setdefault(tag, Action("uid"))
+                reasons.setdefault(tag, "an instance UID Table E.1-1 does not list: new UID, "
+                                        "like its U rows, so references stay consistent")
 
     for category in spec.get("hide", ()):
         if category == "private tags":
