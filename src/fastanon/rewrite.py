@@ -193,16 +193,32 @@ def join(buf, parts) -> bytes:
                     for part in parts)
 
 
+BULK = 65536     # ranges at least this long are copied file to file; shorter ones are joined
+
+
 def write(fd_in: int, buf, fd_out: int, parts) -> int:
-    """Write the output to fd_out: copied ranges go file to file (copy_file_range or sendfile),
-    never through Python objects; returns the bytes written."""
+    """Write the output to fd_out: long copied ranges go file to file (copy_file_range), never
+    through Python objects; the short pieces between them (headers, new values) are joined and
+    written at once. Returns the bytes written."""
     total = 0
+    pending: list = []
+    view = memoryview(buf)
     for part in parts:
         if isinstance(part, bytes):
-            total += write_all(fd_out, part)
+            pending.append(part)
             continue
         offset, length = part
+        if length < BULK:
+            pending.append(view[offset:offset + length])
+            continue
+        if pending:
+            total += write_all(fd_out, b"".join(pending))
+            pending = []
         total += _copy_range(fd_in, buf, fd_out, offset, length)
+    if pending:
+        total += write_all(fd_out, b"".join(pending))
+        pending = []
+    view.release()
     return total
 
 
@@ -219,7 +235,7 @@ _COPY_FILE_RANGE = hasattr(os, "copy_file_range")
 def _copy_range(fd_in: int, buf, fd_out: int, offset: int, length: int) -> int:
     global _COPY_FILE_RANGE
     done = 0
-    if _COPY_FILE_RANGE and length >= 65536:
+    if _COPY_FILE_RANGE and length >= BULK:
         try:
             while done < length:
                 n = os.copy_file_range(fd_in, fd_out, length - done, offset + done)
