@@ -170,9 +170,8 @@ def test_date_shift_keeps_intervals(study, tmp_path):
 # -- research: no identifying value survives ----------------------------------------------------
 
 def _e11_tags() -> set[int]:
-    path = Path("/work/shared/data/ps3.15-e1-1.csv")
-    local = Path(__file__).resolve().parents[2] / "shared" / "data" / "ps3.15-e1-1.csv"
-    with open(local if local.exists() else path, newline="", encoding="utf-8") as handle:
+    path = Path(__file__).resolve().parents[1] / "tools" / "data" / "ps3.15-e1-1.csv"
+    with open(path, newline="", encoding="utf-8") as handle:
         return {int(r["tag"][1:5] + r["tag"][6:10], 16) for r in csv.DictReader(handle)
                 if "x" not in r["tag"].lower() and "gggg" not in r["tag"]}
 

@@ -1,7 +1,7 @@
 """PS3.15 Table E.1-1, row by row: each attribute in a file (VR from pydicom's dictionary, every
 third one nested in a sequence item) anonymized with `research`, then read back with pydicom.
 
-The rows come from the CSV itself (../shared/data/ps3.15-e1-1.csv), not from fastanon's generated
+The rows come from the CSV itself (tools/data/ps3.15-e1-1.csv), not from fastanon's generated
 table, so a mistake in the generator would show here too.
 """
 
@@ -22,9 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 import fastanon
 from fastanon import presets
 
-CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ps3.15-e1-1.csv"
-if not CSV.exists():
-    CSV = Path("/work/shared/data/ps3.15-e1-1.csv")
+CSV = Path(__file__).resolve().parents[1] / "tools" / "data" / "ps3.15-e1-1.csv"   # the standard's table
 with open(CSV, newline="", encoding="utf-8") as handle:
     ROWS = list(csv.DictReader(handle))
 OPTIONS = list(ROWS[0])[5:]

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE = REPO / "src" / "fastanon" / "presets" / "_profile_table.py"
-DATA = REPO.parent / "shared" / "data"
+DATA = REPO / "tools" / "data"
 
 
 def _load():
@@ -86,3 +86,11 @@ def test_generator_reproduces_committed_file(tmp_path):
     )
     assert "warning" not in result.stderr
     assert out.read_bytes() == MODULE.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["ps3.15-e1-1.csv", "ps3.15-e3-10-1.csv"])
+def test_repository_copy_matches_shared_data(name):
+    shared = REPO.parent / "shared" / "data" / name
+    if not shared.exists():
+        pytest.skip(f"{shared.parent} not present (the repository's copy is used)")
+    assert (DATA / name).read_bytes() == shared.read_bytes()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 EDITION = "2026d"
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_DATA = REPO / "tools" / "data"   # copied from the project's shared/data (PS3.15 2026d)
 DEFAULT_OUT = REPO / "src" / "fastanon" / "presets" / "_profile_table.py"
 PROFILE_CSV = "ps3.15-e1-1.csv"  # PS3.15 Table E.1-1
 SAFE_PRIVATE_CSV = "ps3.15-e3-10-1.csv"  # PS3.15 Table E.3.10-1
