@@ -139,6 +139,14 @@ cdef inline bint known_vr(uint16_t vr) noexcept nogil:
     return False
 
 
+cdef inline bint explicit_items(Walker* w, int64_t pos, int64_t stop) noexcept nogil:
+    """Whether the first element of the item at pos has an explicit VR header: a sequence
+    written as UN should hold implicit VR LE (PS3.5 §6.2.2), but some writers keep explicit VR."""
+    if pos + 14 > stop or rdtag(w.buf + pos, False) != ITEM:
+        return False
+    return known_vr((w.buf[pos + 12] << 8) | w.buf[pos + 13])
+
+
 cdef inline bint is_sq_tag(Walker* w, uint32_t tag) noexcept nogil:
     cdef int64_t lo = 0, hi = w.n_sq - 1, mid
     while lo <= hi:
@@ -240,7 +248,7 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
     level, to the end of the buffer). Returns the end offset, or -1 with w.status set."""
     cdef uint32_t tag, length
     cdef uint16_t vr
-    cdef int64_t i, hlen, vstart, end, stop
+    cdef int64_t i, hlen, vstart, end, stop, saved
     cdef bint el_implicit, el_long, sub_implicit, sub_big
     cdef uint8_t kind
     if depth > w.max_depth:
@@ -307,12 +315,12 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
         elif vr == 0x554E:                                  # UN
             if length == UNDEFINED and tag != 0x7FE00010:
                 kind = K_SEQUENCE                           # PS3.5 §6.2.2: implicit VR LE inside
-                sub_implicit = True
+                sub_implicit = not explicit_items(w, vstart, stop)
                 sub_big = False
             elif (length >= 8 and vstart + 8 <= stop and is_sq_tag(w, tag)
                   and rdtag(w.buf + vstart, False) == ITEM):
                 kind = K_SEQUENCE                           # a known SQ written as UN
-                sub_implicit = True
+                sub_implicit = not explicit_items(w, vstart, stop)
                 sub_big = False
         elif vr == 0:
             if is_sq_tag(w, tag):
@@ -334,7 +342,15 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
         else:
             if vstart + <int64_t>length > stop:
                 return fail(w, S_VALUE_PAST_END, pos, tag, length)
+            saved = w.n
             end = walk_items(w, vstart, vstart + length, i, depth + 1, sub_implicit, sub_big, False)
+            if end < 0 and vr == 0x554E and w.status != S_NO_MEMORY and w.status != S_TOO_DEEP:
+                # A UN value that looked like a sequence but does not hold one: kept as the
+                # opaque bytes it is declared to be (its defined length bounds it).
+                w.n = saved
+                w.status = S_OK
+                w.entries[i].kind = K_ELEMENT
+                end = vstart + length
         if end < 0:
             return -1
         w.entries[i].end = end
