@@ -2,8 +2,10 @@
 
 import io
 import struct
+import zlib
 
 import pydicom
+import pytest
 
 import fastanon
 from fastanon.elements import KIND_ELEMENT, KIND_SEQUENCE
@@ -57,3 +59,30 @@ def test_a_un_value_of_a_sequence_tag_that_holds_no_items_stays_opaque():
     assert fastanon.anonymize(raw, policy={}) == raw
     out = fastanon.anonymize(raw, policy={"PatientName": "remove"})
     assert b"DOE^JOHN" not in out and pydicom.dcmread(io.BytesIO(out), force=True).Modality == "CT"
+
+
+def _deflated_file(body: bytes, wrap) -> bytes:
+    syntax = _el(0x00020010, "UI", b"1.2.840.10008.1.2.1.99\0")
+    meta = _el(0x00020000, "UL", struct.pack("<I", len(syntax))) + syntax
+    return bytes(128) + b"DICM" + meta + wrap(body)
+
+
+BODY = _el(0x00080060, "CS", b"CT") + _el(0x00100010, "PN", b"DOE^JOHN") + _el(0x00100020, "LO", b"ID42")
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return deflater.compress(data) + deflater.flush()
+
+
+@pytest.mark.parametrize("wrap", [_raw_deflate, zlib.compress, lambda body: body],
+                         ids=["raw deflate", "zlib header", "not deflated"])
+def test_deflated_transfer_syntax_variants_are_read(wrap):
+    """PS3.5 §A.5 asks for raw deflate; some writers add a zlib header, some do not deflate."""
+    raw = _deflated_file(BODY, wrap)
+    found = {e.tag for e in parse(raw).dataset.elements()}
+    assert {0x00080060, 0x00100010, 0x00100020} <= found
+    assert fastanon.anonymize(raw, policy={}) == raw
+    out = fastanon.anonymize(raw, policy={"PatientName": "remove"})
+    assert b"DOE^JOHN" not in out
+    assert pydicom.dcmread(io.BytesIO(out)).PatientID == "ID42"

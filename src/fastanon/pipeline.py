@@ -123,7 +123,7 @@ def _build(parsed: Parsed, plan: Plan) -> _Output:
     source = parsed.source
     if parsed.deflated:
         parts = list(rewrite.pieces(source, 0, parsed.dataset_start, meta_patches))
-        if data_patches:
+        if data_patches or (parsed.stored_plain and meta_patches):   # deflate what changes
             inflated = rewrite.join(data.buf, rewrite.pieces(data.buf, 0, len(data.buf), data_patches))
             deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
             parts.append(deflater.compress(inflated) + deflater.flush())

@@ -80,7 +80,8 @@ class Parsed:
     dataset_start: int          # where the data set begins in source
     dataset: Region             # offsets in source, or in the inflated bytes when deflated
     transfer_syntax: str | None
-    deflated: bool
+    deflated: bool              # the transfer syntax is Deflated: a changed data set is deflated
+    stored_plain: bool = False  # ... though this input's data set was not deflated
 
     def release(self) -> None:
         """Let go of the views parse() made of the input, so that a caller's mmap can close; a
@@ -143,14 +144,18 @@ def _parse(view, name: str) -> Parsed:
         meta = Region(view, table, False, False)
         dataset_start = table.stop
         transfer_syntax = _meta_transfer_syntax(meta)
-    implicit, big, deflated = _encoding(transfer_syntax, bytes(view[dataset_start:dataset_start + 6]))
+    peek = bytes(view[dataset_start:dataset_start + 6])
+    implicit, big, deflated = _encoding(transfer_syntax, peek)
     data, start = view, dataset_start
-    if deflated:
+    stored_plain = deflated and _plain_element(peek)    # some writers name Deflated, do not deflate
+    if stored_plain:
+        data, start = bytes(view[dataset_start:]), 0
+    elif deflated:
         data, start = _inflate(view[dataset_start:], name, dataset_start), 0
     table = _core.scan(data, start, implicit, big, SQ_TAGS, MAX_DEPTH, False)
     _raise_status(table, name, "inflated data set" if deflated else "data set")
     return Parsed(name, view, meta_start, meta, dataset_start, Region(data, table, implicit, big),
-                  transfer_syntax, deflated)
+                  transfer_syntax, deflated, stored_plain)
 
 
 def _meta_transfer_syntax(meta: Region) -> str | None:
@@ -179,13 +184,24 @@ def _encoding(transfer_syntax: str | None, peek: bytes) -> tuple[bool, bool, boo
     return True, False, False
 
 
+def _plain_element(peek: bytes) -> bool:
+    """Whether bytes start with an explicit VR LE element of a low group, not deflate output."""
+    return len(peek) == 6 and peek[4:6] in _KNOWN_VRS and peek[1] == 0 and 2 <= peek[0] <= 0x30
+
+
 def _inflate(data, name: str, offset: int) -> bytes:
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     where = f"{name}: at byte {offset:,}: the deflated data set"
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)      # raw deflate (RFC 1951, PS3.5 §A.5)
     try:
         out = inflater.decompress(data, MAX_INFLATED)
     except zlib.error as exc:
-        raise MalformedError(f"{where} cannot be inflated ({exc})") from None
+        if len(data) < 2 or data[0] & 0x0F != 8 or ((data[0] << 8) | data[1]) % 31:
+            raise MalformedError(f"{where} cannot be inflated ({exc})") from None
+        inflater = zlib.decompressobj(zlib.MAX_WBITS)   # some writers add a zlib header (RFC 1950)
+        try:
+            out = inflater.decompress(data, MAX_INFLATED)
+        except zlib.error:
+            raise MalformedError(f"{where} cannot be inflated ({exc})") from None
     if inflater.unconsumed_tail:
         raise MalformedError(f"{where} inflates beyond {MAX_INFLATED:,} bytes")
     if not inflater.eof:
