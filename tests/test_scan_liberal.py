@@ -86,3 +86,14 @@ def test_deflated_transfer_syntax_variants_are_read(wrap):
     out = fastanon.anonymize(raw, policy={"PatientName": "remove"})
     assert b"DOE^JOHN" not in out
     assert pydicom.dcmread(io.BytesIO(out)).PatientID == "ID42"
+
+
+def test_explicit_data_set_under_an_implicit_transfer_syntax_is_read_as_pydicom_does():
+    syntax = _el(0x00020010, "UI", b"1.2.840.10008.1.2\0")          # Implicit VR Little Endian
+    meta = _el(0x00020000, "UL", struct.pack("<I", len(syntax))) + syntax
+    raw = bytes(128) + b"DICM" + meta + BODY                          # ...but explicit elements
+    found = {e.tag: e for e in parse(raw).dataset.elements()}
+    assert {0x00080060, 0x00100010, 0x00100020} <= set(found)
+    assert pydicom.dcmread(io.BytesIO(raw)).PatientID == "ID42"
+    out = fastanon.anonymize(raw, policy={"PatientName": "empty"})
+    assert pydicom.dcmread(io.BytesIO(out)).PatientName == ""

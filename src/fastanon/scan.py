@@ -169,7 +169,9 @@ def _meta_transfer_syntax(meta: Region) -> str | None:
 def _encoding(transfer_syntax: str | None, peek: bytes) -> tuple[bool, bool, bool]:
     """(implicit VR, big endian, deflated) for a transfer syntax; guessed without one."""
     if transfer_syntax == IMPLICIT_LE:
-        return True, False, False
+        # pydicom's reader, likewise: a data set whose first element has an explicit VR header
+        # is read as explicit VR, whatever the meta says (an implicit length would be absurd).
+        return not _plain_element(peek), False, False
     if transfer_syntax == EXPLICIT_BE:
         return False, True, False
     if transfer_syntax == DEFLATED_LE:
