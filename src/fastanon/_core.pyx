@@ -175,6 +175,26 @@ cdef int64_t push(Walker* w) noexcept nogil:
     return w.n - 1
 
 
+cdef inline int64_t add(Walker* w, uint32_t tag, uint16_t vr, uint8_t kind, uint8_t flags,
+                        int depth, int64_t parent, int64_t start, int64_t vstart,
+                        int64_t vlen) noexcept nogil:
+    """Append an entry (its end is set by the caller once known); -1 when out of memory."""
+    cdef int64_t i = push(w)
+    if i < 0:
+        return -1
+    w.entries[i].tag = tag
+    w.entries[i].vr = vr
+    w.entries[i].kind = kind
+    w.entries[i].flags = flags
+    w.entries[i].depth = depth
+    w.entries[i].parent = <int32_t>parent
+    w.entries[i].start = start
+    w.entries[i].vstart = vstart
+    w.entries[i].vlen = vlen
+    w.entries[i].end = vstart
+    return i
+
+
 cdef inline int fail(Walker* w, int status, int64_t pos, uint32_t tag, int64_t length) noexcept nogil:
     if w.status == S_OK:
         w.status = status
@@ -214,18 +234,10 @@ cdef int64_t walk_items(Walker* w, int64_t pos, int64_t limit, int64_t seq, int 
             return pos + 8 if limit < 0 else limit
         if tag != ITEM:
             return fail(w, S_BAD_ITEM, pos, tag, length)
-        i = push(w)
+        i = add(w, tag, 0, K_ITEM, (F_BIG if big else 0) | (F_UNDEFINED if length == UNDEFINED else 0),
+                depth, seq, pos, pos + 8, length)
         if i < 0:
             return -1
-        w.entries[i].tag = tag
-        w.entries[i].vr = 0
-        w.entries[i].kind = K_ITEM
-        w.entries[i].flags = (F_BIG if big else 0) | (F_UNDEFINED if length == UNDEFINED else 0)
-        w.entries[i].depth = depth
-        w.entries[i].parent = <int32_t>seq
-        w.entries[i].start = pos
-        w.entries[i].vstart = pos + 8
-        w.entries[i].vlen = length
         if fragments:
             if length == UNDEFINED or pos + 8 + <int64_t>length > stop:
                 return fail(w, S_VALUE_PAST_END, pos, w.entries[seq].tag, length)
@@ -295,18 +307,12 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
         vstart = pos + hlen
         if (tag >> 16) == 0xFFFE:
             return fail(w, S_BAD_ITEM, pos, tag, length)
-        i = push(w)
+        i = add(w, tag, vr, K_ELEMENT,
+                (F_BIG if big else 0) | (F_IMPLICIT if el_implicit else 0)
+                | (F_LONG if el_long else 0) | (F_UNDEFINED if length == UNDEFINED else 0),
+                depth, parent, pos, vstart, length)
         if i < 0:
             return -1
-        w.entries[i].tag = tag
-        w.entries[i].vr = vr
-        w.entries[i].depth = depth
-        w.entries[i].parent = <int32_t>parent
-        w.entries[i].start = pos
-        w.entries[i].vstart = vstart
-        w.entries[i].vlen = length
-        w.entries[i].flags = ((F_BIG if big else 0) | (F_IMPLICIT if el_implicit else 0)
-                              | (F_LONG if el_long else 0) | (F_UNDEFINED if length == UNDEFINED else 0))
         kind = K_ELEMENT
         sub_implicit = implicit
         sub_big = big
@@ -385,18 +391,10 @@ cdef int64_t walk_meta(Walker* w, int64_t pos) noexcept nogil:
             hlen = 8
         if length == UNDEFINED or pos + hlen + <int64_t>length > w.size:
             return fail(w, S_VALUE_PAST_END, pos, tag, length)
-        i = push(w)
+        i = add(w, tag, vr, K_ELEMENT, (F_IMPLICIT if vr == 0 else 0) | (F_LONG if hlen == 12 else 0),
+                0, -1, pos, pos + hlen, length)
         if i < 0:
             return -1
-        w.entries[i].tag = tag
-        w.entries[i].vr = vr
-        w.entries[i].kind = K_ELEMENT
-        w.entries[i].flags = (F_IMPLICIT if vr == 0 else 0) | (F_LONG if hlen == 12 else 0)
-        w.entries[i].depth = 0
-        w.entries[i].parent = -1
-        w.entries[i].start = pos
-        w.entries[i].vstart = pos + hlen
-        w.entries[i].vlen = length
         w.entries[i].end = pos + hlen + length
         pos = pos + hlen + length
     return pos
