@@ -174,6 +174,15 @@ def _encode(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
+def _grey16(ds: Dataset, rows: int, cols: int, signed: bool) -> None:
+    """Image Pixel module for 16-bit MONOCHROME2 pixels (PS3.3 C.7.6.3)."""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = int(signed)
+
+
 def _write_multiframe(root: Path, p: dict) -> list[str]:
     """One big multi-frame file, streamed frame by frame.
 
@@ -192,14 +201,7 @@ def _write_multiframe(root: Path, p: dict) -> list[str]:
     ds.NumberOfFrames = frames
     ds.FrameTime = "33.3"
     ds.FrameIncrementPointer = 0x00181063  # (0018,1063) Frame Time
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = cols
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
+    _grey16(ds, rows, cols, signed=False)
     nbytes = rows * cols * 2 * frames
     if nbytes % 2 or nbytes >= 0xFFFFFFFF:
         raise ValueError("pixel data too large for a 32-bit length")
@@ -242,14 +244,7 @@ def _write_ct(root: Path, p: dict) -> list[str]:
     ds.PatientPosition = "HFS"
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.PixelSpacing = [0.7, 0.7]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = cols
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
+    _grey16(ds, rows, cols, signed=True)
     ds.RescaleIntercept = "-1024"
     ds.RescaleSlope = "1"
     ds.WindowCenter = "40"

@@ -1,7 +1,5 @@
 """Checks src/fastanon/_dictionary.py against pydicom and its generator."""
 
-import importlib
-import importlib.util
 import random
 import subprocess
 import sys
@@ -16,17 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 MODULE = REPO / "src" / "fastanon" / "_dictionary.py"
 
 
-def _load():
-    try:
-        return importlib.import_module("fastanon._dictionary")
-    except Exception:  # package not installed, or its core not built yet
-        spec = importlib.util.spec_from_file_location("_fastanon_dictionary", MODULE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-d = _load()
+from fastanon import _dictionary as d  # noqa: E402
 
 
 def test_known_entries():

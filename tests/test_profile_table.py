@@ -1,7 +1,5 @@
 """Checks src/fastanon/presets/_profile_table.py (PS3.15 Tables E.1-1, E.3.10-1)."""
 
-import importlib
-import importlib.util
 import subprocess
 import sys
 from collections import Counter
@@ -14,17 +12,7 @@ MODULE = REPO / "src" / "fastanon" / "presets" / "_profile_table.py"
 DATA = REPO / "tools" / "data"
 
 
-def _load():
-    try:
-        return importlib.import_module("fastanon.presets._profile_table")
-    except Exception:  # package not installed, or its core not built yet
-        spec = importlib.util.spec_from_file_location("_fastanon_profile_table", MODULE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-p = _load()
+from fastanon.presets import _profile_table as p  # noqa: E402
 
 
 def test_shape():
