@@ -152,3 +152,12 @@ def hex2bytes(text: str) -> bytes:
     b'\\x08\\x00 \\x00DA\\x08\\x0020240101'
     """
     return bytes.fromhex(_HEX_COMMENT.sub("", text))
+
+
+def blank_bytes(raw: bytes, masks, name: str = "<data>", *, decompress: bool = False):
+    """Masks alone (a policy that keeps every element) through the public pipeline steps:
+    (the output's bytes, the MaskReport saying what masking did)."""
+    from fastanon.pipeline import plan_of, prepare, render
+    from fastanon.scan import parse
+
+    return render(prepare(parse(raw, name), plan_of({}), masks, decompress=decompress))

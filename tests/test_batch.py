@@ -153,7 +153,7 @@ def test_unexpected_errors_become_failures(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise TypeError("a bug")
 
-    monkeypatch.setattr(batch, "anonymize_file", broken)
+    monkeypatch.setattr(batch, "parse", broken)
     summary = run(src, tmp_path / "out", Job(key=KEY.encode()))
     assert summary.failed == 3 and "unexpected error: TypeError: a bug" in summary.failures[0].reason
 

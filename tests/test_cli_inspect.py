@@ -8,6 +8,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from fastanon import presets
+from fastanon.policy import Policy
 from test_cli import invoke, subprocess_run, write_file
 
 CT_SMALL = get_testdata_file("CT_small.dcm", download=False)     # 223 findings under research
@@ -85,7 +86,7 @@ def test_presets_listing():
 def test_one_preset_shows_every_rule(tmp_path):
     text = invoke("presets", "research").output
     assert "Categories" in text and "PatientName" in text and "(60xx,3000)" in text
-    research = presets.load("research")
+    research = Policy.preset("research")
     rule_rows = [line for line in text.splitlines() if line.startswith("  (") and "  " in line[13:]]
     assert len(rule_rows) >= len(research.tags)
     assert invoke("presets", "nope").exit_code == 2

@@ -22,7 +22,7 @@ from pydicom.uid import (
 
 import fastanon
 from fastanon import Mask, PolicyError
-from fastanon.masks import blank_bytes
+from conftest import blank_bytes
 from fastanon.scan import parse
 
 TEST_FILES = Path(os.path.dirname(pydicom.data.__file__)) / "test_files"
@@ -363,9 +363,9 @@ def test_missing_pixel_data_is_refused():
 @pytest.mark.parametrize("layout", ["mono2-u16-frames", "mono1-1bit-frames-unaligned",
                                     "rgb-16-planar1-frames"])
 def test_file_path_in_small_windows_gives_the_same_bytes(layout, tmp_path, monkeypatch):
-    """apply_to_fd blanks a mapped file window by window of frames and lets each window's pages
+    """The file path blanks a mapped file window by window of frames and lets each window's pages
     go; with one frame per window the bytes are still those of the in-memory path."""
-    monkeypatch.setattr(fastanon.masks, "WINDOW", 1)
+    monkeypatch.setattr(fastanon.pixels, "WINDOW", 1)
     raw = make(**dict(LAYOUTS[layout], rows=64, cols=70))
     src = tmp_path / "in.dcm"
     src.write_bytes(raw)

@@ -10,7 +10,8 @@ import pytest
 
 import fastanon
 from fastanon import Mask, PolicyError
-from fastanon.masks import MaskRules, blank_bytes
+from fastanon.masks import MaskRules
+from conftest import blank_bytes
 from fastanon.scan import parse
 
 TEST_FILES = Path(os.path.dirname(pydicom.data.__file__)) / "test_files"

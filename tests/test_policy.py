@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +20,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import fastanon
-from fastanon import presets
+from fastanon import categories, presets
+from fastanon.policy import Policy
 
 from conftest import read_bytes, readable_files
 
@@ -77,9 +77,8 @@ def study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     paths = _study(folder)
     out = tmp_path_factory.mktemp("study_out")
-    plan = fastanon.Policy.preset("research").compile(key=KEY)
     for path in paths:
-        fastanon.anonymize_file(path, out / path.name, plan=plan)
+        fastanon.anonymize_file(path, out / path.name, policy="research", key=KEY)
     return paths, [out / p.name for p in paths]
 
 
@@ -107,9 +106,8 @@ _CHILD = """
 import json, sys, fastanon
 from pathlib import Path
 key, out = sys.argv[1], Path(sys.argv[2])
-plan = fastanon.Policy.preset("research").compile(key=key)
 for src in sys.argv[3:]:
-    fastanon.anonymize_file(src, out / Path(src).name, plan=plan)
+    fastanon.anonymize_file(src, out / Path(src).name, policy="research", key=key)
 """
 
 
@@ -141,16 +139,15 @@ def test_no_key_random_per_plan_but_consistent_within(study):
 
 
 def _anon(raw: bytes, plan) -> bytes:
-    from fastanon.pipeline import _build, rewrite
+    from fastanon.pipeline import prepare, render
     from fastanon.scan import parse
-    output = _build(parse(raw), plan)
-    return rewrite.join(output.parsed.source, output.parts)
+    return render(prepare(parse(raw), plan))[0]
 
 
 def test_date_shift_keeps_intervals(study, tmp_path):
     inputs, _ = study
     spec = {**presets.spec_of("research"), "options": {"retain_long_modified_dates": True}}
-    plan = presets.build(spec).compile(key=KEY)
+    plan = Policy.from_spec(spec).compile(key=KEY)
     pairs = []
     for path in inputs[::7]:
         before = pydicom.dcmread(path)
@@ -258,7 +255,7 @@ DIRECTORY_OFFSETS = (0x00041200, 0x00041202, 0x00041400, 0x00041420)
 
 def _compare(before, after, where: str, changed: list):
     for tag in sorted(set(before.keys()) | set(after.keys())):
-        if presets.category_of(int(tag)) in HIDDEN:
+        if categories.category_of(int(tag)) in HIDDEN:
             if tag in before and tag in after and before[tag].VR != "SQ":
                 changed.append(int(tag))
             continue

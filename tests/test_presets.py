@@ -6,17 +6,17 @@ import pydicom
 import pytest
 
 import fastanon
-from fastanon import Policy, PolicyError, presets
+from fastanon import Policy, PolicyError, categories, presets
 from conftest import read_bytes
 
 
 def test_names_and_load():
     assert presets.names() == ["internal", "research"]
     research = Policy.preset("research")
-    assert research is presets.load("research")          # built once per process
+    assert research is Policy.preset("research")          # built once per process
     assert research.description and research.private.name == "remove"
     with pytest.raises(PolicyError, match="unknown preset"):
-        presets.load("nope")
+        Policy.preset("nope")
 
 
 def test_internal_hides_identity_and_contact_only():
@@ -75,9 +75,9 @@ def test_override_keeps_semantics_and_categories():
 
 
 def test_categories_table():
-    table = presets.sensitive_tags()
+    table = categories.sensitive_tags()
     assert len(table) >= 653
-    assert set(table.values()) <= set(presets.categories())
+    assert set(table.values()) <= set(categories.categories())
     assert table[0x00100010] == "patient identity"
     assert table[0x00101040] == "contact"
     assert table[0x00160072] == "coordinates"          # GPSLatitude
@@ -86,9 +86,9 @@ def test_categories_table():
     assert table[0x00081070] == "staff"                # OperatorsName
     assert table[0x00081030] == "notes and descriptions"
     assert table[0x0020000D] == "uids" and table[0x00080020] == "dates and times"
-    assert presets.category_of(0x00091001) == "private tags"
-    assert presets.category_of(0x00280010) is None     # Rows: not sensitive
-    for category in presets.categories().values():
+    assert categories.category_of(0x00091001) == "private tags"
+    assert categories.category_of(0x00280010) is None     # Rows: not sensitive
+    for category in categories.categories().values():
         assert category.default in category.alternatives or category.name == "other"
 
 
@@ -125,7 +125,7 @@ def test_safe_private_option_is_creator_aware():
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    policy = presets.build({**presets.spec_of("research"), "private": "safe"})
+    policy = Policy.from_spec({**presets.spec_of("research"), "private": "safe"})
     out = pydicom.dcmread(io.BytesIO(fastanon.anonymize(buf.getvalue(), policy)))
     assert [int(e.tag) for e in out if e.tag.is_private] == [0x00190010, 0x00191023]
 
@@ -143,7 +143,7 @@ def test_additions_in_every_encoding():
 
 
 def test_plan_static_codes_match_decide():
-    from fastanon.policy import FileContext
+    from fastanon.plan import FileContext
     from fastanon.scan import parse
     plan = Policy.preset("research").compile(key="k")
     parsed = parse(read_bytes("CT_small.dcm"))

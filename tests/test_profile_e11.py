@@ -21,6 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 import fastanon
 from fastanon import presets
+from fastanon.policy import Policy
 
 CSV = Path(__file__).resolve().parents[1] / "tools" / "data" / "ps3.15-e1-1.csv"   # the standard's table
 with open(CSV, newline="", encoding="utf-8") as handle:
@@ -137,7 +138,7 @@ OPTION_CASES = [(option, row) for option in OPTIONS for row in CONCRETE if row[o
 
 @pytest.fixture(scope="module")
 def option_policies():
-    return {option: presets.build({**presets.spec_of("research"), "options": {option: True}})
+    return {option: Policy.from_spec({**presets.spec_of("research"), "options": {option: True}})
             for option in OPTIONS}
 
 
@@ -212,7 +213,7 @@ def test_deidentification_marks():
     spec = {**presets.spec_of("research"), "options": {"retain_long_modified_dates": True,
                                                         "retain_uids": True}}
     out = pydicom.dcmread(io.BytesIO(fastanon.anonymize(_with_repeating_and_private(),
-                                                        presets.build(spec))))
+                                                        Policy.from_spec(spec))))
     assert [i.CodeValue for i in out.DeidentificationMethodCodeSequence] == \
         ["113100", "113107", "113110"]
     assert out.LongitudinalTemporalInformationModified == "MODIFIED"

@@ -12,6 +12,18 @@ FLAG_BIG: int
 FLAG_LONG: int
 FLAG_OPEN: int        # fragments ending with the data, without their sequence delimiter
 
+# Table.status after scan(); scan.py words each one.
+SCAN_OK: int
+SCAN_TRUNCATED_HEADER: int
+SCAN_VALUE_PAST_END: int
+SCAN_TOO_DEEP: int
+SCAN_BAD_ITEM: int
+SCAN_NO_DELIMITER: int
+SCAN_BAD_UNDEFINED: int
+SCAN_STRAY_DELIMITER: int
+SCAN_NO_MEMORY: int
+SCAN_BAD_VR: int
+
 BLANK_OK: int
 BLANK_OUT_OF_BOUNDS: int
 BLANK_BAD_ARGS: int

@@ -3,19 +3,17 @@
 `run(src, dst, job)` anonymizes a file or a folder tree into a mirror of it. The walk is streamed
 (one folder listing at a time), the workers are forked processes fed through a bounded window, so
 memory stays flat on trees of any size. Each output is written to a temporary file and renamed into
-place by `pipeline.anonymize_file`; an output that exists is complete, so a rerun skips it.
+place by `pipeline.write`; an output that exists is complete, so a rerun skips it.
 """
 
 from __future__ import annotations
 
 import csv
 import errno
-import mmap
 import os
 import re
 import secrets
 import signal
-import stat
 import sys
 import threading
 import time
@@ -27,11 +25,11 @@ from typing import Callable, Iterable, Iterator
 
 from .errors import FastanonError
 from .masks import MaskWarning
-from .pipeline import TEMP_SUFFIX, anonymize_file
-from .policy import KEEP, FileContext, Plan, as_policy
-from .scan import looks_like_dicom
+from .pipeline import TEMP_SUFFIX, Source, prepare, write
+from .plan import Plan
+from .policy import as_policy
+from .scan import looks_like_dicom, parse
 
-BURNED_IN_ANNOTATION = 0x00280301
 STUDY_UID, SERIES_UID, SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
 # The identifiers the --mapping file pairs with their new values (top level of each file).
 MAPPED = (("PatientName", 0x00100010), ("PatientID", 0x00100020),
@@ -156,26 +154,18 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
 
 @dataclass
 class _Worker:
-    """What a worker needs, built once per process: the job and its compiled plans."""
+    """What a worker needs, built once per process: the job and its compiled plan."""
 
     job: Job
     dst: Path
     plan: Plan
-    masked_plan: Plan          # the plan for files that get masks (BurnedInAnnotation = NO if asked)
 
 
 _STATE: _Worker | None = None
 
 
 def _prepare(job: Job, dst: Path) -> _Worker:
-    policy = as_policy(job.policy)
-    plan = policy.compile(key=job.key)
-    masked = plan
-    if job.burned_in == "no":
-        additions = tuple(a for a in policy.additions if a[0] != BURNED_IN_ANNOTATION)
-        masked = replace(policy, additions=additions + ((BURNED_IN_ANNOTATION, "CS", b"NO"),)
-                         ).compile(key=job.key)
-    return _Worker(job, dst, plan, masked)
+    return _Worker(job, dst, as_policy(job.policy).compile(key=job.key))
 
 
 def _start_worker(job: Job | None = None, dst: Path | None = None) -> None:
@@ -207,91 +197,56 @@ def process(item: tuple[str, str, str]) -> Outcome:
 
 
 def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
+    """One input, opened and scanned once: skipped when it is not DICOM, "exists" when its output
+    is there already, else prepared and written (with --rename, named by its new UIDs)."""
     job = state.job
     try:
-        fd = os.open(src, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))   # a FIFO must not block
+        source = Source.open(src)
+    except FastanonError as exc:
+        return Outcome(src, dst, "failed", str(exc).removeprefix(f"{src}: "))
+    with source:
+        size = source.size
+        if not source.regular:
+            return Outcome(src, dst, "skipped", "not a regular file")
+        if not looks_like_dicom(source.head):
+            return Outcome(src, dst, "skipped", "not DICOM")
+        named = job.rename or job.mapping
+        if not named:
+            there = _existing(src, dst, job, size)
+            if there is not None:
+                return there
+        parsed = parse(source.data, src)
         try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                return Outcome(src, dst, "skipped", "not a regular file")
-            head = os.pread(fd, 132, 0)
+            output = prepare(parsed, state.plan, job.masks, decompress=job.decompress,
+                             burned_in=job.burned_in == "no")
+            mapping = ()
+            if named:
+                values = output.identifiers(tag for _, tag in MAPPED)
+                if job.rename:
+                    dst = str(state.dst / _output_name(values, job.key, rel))
+                if job.mapping:
+                    mapping = tuple(values[tag] for _, tag in MAPPED)
+                there = _existing(src, dst, job, size, mapping)
+                if there is not None:
+                    return there
+            report = write(source, output, dst)
         finally:
-            os.close(fd)
-    except OSError as exc:
-        return Outcome(src, dst, "failed", f"cannot be read ({exc.strerror})")
-    size = info.st_size
-    if not looks_like_dicom(head):
-        return Outcome(src, dst, "skipped", "not DICOM")
-    masks, rule, mapping = job.masks, None, ()
-    rules = masks if _is_rules(masks) else None
-    if job.rename or job.mapping or (rules is not None and job.burned_in == "no"):
-        look = _look(src, state, rel)
-        if job.rename:
-            dst = str(state.dst / look["name"])
-        mapping = look["mapping"]
-        if rules is not None:
-            chosen = look["rule"]
-            rule = chosen.name if chosen else None
-            masks = tuple(chosen.masks) if chosen else ()
-    if os.path.exists(dst) and not job.overwrite:
-        if os.path.samefile(src, dst):
-            return Outcome(src, dst, "failed", "the output would overwrite its own input", size)
-        if not os.path.isfile(dst):     # a folder there is no complete output: not "already there"
-            return Outcome(src, dst, "failed", f"{dst}: exists and is not a file", size)
-        return Outcome(src, dst, "exists", "output exists", size, mapping=mapping)
-    plan = state.masked_plan if masks and not _is_rules(masks) else state.plan
-    report = anonymize_file(src, dst, masks=masks, overwrite=job.overwrite, plan=plan,
-                            decompress=job.decompress)
-    return Outcome(src, dst, "written", "", size, dict(report.actions),
-                   rule or report.mask_rule, tuple(report.mask_warnings), mapping)
+            parsed.release()
+    return Outcome(src, dst, "written", "", size, dict(report.actions), report.mask_rule,
+                   tuple(report.mask_warnings), mapping)
 
 
-def _is_rules(masks) -> bool:
-    return hasattr(masks, "select")
-
-
-def _look(src: str, state: _Worker, rel: str) -> dict:
-    """Read one input's header (mapped, nothing decoded but the values asked for): the output name
-    from the new UIDs, the original → new identifiers, the mask rule that matches."""
-    from .scan import parse
-
-    job, plan = state.job, state.plan
-    out: dict = {"mapping": ()}
-    with open(src, "rb") as handle:
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        parsed = parse(mapped, src)
-        data = parsed.dataset
-        context = FileContext.of(data)
-        codes = dict(data.table.select(*plan.selection))
-        values = {}
-        for _, tag in MAPPED:
-            index = data.table.find(tag, -1)
-            if index < 0:
-                values[tag] = ("", "")
-                continue
-            element = data.element(index)
-            old = context.text(element)
-            result = plan.decide(context, element, codes[index]) if index in codes else KEEP
-            if result is KEEP:
-                new = old
-            elif result is None:
-                new = ""
-            else:
-                new = bytes(result).decode(context.encoding, "replace").strip("\0 ")
-            values[tag] = (old, new)
-        if job.mapping:
-            out["mapping"] = tuple(values[tag] for _, tag in MAPPED)
-        out["name"] = _output_name(values, job.key, rel)
-        if _is_rules(job.masks):
-            out["rule"] = job.masks.select(data)
-        parsed.release()
-    finally:
-        try:
-            mapped.close()
-        except BufferError:           # a view still held by an error's traceback: closed when freed
-            pass
-    return out
+def _existing(src: str, dst: str, job: Job, size: int, mapping: tuple = ()) -> Outcome | None:
+    """The outcome when dst is there already (kept unless --overwrite), else None."""
+    if not os.path.exists(dst):
+        return None
+    if os.path.samefile(src, dst):
+        return Outcome(src, dst, "failed", "the output would overwrite its own input", size)
+    if job.overwrite:
+        return None
+    if not os.path.isfile(dst):     # a folder there is no complete output: not "already there"
+        return Outcome(src, dst, "failed", f"{dst}: exists and is not a file", size)
+    return Outcome(src, dst, "exists", "output exists", size, mapping=mapping)
 
 
 def _output_name(values: dict, key: bytes, rel: str) -> str:

@@ -66,12 +66,17 @@ class Element(NamedTuple):
 
     @property
     def length_offset(self) -> int:
-        """Offset of the 4-byte length field of a container (sequence or item)."""
-        if self.kind == KIND_ITEM or self.flags & FLAG_IMPLICIT:
-            return self.start + 4
-        if self.flags & FLAG_LONG:
-            return self.start + 8
-        return self.start + 6
+        """Offset of the 4-byte length field of this element's header."""
+        return length_offset(self.kind, self.flags, self.start)
+
+
+def length_offset(kind: int, flags: int, start: int) -> int:
+    """Offset of the 4-byte length field of an element's header at start: items and implicit VR
+    headers after the tag, explicit VR after the VR and 2 reserved bytes or after the VR (PS3.5
+    §7.1.2, §7.5). The 2-byte length of a short explicit header is at start + 6 as well."""
+    if kind == KIND_ITEM or flags & FLAG_IMPLICIT:
+        return start + 4
+    return start + 8 if flags & FLAG_LONG else start + 6
 
 
 def is_private(tag: int) -> bool:

@@ -1,7 +1,7 @@
 """Findings: per element, category, planned action and why; warnings about what a policy misses.
 
-What `fastanon inspect` prints and the preview page shows. The module reads a file the way the
-pipeline does (scan, then the compiled plan) and decides nothing itself.
+What `fastanon inspect` prints and the preview page shows. The module reads what
+pipeline.prepare decided for the file (the one decision pass) and decides nothing itself.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from .elements import (
     keyword,
     tag_text,
 )
-from .policy import _CLEANED_VRS, ECHO_SOURCES, KEEP, FileContext, Plan, as_policy, echo_values
-from .scan import Region, parse
+from .categories import categories, category_of
+from .pipeline import Output, plan_of, prepare
+from .plan import CLEANED_VRS, ECHO_SOURCES, FileContext, Plan, echo_values
+from .policy import as_policy
+from .scan import NATIVE_SYNTAXES, Parsed, parse
 
 BURNED_IN_ANNOTATION, MODALITY = 0x00280301, 0x00080060
 # Modalities whose images often carry burned-in text (PS3.15 E.3.1, Clean Pixel Data Option).
 BURNED_IN_MODALITIES = frozenset({"US", "SC", "XA", "ES", "OT", "XC", "GM", "RF", "DX", "CR",
                                   "MG", "IO", "PX", "SM", "DOC"})
-NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
-                             "1.2.840.10008.1.2.1.99"})
 _PREVIEW = 64
 
 
@@ -79,71 +80,73 @@ def inspect(data, policy="research", *, key: bytes | str | None = None,
     >>> found["PatientName"].category, found["PatientName"].action
     ('patient identity', 'empty')
     """
-    from . import presets
     policy = as_policy(policy)
-    plan = policy.compile(key=key)
+    plan = plan_of(policy, key)
     parsed = parse(data, name)
+    output = prepare(parsed, plan)
     findings: list[Finding] = []
-    data_context = FileContext.of(parsed.dataset)
-    regions = [(parsed.dataset, data_context)]
-    if parsed.meta is not None:
-        regions.insert(0, (parsed.meta, FileContext(parsed.meta, False, "ascii", data_context.cache)))
     kept_private = 0
     kept_texts = []
-    for region, context in regions:
-        for element, path, action, inherited in _walk(region, plan, context):
-            category = presets.category_of(element.tag, element.vr)
-            if action == "keep" and is_private(element.tag):
-                kept_private += 1
-            if action == "keep" and element.vr in _CLEANED_VRS and element.kind != KIND_ITEM:
-                kept_texts.append((element, path, context))
-            if category is None and action == "keep":
-                continue
-            alternatives = (presets.categories()[category].alternatives if category else ())
-            reason = (inherited or policy.reason_for(element.tag))
-            findings.append(Finding("element", path, element.tag, keyword(element.tag),
-                                    element.vr, _preview(context, element), category, action,
-                                    alternatives, reason))
-    findings += _warnings(parsed, plan, data_context, kept_private, kept_texts)
+    for element, path, action, inherited, context in walk(parsed, output):
+        category = category_of(element.tag, element.vr)
+        if action == "keep" and is_private(element.tag):
+            kept_private += 1
+        if action == "keep" and element.vr in CLEANED_VRS and element.kind != KIND_ITEM:
+            kept_texts.append((element, path, context))
+        if category is None and action == "keep":
+            continue
+        alternatives = categories()[category].alternatives if category else ()
+        reason = inherited or policy.reason_for(element.tag)
+        findings.append(Finding("element", path, element.tag, keyword(element.tag), element.vr,
+                                value_preview(context, element), category, action, alternatives,
+                                reason))
+    findings += _warnings(parsed, plan, output.context, kept_private, kept_texts)
     return findings
 
 
-def _walk(region: Region, plan: Plan, context: FileContext):
-    """(element, path, planned action, reason when inherited from a removed sequence)."""
-    selected = dict(region.table.select(*plan.selection))
-    paths: dict[int, str] = {}
-    items_seen: dict[int, int] = {}
-    gone_until, gone_reason = -1, ""
-    for index in range(len(region.table)):
-        element = region.element(index)
-        parent = paths.get(element.parent, "")
-        if element.kind == KIND_ITEM:
-            number = items_seen.get(element.parent, 0)
-            items_seen[element.parent] = number + 1
-            paths[index] = f"{parent}[{number}]"
-            continue
-        name = keyword(element.tag) or tag_text(element.tag)
-        path = paths[index] = f"{parent}.{name}" if parent else name
-        if element.start < gone_until:
-            yield element, path, "remove", gone_reason
-            continue
-        code = selected.get(index, 0)
-        if code == 0:
-            yield element, path, "keep", ""
-            continue
-        action = plan.actions[code].name
-        result = plan.decide(context, element, code)
-        if result is KEEP:
-            action = "keep"
-        elif result is None:
-            action = "remove"
-            gone_until, gone_reason = element.end, f"inside {path}, which is removed"
-        elif element.kind in (KIND_SEQUENCE, KIND_FRAGMENTS):
-            gone_until, gone_reason = element.end, f"inside {path}, which is emptied"
-        yield element, path, action, ""
+def walk(parsed: Parsed, output: Output | None = None):
+    """Every element of a file, file meta first, in document order, as
+    (element, path, planned action, reason when inherited from a removed sequence, context).
+    Paths are depth-aware ("SourceImageSequence[0].ReferencedSOPInstanceUID"); without an
+    output every action is "keep"."""
+    context = output.context if output is not None else FileContext.of(parsed.dataset)
+    regions = [(parsed.dataset, context, output.decisions if output else {})]
+    if parsed.meta is not None:
+        regions.insert(0, (parsed.meta, FileContext(parsed.meta, False, "ascii", context.cache),
+                           output.meta_decisions if output else {}))
+    for region, region_context, decisions in regions:
+        paths: dict[int, str] = {}
+        items_seen: dict[int, int] = {}
+        gone_until, gone_reason = -1, ""
+        for index in range(len(region.table)):
+            element = region.element(index)
+            parent = paths.get(element.parent, "")
+            if element.kind == KIND_ITEM:
+                number = items_seen.get(element.parent, 0)
+                items_seen[element.parent] = number + 1
+                paths[index] = f"{parent}[{number}]"
+                continue
+            name = keyword(element.tag) or tag_text(element.tag)
+            path = paths[index] = f"{parent}.{name}" if parent else name
+            if element.start < gone_until:
+                yield element, path, "remove", gone_reason, region_context
+                continue
+            decided = decisions.get(index)
+            if decided is None:
+                yield element, path, "keep", "", region_context
+                continue
+            code, value = decided
+            action = output.plan.actions[code].name
+            if value is None:
+                action = "remove"
+                gone_until, gone_reason = element.end, f"inside {path}, which is removed"
+            elif element.kind in (KIND_SEQUENCE, KIND_FRAGMENTS):
+                gone_until, gone_reason = element.end, f"inside {path}, which is emptied"
+            yield element, path, action, "", region_context
 
 
-def _preview(context: FileContext, element) -> str:
+def value_preview(context: FileContext, element) -> str:
+    """A short text of an element's value: the text itself (cut), or what kind of data it holds."""
     if element.kind == KIND_SEQUENCE:
         return "(sequence)"
     if element.kind == KIND_FRAGMENTS:
@@ -206,6 +209,5 @@ def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_
 
 def summarize(findings: list[Finding]) -> dict[str, int]:
     """Findings per category (elements only), in the order of the categories table."""
-    from . import presets
     counts = Counter(f.category for f in findings if f.kind == "element" and f.category)
-    return {name: counts[name] for name in presets.categories() if counts[name]}
+    return {name: counts[name] for name in categories() if counts[name]}

@@ -1,4 +1,11 @@
-"""The only calls the shells make: scan → plan → rewrite, for bytes and for files."""
+"""The one door the shells use: scan → decide → rewrite (+ masks), for bytes and for files.
+
+`prepare(parsed, plan, masks)` is the pure step every caller shares (anonymize, anonymize_file,
+batch, inspect, the preview): one decision pass over the file meta and the data set, the
+policy's additions, the masks the file gets, and the output as pieces (ranges of the input and
+new bytes). `render` joins an Output in memory; `write` writes it to a file atomically, copying
+the input's bulk ranges file to file. `Source` opens an input file once for both.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import itertools
 import mmap
 import os
 import secrets
+import stat
 import struct
 import tempfile
 import zlib
@@ -15,21 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rewrite
-from .elements import (
-    FASTANON_UID,
-    FLAG_BIG,
-    FLAG_IMPLICIT,
-    KIND_ITEM,
-    MEDIA_SOP_INSTANCE,
-    SOP_INSTANCE,
-)
-from .errors import FastanonError
-from .policy import KEEP, FileContext, Plan, as_policy
+from .elements import FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE, SOP_INSTANCE
+from .errors import FastanonError, PolicyError
+from .masks import Mask, MaskRules
+from .pixels import MaskReport, blank
+from .plan import FileContext, Plan
+from .policy import as_policy
 from .scan import Parsed, Region, parse
 from .values import pad
 
 SMALL_FILE = 64 << 10            # files up to this size are read whole; larger ones are mapped
 TEMP_SUFFIX = ".fastanon-tmp"   # temporary outputs, renamed into place when complete
+BURNED_IN_ANNOTATION = 0x00280301
+MASKED = ((BURNED_IN_ANNOTATION, "CS", b"NO"),)   # added to files that get masks, when asked
 
 
 @dataclass
@@ -46,20 +52,53 @@ class Report:
 
 
 @dataclass
-class _Output:
+class Output:
+    """One file anonymized but not yet written: what was decided, and the output as pieces."""
+
     parsed: Parsed
-    parts: list           # (offset, length) ranges of parsed.source and bytes, in order
-    actions: Counter
+    plan: Plan
+    context: FileContext        # the data set's values, as decisions read them
+    decisions: dict             # data set: {index: (action code, None or new value)}
+    meta_decisions: dict        # the same for the file meta information
+    parts: list                 # (offset, length) ranges of parsed.source and new bytes, in order
+    actions: Counter            # elements changed, by action name
+    masks: tuple = ()           # the masks this file gets: given, or its rule's
+    rule: str | None = None     # the mask rule that chose them
+    decompress: bool = False    # decode compressed Pixel Data so that the masks can apply
+
+    def identifiers(self, tags) -> dict[int, tuple[str, str]]:
+        """{tag: (original text, new text)} of top-level data set attributes ('' when absent
+        or removed): the new UIDs `--rename` names outputs by, the rows of `--mapping`."""
+        data, context = self.parsed.dataset, self.context
+        out = {}
+        for tag in tags:
+            index = data.table.find(tag, -1)
+            if index < 0:
+                out[tag] = ("", "")
+                continue
+            old = context.text(data.element(index))
+            decided = self.decisions.get(index)
+            if decided is None:
+                new = old
+            elif decided[1] is None:
+                new = ""
+            else:
+                new = bytes(decided[1]).decode(context.encoding, "replace").strip("\0 ")
+            out[tag] = (old, new)
+        return out
 
 
 _PLANS: dict = {}                 # compiled presets, by (name, key)
 _PROCESS_KEY: list = []           # the key of calls that give none: random, one per process
 
 
-def _plan(policy, key) -> Plan:
-    """The compiled plan of a call. Without a key, every call in this process shares one random
-    key, so that files anonymized one call at a time still agree on their new UIDs and dates
-    (a run, as DESIGN.md says, is the process). Presets are compiled once per key."""
+def plan_of(policy, key=None) -> Plan:
+    """The compiled plan of a call (a Plan is used as it is). Without a key, every call in this
+    process shares one random key, so that files anonymized one call at a time still agree on
+    their new UIDs and dates (a run, as DESIGN.md says, is the process). Presets are compiled
+    once per key."""
+    if isinstance(policy, Plan):
+        return policy
     if key is None:
         if not _PROCESS_KEY:
             _PROCESS_KEY.append(secrets.token_bytes(32))
@@ -74,45 +113,73 @@ def _plan(policy, key) -> Plan:
     return as_policy(policy).compile(key=key)
 
 
-def _edits(region: Region, plan: Plan, context: FileContext, actions: Counter) -> dict:
-    edits = {}
-    skip_until = -1
-    static = plan.static
-    names = [action.name for action in plan.actions]
-    row = region.table.row
-    for index, code in region.table.select(*plan.selection):
-        if code in static:                      # remove / empty: no per-element decision
-            _, _, kind, _, _, _, start, _, _, end = row(index)
-            if start < skip_until or kind == KIND_ITEM:
-                continue
-            result = static[code]
-        else:
-            element = region.element(index)
-            start, end = element.start, element.end
-            if start < skip_until:
-                continue
-            result = plan.decide(context, element, code)
-            if result is KEEP:
-                continue
-        edits[index] = result
-        actions[names[code]] += 1
-        skip_until = end
-    return edits
+def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
+            burned_in: bool = False) -> Output:
+    """Decide what happens to every element of a parsed file and lay out the output.
 
+    Parameters
+    ----------
+    parsed : Parsed
+        The scanned input (scan.parse).
+    plan : Plan
+        The compiled policy (Policy.compile, or plan_of).
+    masks : sequence of Mask, or MaskRules
+        Rectangles for this file, or rules whose first match (on the input) gives them.
+    decompress : bool
+        Compressed Pixel Data is decoded when masks apply (render/write do it).
+    burned_in : bool
+        A file that gets masks is marked Burned In Annotation NO (PS3.3 C.7.6.1.1.8).
 
-def _build(parsed: Parsed, plan: Plan) -> _Output:
+    Examples
+    --------
+    >>> import fastanon
+    >>> from fastanon.scan import parse
+    >>> from pydicom.data import get_testdata_file
+    >>> raw = open(get_testdata_file("CT_small.dcm", download=False), "rb").read()
+    >>> output = prepare(parse(raw), plan_of({"PatientName": "remove"}))
+    >>> dict(output.actions), render(output)[0] == fastanon.anonymize(raw, {"PatientName": "remove"})
+    ({'remove': 1}, True)
+    """
     data = parsed.dataset
     context = FileContext.of(data)
-    actions: Counter = Counter()
-    edits = _edits(data, plan, context, actions)
-    inserts = _additions(data, plan, edits) if plan.additions else []
+    names = [action.name for action in plan.actions]
+    decisions = plan.decisions(data, context)
+    actions = Counter(names[code] for code, _ in decisions.values())
+    chosen, rule = choose_masks(parsed, masks)
+    extra = MASKED if burned_in and chosen else ()
+    edits = {index: value for index, (_, value) in decisions.items()}
+    inserts = _additions(data, plan, edits, extra) if plan.additions or extra else []
+    meta_decisions: dict = {}
     meta_patches: list = []
     if parsed.meta is not None:
         meta = parsed.meta
-        meta_context = FileContext(meta, False, "ascii", context.cache)
-        meta_edits = _edits(meta, plan, meta_context, actions)
+        meta_decisions = plan.decisions(meta, FileContext(meta, False, "ascii", context.cache))
+        actions.update(names[code] for code, _ in meta_decisions.values())
+        meta_edits = {index: value for index, (_, value) in meta_decisions.items()}
         _follow_sop_instance(parsed, edits, meta_edits)
         meta_patches = rewrite.patches(meta, meta_edits)
+    parts = _parts(parsed, plan, edits, inserts, meta_patches)
+    return Output(parsed, plan, context, decisions, meta_decisions, parts, actions, chosen, rule,
+                  decompress)
+
+
+def choose_masks(parsed: Parsed, masks) -> tuple[tuple[Mask, ...], str | None]:
+    """(masks, rule name) for one input: the given masks, or those of the first matching rule."""
+    if not masks:
+        return (), None
+    if isinstance(masks, MaskRules):
+        rule = masks.select(parsed.dataset)
+        return (tuple(rule.masks), rule.name) if rule else ((), None)
+    masks = tuple(masks)
+    for mask in masks:
+        if not isinstance(mask, Mask):
+            raise PolicyError(f"{parsed.name}: {mask!r} is not a fastanon.Mask")
+    return masks, None
+
+
+def _parts(parsed: Parsed, plan: Plan, edits: dict, inserts: list, meta_patches: list) -> list:
+    """The output as ranges of the input and new bytes, from the edits of both regions."""
+    data = parsed.dataset
     if plan.clean_preamble and parsed.meta_start == 132 and any(parsed.source[:128]):
         meta_patches.insert(0, (0, 128, bytes(128)))
     data_patches = rewrite.patches(data, edits)
@@ -129,16 +196,15 @@ def _build(parsed: Parsed, plan: Plan) -> _Output:
             parts.append(deflater.compress(inflated) + deflater.flush())
         elif len(source) > parsed.dataset_start:
             parts.append((parsed.dataset_start, len(source) - parsed.dataset_start))
-    else:
-        directory = data.table.find(rewrite.DIRECTORY_RECORDS, -1) >= 0     # a DICOMDIR
-        if directory and (data_patches or meta_patches):
-            data_patches = sorted(data_patches
-                                  + rewrite.directory_offsets(data, meta_patches + data_patches))
-        data_parts = list(rewrite.pieces(source, parsed.dataset_start, len(source), data_patches))
-        if parsed.meta is not None and not directory:     # padding would move the records
-            meta_patches = _align_bulk(parsed, meta_patches, data_parts)
-        parts = list(rewrite.pieces(source, 0, parsed.dataset_start, meta_patches)) + data_parts
-    return _Output(parsed, parts, actions)
+        return parts
+    directory = data.table.find(rewrite.DIRECTORY_RECORDS, -1) >= 0     # a DICOMDIR
+    if directory and (data_patches or meta_patches):
+        data_patches = sorted(data_patches
+                              + rewrite.directory_offsets(data, meta_patches + data_patches))
+    data_parts = list(rewrite.pieces(source, parsed.dataset_start, len(source), data_patches))
+    if parsed.meta is not None and not directory:     # padding would move the records
+        meta_patches = _align_bulk(parsed, meta_patches, data_parts)
+    return list(rewrite.pieces(source, 0, parsed.dataset_start, meta_patches)) + data_parts
 
 
 ALIGN_BULK = 16 << 20       # a copied range this large is kept at its page offset
@@ -185,15 +251,21 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
     return result
 
 
-def _additions(region: Region, plan: Plan, edits: dict) -> list:
-    """The policy's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1): an
-    existing element gets the new value, a missing one is inserted in tag order; the group
-    length of a group that grows is removed (retired outside group 0002, PS3.5 §7.2)."""
+
+
+def _additions(region: Region, plan: Plan, edits: dict, extra: tuple) -> list:
+    """The policy's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1) and the
+    file's own (extra): an existing element gets the new value, a missing one is inserted in tag
+    order; the group length of a group that grows is removed (retired outside group 0002,
+    PS3.5 §7.2)."""
     implicit, big = region.implicit, region.big
     if len(region.table):       # the encoding the elements really use (some files contradict
         flags = region.table.row(0)[3]      # their transfer syntax; the scanner follows them)
         implicit, big = bool(flags & FLAG_IMPLICIT), bool(flags & FLAG_BIG)
-    encoded = _encoded_additions(plan, implicit, big)
+    encoded = _encoded(plan, plan.additions, implicit, big)
+    if extra:
+        tags = {tag for tag, _, _ in extra}
+        encoded = [e for e in encoded if e[0] not in tags] + _encoded(plan, extra, implicit, big)
     new = []
     for tag, value, element in encoded:
         index = region.table.find(tag, -1)
@@ -207,15 +279,17 @@ def _additions(region: Region, plan: Plan, edits: dict) -> list:
     return rewrite.insertions(region, new)
 
 
-def _encoded_additions(plan: Plan, implicit: bool, big: bool) -> list:
-    """(tag, value bytes, whole element bytes) of the plan's additions, encoded once per run."""
-    cache = plan.context.setdefault("_encoded_additions", {})
-    key = (implicit, big)
-    if key not in cache:
-        cache[key] = [(tag, rewrite.encode_value(vr, value, implicit, big),
-                       rewrite.encode_element(tag, vr, value, implicit, big))
-                      for tag, vr, value in plan.additions]
-    return cache[key]
+def _encoded(plan: Plan, additions: tuple, implicit: bool, big: bool) -> list:
+    """(tag, value bytes, whole element bytes) of additions (the plan's, or MASKED), encoded once
+    per plan and encoding."""
+    key = (additions is MASKED, implicit, big)
+    found = plan.encoded_additions.get(key)
+    if found is None:
+        found = plan.encoded_additions[key] = [
+            (tag, rewrite.encode_value(vr, value, implicit, big),
+             rewrite.encode_element(tag, vr, value, implicit, big))
+            for tag, vr, value in additions]
+    return found
 
 
 def _follow_sop_instance(parsed: Parsed, edits: dict, meta_edits: dict) -> None:
@@ -262,20 +336,24 @@ def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = No
     >>> "PatientName" in pydicom.dcmread(io.BytesIO(out))
     False
     """
-    plan = _plan(policy, key)
-    parsed = parse(data, name)
-    output = _build(parsed, plan)
-    masks, _ = _select_masks(parsed, masks)
-    result = rewrite.join(parsed.source, output.parts)
-    if masks:
-        from .masks import apply_to_bytes
-        result = apply_to_bytes(result, masks, name, decompress=decompress)
-    return result
+    return render(prepare(parse(data, name), plan_of(policy, key), masks,
+                          decompress=decompress))[0]
+
+
+def render(output: Output, name: str | None = None) -> tuple[bytes, MaskReport]:
+    """The output in memory, its masks blanked: (bytes, what masking did; name: for its words)."""
+    name = name or output.parsed.name
+    result = rewrite.join(output.parsed.source, output.parts)
+    if not output.masks:
+        return result, MaskReport(name)
+    buf = bytearray(result)
+    new, report = blank(buf, output.masks, name, decompress=output.decompress)
+    report.rule = output.rule
+    return (bytes(buf) if new is None else new), report
 
 
 def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | None = None,
-                   overwrite: bool = True, plan: Plan | None = None,
-                   decompress: bool = False) -> Report:
+                   overwrite: bool = True, decompress: bool = False) -> Report:
     """Anonymize the file src into dst without loading it whole: the input is mapped, unchanged
     ranges (Pixel Data above all) are copied file to file, and dst appears only when complete.
 
@@ -289,99 +367,122 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
     True
     """
     src, dst = Path(src), Path(dst)
-    plan = plan or _plan(policy, key)
+    plan = plan_of(policy, key)
     if dst.exists():
         if src.exists() and os.path.samefile(src, dst):
             raise FastanonError(f"{dst}: the output would overwrite its own input")
         if not overwrite:
             raise FastanonError(f"{dst}: exists (overwrite not allowed)")
-    try:
-        fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise FastanonError(f"{src}: cannot be read ({exc.strerror})") from None
-    try:
-        size = os.fstat(fd_in).st_size
-        if size == 0:
+    with Source.open(src) as source:
+        if not source.regular:
+            raise FastanonError(f"{src}: not a regular file")
+        if source.size == 0:
             raise FastanonError(f"{src}: empty file, not DICOM")
-        if size <= SMALL_FILE:
-            report = _read_and_write(fd_in, size, src, dst, plan, masks, decompress)
-        else:
-            mapped = mmap.mmap(fd_in, 0, access=mmap.ACCESS_READ)
+        parsed = parse(source.data, str(src))
+        try:
+            return write(source, prepare(parsed, plan, masks, decompress=decompress), dst)
+        finally:
+            parsed.release()
+
+
+class Source:
+    """An input file opened once: its size, and its bytes (read whole when small, else mapped).
+    A FIFO or device is opened without blocking and not read (`regular` is false)."""
+
+    def __init__(self, path, fd: int, size: int, regular: bool, data):
+        self.path, self.fd, self.size, self.regular, self.data = str(path), fd, size, regular, data
+
+    @classmethod
+    def open(cls, path) -> "Source":
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
+        try:
+            info = os.fstat(fd)
+            size, regular = info.st_size, stat.S_ISREG(info.st_mode)
+            if not regular:
+                data = None
+            elif size <= SMALL_FILE:
+                data = _read_all(fd, size)
+            else:
+                data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            os.close(fd)
+            raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, size, regular, data)
+
+    @property
+    def head(self) -> bytes:
+        """The first 132 bytes: preamble and 'DICM' of a Part 10 file."""
+        return bytes(self.data[:132]) if self.data is not None else b""
+
+    def close(self) -> None:
+        if isinstance(self.data, mmap.mmap):
             try:
-                report = _map_and_write(fd_in, mapped, src, dst, plan, masks, decompress)
-            finally:
-                try:
-                    mapped.close()
-                except BufferError:      # a view is still held by an exception's traceback:
-                    pass                 # the mapping closes when that is collected
-    finally:
-        os.close(fd_in)
-    report.bytes_in = size
-    return report
+                self.data.close()
+            except BufferError:      # a view is still held by an exception's traceback:
+                pass                 # the mapping closes when that is collected
+        self.data = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def _read_and_write(fd_in: int, size: int, src: Path, dst: Path, plan: Plan, masks,
-                    decompress: bool) -> Report:
-    """A small file: one read, the output joined in memory, one write."""
+def _read_all(fd: int, size: int) -> bytes:
     chunks, done = [], 0
     while done < size:
-        chunk = os.read(fd_in, size - done)
+        chunk = os.read(fd, size - done)
         if not chunk:
             break
         chunks.append(chunk)
         done += len(chunk)
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    parsed = parse(data, str(src))
-    output = _build(parsed, plan)
-    masks, rule = _select_masks(parsed, masks)
-    result = rewrite.join(data, output.parts)
-    warnings = []
-    if masks:
-        from .masks import blank_bytes
-        result, mask_report = blank_bytes(result, masks, str(dst), decompress=decompress)
-        warnings = list(mask_report.warnings)
-    with _atomic_output(dst) as fd_out:
-        rewrite.write_all(fd_out, result)
-    return Report(str(src), str(dst), size, len(result), output.actions, rule, warnings)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _map_and_write(fd_in, mapped, src: Path, dst: Path, plan: Plan, masks, decompress) -> Report:
-    parsed = parse(mapped, str(src))
-    try:
-        output = _build(parsed, plan)
-        masks, rule = _select_masks(parsed, masks)
-        written, mask_report = _write_atomic(fd_in, mapped, output.parts, dst, masks, decompress)
-    finally:
-        parsed.release()
-    report = Report(str(src), str(dst), 0, written, output.actions)
-    report.mask_rule = rule
-    if mask_report is not None:
-        report.mask_warnings = list(mask_report.warnings)
-        if mask_report.size is not None:
-            report.bytes_out = mask_report.size
-    return report
+def write(source: Source, output: Output, dst) -> Report:
+    """Write a prepared output to dst atomically (a temporary file beside it, renamed into place):
+    a small input in one write, a mapped one with its bulk ranges copied file to file
+    (copy_file_range), masks blanked in the written file."""
+    dst = Path(dst)
+    warnings: list = []
+    if isinstance(source.data, mmap.mmap):
+        with _atomic_output(dst) as fd_out:
+            written = rewrite.write(source.fd, source.data, fd_out, output.parts)
+            if output.masks:
+                written, warnings = _blank_file(fd_out, written, output, str(dst))
+    else:
+        result, report = render(output, str(dst))
+        warnings = report.warnings
+        with _atomic_output(dst) as fd_out:
+            written = rewrite.write_all(fd_out, result)
+    return Report(source.path, str(dst), source.size, written, output.actions, output.rule,
+                  list(warnings))
 
 
-def _select_masks(parsed: Parsed, masks) -> tuple[tuple, str | None]:
-    """Masks to apply: the given ones, or those of the first mask rule matching the input."""
-    if not masks:
-        return (), None
-    from .masks import MaskRules
-    if isinstance(masks, MaskRules):
-        rule = masks.select(parsed.dataset)
-        return (tuple(rule.masks), rule.name) if rule else ((), None)
-    return tuple(masks), None
-
-
-def _write_atomic(fd_in: int, mapped, parts, dst: Path, masks, decompress: bool):
-    """Write to a temporary file beside dst, blank masks in it, then rename it into place."""
-    mask_report = None
-    with _atomic_output(dst) as fd_out:
-        written = rewrite.write(fd_in, mapped, fd_out, parts)
-        if masks:
-            from .masks import apply_to_fd
-            mask_report = apply_to_fd(fd_out, written, masks, str(dst), decompress=decompress)
-    return written, mask_report
+def _blank_file(fd: int, size: int, output: Output, name: str) -> tuple[int, list]:
+    """Blank the masks in an output file just written: mapped, only the rows they cover are
+    touched; a decompressed file replaces the file's content. (new size, warnings)."""
+    if size <= 0:
+        raise FastanonError(f"{name}: empty output, nothing to mask")
+    with mmap.mmap(fd, size, access=mmap.ACCESS_WRITE) as mapped:
+        new, report = blank(mapped, output.masks, name, decompress=output.decompress)
+    if new is not None:
+        os.ftruncate(fd, 0)
+        view, done = memoryview(new), 0
+        while done < len(new):
+            done += os.pwrite(fd, view[done:], done)
+        size = len(new)
+    return size, report.warnings
 
 
 @contextlib.contextmanager

@@ -1,84 +1,75 @@
-"""Elements → plan: one action per element, decided by tag; touches no bytes.
+"""What a policy is: actions by tag, built from a preset's text (Table E.1-1, options, categories)
+or a mapping, with overrides; Policy.compile makes the Plan that decides per element.
 
-A Policy says what happens to each attribute. It is compiled once per run into a Plan: sorted
-tag → code arrays that the scanner's `select` reads in C, and the Python `decide` that is called
-back only for the few elements that are not kept. Values that must be generated (new UIDs,
-shifted dates, pseudonyms, cleaned text) come from uids.py and dates.py, keyed by the Plan's key.
+A policy file or preset (TOML, read by presets.spec_of) becomes a Policy here (`build`): Table
+E.1-1's codes under the chosen options, then `hide`, `[categories]` and `[tags]`, later winning.
 """
 
 from __future__ import annotations
 
-import re
-from array import array
 from dataclasses import dataclass, field, replace as dc_replace
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Mapping
 
-from . import dates, uids
-from .elements import (
-    KIND_ELEMENT,
-    KIND_FRAGMENTS,
-    KIND_SEQUENCE,
-    SPECIFIC_CHARACTER_SET,
-    Element,
-    is_private,
-    is_private_creator,
-    parse_tag,
-    tag_text,
-)
+from . import presets
+from .categories import default_action, tags_in
+from .elements import dictionary_entry, is_private, parse_tag, tag_text
 from .errors import PolicyError
-from .values import dummy, replacement, text_value
+from .plan import Action, Plan
+from .presets._profile_table import EDITION, OPTIONS, PROFILE
+from .values import text_value
 
-# `clean` keeps a text but blanks the patient's identifying values echoed in it (the name parts,
-# IDs and birth date of the same file): the cleaning fastanon does for PS3.15's Clean Descriptors.
-ACTIONS = ("keep", "remove", "empty", "replace", "uid", "shift", "hash", "clean")
-KEEP = object()          # decide() result: leave the element as it is
-
-PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE = 0x00100010, 0x00100020, 0x00100030
-# Attributes whose values identify the patient when echoed elsewhere (inspect warns, clean blanks).
-ECHO_SOURCES = (PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE, 0x00101000, 0x00101001, 0x00101005,
-                0x00101060, 0x00080050)
-ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
-_CLEANED_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "OB", "UN"})
-_TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
-HASH_LENGTH = 16          # fits every text VR (SH, AE, CS: 16 characters)
-# What a `replace` text must look like to stay valid for its VR (PS3.5 Table 6.2-1); else a dummy.
-_VALID = {
-    "DA": re.compile(r"\d{8}"),
-    "TM": re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?"),
-    "DT": re.compile(r"\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-]\d{4})?"),
-    "AS": re.compile(r"\d{3}[DWMY]"),
-    "IS": re.compile(r"[+-]?\d{1,11}"),
-    "DS": re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"),
-    "UI": re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))*"),
+# PS3.16 CID 7050 "De-identification Method": the profile and each option (PS3.15 E.1.1).
+CID_7050 = {
+    "basic": ("113100", "Basic Application Confidentiality Profile"),
+    "clean_pixel_data": ("113101", "Clean Pixel Data Option"),
+    "clean_graphics": ("113103", "Clean Graphics Option"),
+    "clean_structured_content": ("113104", "Clean Structured Content Option"),
+    "clean_descriptors": ("113105", "Clean Descriptors Option"),
+    "retain_long_full_dates": ("113106", "Retain Longitudinal Temporal Information Full Dates Option"),
+    "retain_long_modified_dates": ("113107",
+                                   "Retain Longitudinal Temporal Information Modified Dates Option"),
+    "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
+    "retain_device_identity": ("113109", "Retain Device Identity Option"),
+    "retain_uids": ("113110", "Retain UIDs Option"),
+    "retain_safe_private": ("113111", "Retain Safe Private Option"),
+    "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
 }
+# How an option's "C" (clean) is carried out; options not listed here have no cleaning: remove.
+_CLEANING = {"retain_long_modified_dates": "shift", "clean_descriptors": "clean",
+             "retain_safe_private": "safe"}
 
+OVERLAYS = (0xFFE10000, 0x60000000)     # even groups 6000-601E (PS3.3 C.9.2)
+CURVES = (0xFFE10000, 0x50000000)       # even groups 5000-501E (retired curves)
+GROUP_LENGTH = (0x0000FFFF, 0x00000000)
+_WILDCARDS = {"50xxxxxx": CURVES, "60xx4000": (0xFFE1FFFF, 0x60004000),
+              "60xx3000": (0xFFE1FFFF, 0x60003000)}
 
-@dataclass(frozen=True, slots=True)
-class Action:
-    """What happens to one attribute: an action name and, for `replace`, the text."""
+# Instance UIDs (PS3.6 VR UI) that Table E.1-1 does not list: they point at instances, frames of
+# reference or records of the clinic as much as the U rows do, so the basic profile remaps them
+# too (and Retain UIDs keeps them). Class, transfer syntax and coding scheme UIDs are not here.
+UNLISTED_INSTANCE_UIDS = (
+    0x00041432,   # PrivateRecordUID
+    0x00081167,   # MultiFrameSourceSOPInstanceUID
+    0x00083012,   # RadiopharmaceuticalAdministrationEventUID
+    0x0018991E,   # TargetFrameOfReferenceUID
+    0x00200242,   # SOPInstanceUIDOfConcatenationSource
+    0x00209312,   # VolumeFrameOfReferenceUID
+    0x00209313,   # TableFrameOfReferenceUID
+    0x00280304,   # ReferencedColorPaletteInstanceUID (standard palettes keep their UIDs)
+    0x0040A021,   # FindingsGroupUIDTrial
+    0x0040A022,   # ReferencedFindingsGroupUIDTrial
+    0x0040E011,   # RetrieveLocationUID
+    0x00440102,   # AssertionUID
+    0x00440108,   # ReferencedAssertionUID
+    0x0070031B,   # ReferencedFiducialUID
+    0x00701209,   # VolumetricPresentationInputSetUID
+    0x300A0675,   # EquipmentFrameOfReferenceUID
+)
 
-    name: str
-    text: str | None = None
-
-    @classmethod
-    def of(cls, spec: "str | Action | tuple") -> "Action":
-        """An Action from "remove", ("replace", "TEXT"), "replace:TEXT" or an Action."""
-        if isinstance(spec, Action):
-            return spec
-        if isinstance(spec, tuple) and len(spec) == 2:
-            name, text = spec
-        elif isinstance(spec, str):
-            name, _, text = spec.partition(":")
-            text = text or None
-        else:
-            raise PolicyError(f"not an action: {spec!r}")
-        name = name.strip().lower()
-        if name not in ACTIONS:
-            raise PolicyError(f"unknown action {name!r}; expected one of {', '.join(ACTIONS)}")
-        return cls(name, text)
-
-    def __str__(self) -> str:
-        return self.name if self.text is None else f"{self.name}:{self.text}"
+PATIENT_IDENTITY_REMOVED, DEID_METHOD, DEID_CODES = 0x00120062, 0x00120063, 0x00120064
+LONGITUDINAL_MODIFIED = 0x00280303
 
 
 @dataclass(frozen=True)
@@ -117,15 +108,25 @@ class Policy:
 
     @classmethod
     def preset(cls, name: str) -> "Policy":
-        """A preset shipped with fastanon ("research", "internal"); see fastanon.presets.names()."""
-        from . import presets
-        return presets.load(name)
+        """A preset shipped with fastanon ("research", "internal"), built once per process.
+
+        >>> Policy.preset("internal").action_for(0x00080020).name   # StudyDate: internal keeps dates
+        'keep'
+        """
+        if name not in presets.names():
+            raise PolicyError(f"unknown preset {name!r}; expected one of "
+                              f"{', '.join(presets.names())}")
+        return _preset(name)
 
     @classmethod
     def from_file(cls, path) -> "Policy":
-        """A policy file (TOML), usually `extends = "research"` plus changes; see presets.load_file."""
-        from . import presets
-        return presets.load_file(path)
+        """A policy file (TOML), usually `extends = "research"` plus changes (presets.spec_of)."""
+        return build(presets.spec_of(Path(path)))
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Policy":
+        """A policy from a merged specification (presets.spec_of); the keys: presets/__init__.py."""
+        return build(spec)
 
     def action_for(self, tag: int) -> Action:
         action = self.tags.get(tag)
@@ -163,14 +164,13 @@ class Policy:
         reasons = dict(self.reasons)
         changes: dict = {}
         if categories:
-            from . import presets
             for category, spec in categories.items():
                 action = Action.of(spec)
                 if category == "private tags":
                     changes.update(private=action, private_creator=action, safe_private=False,
                                    private_reason=f"override: private tags {action}")
                     continue
-                for tag in presets.tags_in(category):
+                for tag in tags_in(category):
                     tags[tag] = action
                     reasons[tag] = f"override: category {category} {action}"
         for tag, action in _tags_of(mapping or {}).items():
@@ -178,7 +178,8 @@ class Policy:
             reasons[tag] = f"override: {action}"
         return dc_replace(self, tags=tags, reasons=reasons, **changes)
 
-    def compile(self, **context) -> "Plan":
+    def compile(self, **context) -> Plan:
+        """The Plan of this policy for one run (context: key=...)."""
         return Plan(self, context)
 
 
@@ -193,250 +194,196 @@ def _tags_of(mapping: Mapping) -> dict[int, Action]:
     return tags
 
 
-class Plan:
-    """A compiled policy: the selection arrays for the scanner and the per-element decision.
 
-    `key` (bytes or text; context key=...) keys new UIDs, date offsets and pseudonyms; without
-    one, a random key is drawn for this Plan, so values are consistent within one run only.
+@lru_cache(maxsize=None)
+def _preset(name: str) -> Policy:
+    return build(presets.spec_of(name))
+
+
+_KNOWN_KEYS = {"name", "description", "profile", "options", "compound", "hide", "categories",
+               "tags", "private", "overlays", "curves", "group_lengths", "clean_echoes",
+               "clean_preamble", "mark_deidentified", "deidentification_method"}
+
+
+def build(spec: dict) -> Policy:
+    """A Policy from a (merged) specification; see the module docstring for the keys."""
+    unknown = set(spec) - _KNOWN_KEYS
+    if unknown:
+        raise PolicyError(f"unknown policy key(s): {', '.join(sorted(unknown))}")
+    name = spec.get("name", "custom")
+    options = _options(spec.get("options", {}))
+    tags: dict[int, Action] = {}
+    reasons: dict[int, str] = {}
+    masks, mask_reasons = [], []
+    private = creator = Action("keep")
+    private_reason = "private tags kept"
+    safe = False
+
+    def group_rule(key: str, rule: tuple[int, int], what: str):
+        if key in spec:
+            masks.append((*rule, _action(spec[key], key)))
+            mask_reasons.append(f"policy {name}: {what} {spec[key]}")
+
+    group_rule("overlays", OVERLAYS, "overlays (groups 60xx)")
+    group_rule("curves", CURVES, "curves (groups 50xx)")
+
+    profile = spec.get("profile")
+    if profile not in (None, "basic"):
+        raise PolicyError(f"unknown profile {profile!r}; only \"basic\" (PS3.15 Table E.1-1)")
+    if profile == "basic":
+        compound = {_tag(k): v for k, v in spec.get("compound", {}).items()}
+        for tag, row_name, _, _, basic, row_options in PROFILE:
+            code, why, option = _resolve(basic, row_options, options, compound.get(tag))
+            if tag == "private":
+                if code == "C":
+                    safe = True
+                    private = creator = Action("remove")
+                else:
+                    private = creator = _code_action(code, None, option)
+                private_reason = why
+            elif isinstance(tag, str):
+                masks.append((*_WILDCARDS[tag], _code_action(code, None, option)))
+                mask_reasons.append(f"{why} ({row_name})")
+            else:
+                entry = dictionary_entry(tag)
+                tags[tag] = _code_action(code, entry[0] if entry else None, option)
+                reasons[tag] = why
+        if "retain_uids" not in options:
+            for tag in UNLISTED_INSTANCE_UIDS:
+                tags.setdefault(tag, Action("uid"))
+                reasons.setdefault(tag, "an instance UID Table E.1-1 does not list: new UID, "
+                                        "like its U rows, so references stay consistent")
+
+    for category in spec.get("hide", ()):
+        if category == "private tags":
+            private = creator = Action("remove")
+            private_reason = f"policy {name}: hides private tags"
+            safe = False
+            continue
+        for tag in tags_in(category):
+            tags[tag] = Action.of(default_action(tag))
+            reasons[tag] = f"policy {name}: hides {category} ({tags[tag]})"
+    for category, value in spec.get("categories", {}).items():
+        action = _action(value, f"category {category!r}")
+        if category == "private tags":
+            private = creator = action
+            private_reason = f"policy {name}: private tags {action}"
+            safe = False
+            continue
+        for tag in tags_in(category):
+            tags[tag] = action
+            reasons[tag] = f"policy {name}: category {category} {action}"
+    for key, value in spec.get("tags", {}).items():
+        tag = _tag(key)
+        tags[tag] = _action(value, key)
+        reasons[tag] = f"policy {name}: {key} {tags[tag]}"
+
+    if "private" in spec:
+        value = spec["private"]
+        safe = value == "safe"
+        private = creator = Action("remove") if safe else _action(value, "private")
+        private_reason = (f"policy {name}: private tags "
+                          + ("kept when PS3.15 Table E.3.10-1 lists them safe" if safe else value))
+    if spec.get("group_lengths"):
+        tags.setdefault(0x00020000, Action("keep"))    # the meta group length stays (PS3.10 §7.1)
+        masks.append((*GROUP_LENGTH, _action(spec["group_lengths"], "group_lengths")))
+        mask_reasons.append(f"policy {name}: group lengths (gggg,0000) {spec['group_lengths']} "
+                            "(retired, PS3.5 §7.2)")
+    additions = _additions(spec, name, options, safe) if spec.get("mark_deidentified") else ()
+    for tag, *_ in additions:
+        tags.pop(tag, None)
+    return Policy(name=name, tags=tags, private=private, private_creator=creator,
+                  masks=tuple(masks), clean_preamble=bool(spec.get("clean_preamble")),
+                  description=spec.get("description", ""), options=frozenset(options),
+                  safe_private=safe, clean_echoes=bool(spec.get("clean_echoes")),
+                  additions=additions, reasons=reasons, mask_reasons=tuple(mask_reasons),
+                  private_reason=private_reason)
+
+
+def _tag(key: str) -> int:
+    try:
+        return parse_tag(key)
+    except KeyError as exc:
+        raise PolicyError(str(exc.args[0])) from None
+
+
+def _action(value, where: str) -> Action:
+    try:
+        return Action.of(value)
+    except PolicyError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+
+
+def _options(table: dict) -> set[str]:
+    unknown = set(table) - set(OPTIONS)
+    if unknown:
+        raise PolicyError(f"unknown option(s) {', '.join(sorted(unknown))}; expected some of "
+                          f"{', '.join(OPTIONS)}")
+    chosen = {name for name, on in table.items() if on}
+    if {"retain_long_full_dates", "retain_long_modified_dates"} <= chosen:
+        raise PolicyError("the two Retain Longitudinal Temporal options cannot be used together "
+                          "(PS3.15 E.3.6)")
+    return chosen
+
+
+def _resolve(basic: str, row_options: dict, options: set, compound: str | None):
+    """(code, reason, option) for one row of Table E.1-1 under the chosen options.
+
+    An option cell replaces the basic code; when two chosen options have a cell, K (retain)
+    wins over C. Compound codes resolve by the policy's [compound] table (where the attribute's
+    type in common IODs is known), X/Z/U* to K (the sequence is kept and the UIDs inside it are
+    replaced by their own U rows), and otherwise to their first, strictest letter.
     """
-
-    def __init__(self, policy: Policy, context: Mapping):
-        self.policy = policy
-        self.context = dict(context)
-        self.key = uids.key_bytes(self.context.get("key"))
-        self.uid_cache: dict[str, str] = {}
-        self.actions: list[Action] = [Action("keep")]
-        self.special: dict[int, Callable] = {}    # code → handler(file, element) for rules
-        codes: dict[object, int] = {Action("keep"): 0}
-
-        def code(action: Action, rule: str | None = None) -> int:
-            marker = (rule, action) if rule else action
-            if marker not in codes:
-                if len(self.actions) == 255:
-                    raise PolicyError("a policy may use at most 254 distinct actions")
-                codes[marker] = len(self.actions)
-                self.actions.append(action)
-            return codes[marker]
-
-        masks = list(policy.masks)
-        if policy.clean_echoes:      # every other element passes through clean (after the rules)
-            masks.append((0, 0, Action("clean")))
-        mask_codes = [code(a) for _, _, a in masks]
-        if policy.clean_echoes:
-            mask_codes[-1] = code(Action("clean"), "echoes")
-            self.special[mask_codes[-1]] = self._clean_any
-        private_code = code(policy.private)
-        creator_code = code(policy.private_creator)
-        if policy.safe_private:
-            private_code = code(Action("remove"), "safe")
-            creator_code = private_code
-            self.special[private_code] = self._safe_private
-        self._private_codes = (private_code, creator_code)
-        items = sorted(policy.tags.items())
-        self.selection = (
-            array("I", [tag for tag, _ in items]),
-            array("B", [code(action) for _, action in items]),
-            array("I", [m for m, _, _ in masks]),
-            array("I", [v for _, v, _ in masks]),
-            array("B", mask_codes),
-            private_code,
-            creator_code,
-        )
-        self.clean_preamble = policy.clean_preamble
-        self.additions = policy.additions
-        # Codes whose result does not depend on the element (remove → None, empty → b""): a
-        # caller may apply them without calling decide() per element.
-        self.static = {c: (None if a.name == "remove" else b"")
-                       for c, a in enumerate(self.actions)
-                       if c and c not in self.special and a.name in ("remove", "empty")}
-        self.generators = {"uid": _uid, "shift": _shift, "hash": _hash, "clean": _clean,
-                           **policy.generators}
-
-    def decide(self, file: "FileContext", element: Element, code: int):
-        """KEEP, None (remove) or the new value bytes for a selected element."""
-        handler = self.special.get(code)
-        if handler is not None:
-            return handler(file, element)
-        action = self.actions[code]
-        name = action.name
-        if name == "keep":
-            return KEEP
-        if name == "remove":
-            return None
-        if name == "empty" or element.kind in (KIND_SEQUENCE, KIND_FRAGMENTS):
-            if element.kind == KIND_SEQUENCE and name not in ("empty", "replace"):
-                return KEEP      # uid/shift/hash/clean on a sequence: recurse into it
-            return b""
-        if name == "replace":
-            return _replace(element.vr, file, action.text)
-        generator = self.generators.get(name)
-        if generator is not None:
-            return generator(self, file, element, action)
-        raise PolicyError(f"{tag_text(element.tag)}: action {name!r} needs the policy layer "
-                          "that generates its values")
-
-    # -- rules with their own handler --------------------------------------------------------
-
-    def _safe_private(self, file: "FileContext", element: Element):
-        """Keep a private attribute listed in PS3.15 Table E.3.10-1 for its creator, remove others."""
-        from .presets import safe_private_creators, is_safe_private
-        tag = element.tag
-        if is_private_creator(tag):
-            creator = file.text(element)
-            return KEEP if creator in safe_private_creators() else None
-        block = (tag >> 8) & 0xFF
-        creator = file.creator(element.parent, (tag & 0xFFFF0000) | block)
-        return KEEP if creator and is_safe_private(creator, tag) else None
-
-    def _clean_any(self, file: "FileContext", element: Element):
-        """clean_echoes: the private rule for private tags, echoes blanked in every other kept text."""
-        if is_private(element.tag):
-            private_code, creator_code = self._private_codes
-            code = creator_code if is_private_creator(element.tag) else private_code
-            result = self.decide(file, element, code) if code else KEEP
-            if result is not KEEP:
-                return result
-        if element.kind != KIND_ELEMENT or element.vr not in _CLEANED_VRS:
-            return KEEP
-        return _clean(self, file, element, Action("clean"))
+    cells = {o: row_options[o] for o in OPTIONS if o in options and o in row_options}
+    if cells:
+        option = next((o for o, c in cells.items() if c == "K"), next(iter(cells)))
+        code = cells[option]
+        return code, f"PS3.15 E.1-1 ({EDITION}) {option} option: {code}", option
+    why = f"PS3.15 E.1-1 ({EDITION}) basic profile: {basic}"
+    if "/" not in basic:
+        return basic, why, None
+    if compound:
+        return compound, f"{why}, resolved to {compound} (type of the attribute in common IODs)", None
+    if basic == "X/Z/U*":
+        return "K", f"{why}, kept so the references inside stay (their UIDs are replaced)", None
+    return basic[0], f"{why}, resolved to {basic[0]} (the strictest form)", None
 
 
-def _replace(vr: str, file: "FileContext", text: str | None) -> bytes:
-    pattern = _VALID.get(vr)
-    if text is not None and pattern is not None and not all(
-            pattern.fullmatch(part) for part in text.split("\\")):
-        text = None      # not valid for the VR: the dummy (PS3.15 E.1-1a "D")
-    return replacement(vr, file.big, text, file.encoding)
+def _code_action(code: str, vr: str | None, option: str | None) -> Action:
+    if code == "D":
+        return Action("uid") if vr == "UI" else Action("replace")   # a new UID is a valid dummy
+    if code == "C":
+        cleaning = _CLEANING.get(option)
+        return Action(cleaning) if cleaning in ("shift", "clean") else Action("remove")
+    simple = {"X": "remove", "Z": "empty", "K": "keep", "U": "uid"}
+    if code not in simple:
+        code_name = code if len(code) == 1 else code[0]
+        if code_name in simple:
+            return Action(simple[code_name])
+        try:
+            return Action.of(code)       # an action name given in [compound]
+        except PolicyError:
+            raise PolicyError(f"unknown PS3.15 action code {code!r}") from None
+    return Action(simple[code])
 
 
-def _uid(plan: Plan, file: "FileContext", element: Element, action: Action):
-    if element.vr != "UI":
-        return dummy(element.vr, file.big, encoding=file.encoding)
-    new = uids.remap_uids(plan.key, file.value(element), plan.uid_cache)
-    return KEEP if new is None else new
-
-
-def _shift(plan: Plan, file: "FileContext", element: Element, action: Action):
-    vr = element.vr
-    if vr == "TM":
-        return KEEP      # whole-day shifts leave the time of day (dates.py)
-    raw = file.value(element)
-    if vr not in ("DA", "DT"):
-        return dummy(vr, file.big, encoding=file.encoding)
-    if not raw.strip(b"\0 "):
-        return KEEP
-    days = file.cache.get("offset")
-    if days is None:
-        days = file.cache["offset"] = dates.patient_offset(plan.key, file.patient_id())
-    new = dates.shift_value(vr, raw, days)
-    return dummy(vr, file.big) if new is None else new
-
-
-def _hash(plan: Plan, file: "FileContext", element: Element, action: Action):
-    vr = element.vr
-    if vr == "UI":
-        return _uid(plan, file, element, action)
-    if vr in ("DA", "DT", "TM"):
-        return _shift(plan, file, element, action)
-    if vr not in _TEXT_VRS:
-        return dummy(vr, file.big, encoding=file.encoding)
-    text = file.text(element)
-    if not text:
-        return KEEP
-    parts = [uids.pseudonym(plan.key, part.strip(), HASH_LENGTH) if part.strip() else ""
-             for part in text.split("\\")]
-    return text_value(vr, "\\".join(parts))
-
-
-def _clean(plan: Plan, file: "FileContext", element: Element, action: Action):
-    pattern = file.echo_pattern()
-    if pattern is None or element.vr not in _CLEANED_VRS:
-        return KEEP
-    raw = file.value(element)
-    cleaned = pattern.sub(lambda m: b"X" * len(m.group()), raw)
-    return KEEP if cleaned == raw else cleaned
-
-
-def echo_values(values: Mapping[int, str]) -> list[str]:
-    """The strings that identify the patient, from {tag: text} of ECHO_SOURCES: name parts, IDs, dates.
-
-    >>> echo_values({0x00100010: "Doe^John^^Dr", 0x00100020: "12345", 0x00100030: "19700101"})
-    ['12345', '19700101', 'Doe', 'John']
-    """
-    out = set()
-    for tag, text in values.items():
-        for part in re.split(r"[\\^=]", text):
-            part = part.strip()
-            if len(part) >= ECHO_MIN and (tag != PATIENT_NAME or not part.endswith(".")) \
-                    and part.upper() not in ("DR", "MR", "MRS", "MS"):
-                out.add(part)
-    return sorted(out, key=lambda s: (not s[0].isdigit(), s))
-
-
-# Specific Character Set (0008,0005) → the codec of the values decide() reads and writes; the
-# last value of a multi-valued set is the one the text switches to (PS3.3 C.12.1.1.2).
-_CHARSETS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1", "": "ascii", "ISO_IR 6": "ascii"}
-
-
-@dataclass
-class FileContext:
-    """What decide() may look at in one file: its values, byte order and character set."""
-
-    region: object
-    big: bool
-    encoding: str = "ascii"
-    cache: dict = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, region) -> "FileContext":
-        """The context of a scanned data set, in its own character set: what the pipeline, the
-        batch look-ahead, inspect and the preview all decide with."""
-        encoding = "ascii"
-        index = region.table.find(SPECIFIC_CHARACTER_SET, -1)
-        if index >= 0:
-            raw = region.value(region.element(index)).decode("ascii", "replace").strip(" \0")
-            encoding = _CHARSETS.get(raw.split("\\")[-1].strip(), "ascii")
-        return cls(region, region.big, encoding)
-
-    def value(self, element: Element) -> bytes:
-        if element.kind != KIND_ELEMENT:
-            return b""
-        return self.region.value(element)
-
-    def text(self, element: Element) -> str:
-        return self.value(element).decode(self.encoding, "replace").strip("\0 ")
-
-    def top_text(self, tag: int) -> str:
-        """A top-level text value of this region ('' when absent)."""
-        index = self.region.table.find(tag, -1)
-        return self.text(self.region.element(index)) if index >= 0 else ""
-
-    def patient_id(self) -> str:
-        """The original PatientID (cached: the data set is visited before the meta group)."""
-        found = self.cache.get("patient_id")
-        if found is None:
-            found = self.cache["patient_id"] = self.top_text(PATIENT_ID)
-        return found
-
-    def echo_pattern(self):
-        """A bytes regex of the patient's identifying values, or None when there are none."""
-        if "echo" not in self.cache:
-            values = echo_values({tag: self.top_text(tag) for tag in ECHO_SOURCES})
-            words = sorted((v.encode(self.encoding, "replace") for v in values), key=len,
-                           reverse=True)
-            self.cache["echo"] = (re.compile(b"|".join(re.escape(w) for w in words), re.I)
-                                  if words else None)
-        return self.cache["echo"]
-
-    def creator(self, parent: int, creator_tag: int) -> str:
-        """The private creator (gggg,00xx) of a block in the same item (PS3.5 §7.8.1)."""
-        key = ("creator", parent, creator_tag)
-        found = self.cache.get(key)
-        if found is None:
-            index = self.region.table.find(creator_tag, parent)
-            found = self.text(self.region.element(index)) if index >= 0 else ""
-            self.cache[key] = found
-        return found
+def _additions(spec: dict, name: str, options: set, safe: bool) -> tuple:
+    """PatientIdentityRemoved, DeidentificationMethod (+ code sequence, CID 7050) and Longitudinal
+    Temporal Information Modified, as PS3.15 E.1.1 asks of a de-identifier."""
+    used = sorted(["basic"] + [o for o in OPTIONS if o in options and o in CID_7050],
+                  key=lambda o: CID_7050[o][0])
+    method = spec.get("deidentification_method") or f"fastanon {name}: PS3.15 E {EDITION}"
+    items = [[(0x00080100, "SH", text_value("SH", CID_7050[o][0])),
+              (0x00080102, "SH", text_value("SH", "DCM")),
+              (0x00080104, "LO", text_value("LO", CID_7050[o][1]))] for o in used]
+    out = [(PATIENT_IDENTITY_REMOVED, "CS", text_value("CS", "YES")),
+           (DEID_METHOD, "LO", text_value("LO", method)),
+           (DEID_CODES, "SQ", items)]
+    if "retain_long_modified_dates" in options:
+        out.append((LONGITUDINAL_MODIFIED, "CS", text_value("CS", "MODIFIED")))
+    elif "retain_long_full_dates" in options:
+        out.append((LONGITUDINAL_MODIFIED, "CS", text_value("CS", "UNMODIFIED")))
+    return tuple(out)
 
 
 def as_policy(policy) -> Policy:
@@ -444,8 +391,7 @@ def as_policy(policy) -> Policy:
     if isinstance(policy, Policy):
         return policy
     if isinstance(policy, str):
-        from . import presets
-        return presets.load(policy)
+        return Policy.preset(policy)
     if isinstance(policy, Mapping):
         return Policy.from_mapping(policy)
     raise PolicyError(f"not a policy: {policy!r} (a preset name, a Policy or a mapping)")

@@ -15,7 +15,7 @@ import os
 import struct
 
 from .elements import (FLAG_BIG, FLAG_IMPLICIT, FLAG_LONG, FLAG_OPEN, FLAG_UNDEFINED, KIND_ELEMENT,
-                       KIND_ITEM, LONG_HEADER_VRS)
+                       KIND_ITEM, LONG_HEADER_VRS, length_offset)
 from .errors import PolicyError
 from .scan import Region
 
@@ -62,7 +62,7 @@ def patches(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
     for index, change in delta.items():
         tag, _, kind, flags, _, parent, start, vstart, vlen, end = rows[index]
         if index not in edits and not flags & FLAG_UNDEFINED:
-            offset = _length_offset(kind, flags, start)
+            offset = length_offset(kind, flags, start)
             out.append((offset, offset + 4, _u32(vlen + change, flags & FLAG_BIG)))
         if kind != KIND_ITEM and tag & 0xFFFF:
             key = (parent, tag >> 16)
@@ -129,13 +129,6 @@ def directory_offsets(region: Region, patch_list: list[Patch]) -> list[Patch]:
         if old and new != old:
             out.append((element.vstart, element.vstart + 4, _u32(new, big)))
     return out
-
-
-def _length_offset(kind: int, flags: int, start: int) -> int:
-    """Offset of the 4-byte length field of a container (PS3.5 §7.1.2, §7.5)."""
-    if kind == KIND_ITEM or flags & FLAG_IMPLICIT:
-        return start + 4
-    return start + 8 if flags & FLAG_LONG else start + 6
 
 
 def _group_end(table, index: int, parent: int, group: int) -> int:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 from dataclasses import dataclass
 
 from . import _core
 from .elements import (
-    FLAG_IMPLICIT,
+    KIND_ELEMENT,
     KIND_SEQUENCE,
     SQ_TAGS,
+    TEXT_VRS,
     TRANSFER_SYNTAX,
     Element,
     dictionary_vr,
@@ -23,6 +25,7 @@ EXPLICIT_BE = "1.2.840.10008.1.2.2"
 DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"  # frames deflated, data set not
 
+_NUMBERS = {"US": "H", "SS": "h", "UL": "I", "SL": "i"}
 MAX_DEPTH = 128          # nesting of sequences; deeper input is refused (never a stack overflow)
 MAX_INFLATED = 1 << 32   # a deflated data set may not inflate beyond 4 GiB
 
@@ -31,16 +34,23 @@ _KNOWN_VRS = frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR "
     b"US UT UV".split())
 
+# Native (uncompressed) transfer syntaxes, by name (PS3.5 §10, Annex A); every other one
+# encapsulates its Pixel Data.
+NATIVE_SYNTAXES = {IMPLICIT_LE: "Implicit VR Little Endian", EXPLICIT_LE: "Explicit VR Little Endian",
+                   DEFLATED_LE: "Deflated Explicit VR Little Endian",
+                   EXPLICIT_BE: "Explicit VR Big Endian"}
+
 _MESSAGES = {
-    1: "the element header runs past the end of the data",
-    2: "value length {length:,} runs past the end of the data",
-    3: "sequences nested deeper than {limit} levels",
-    4: "expected a sequence item (FFFE,E000), found {found}",
-    5: "an undefined-length sequence or item has no delimiter before the end of the data",
-    6: "undefined length is not allowed for this VR",
-    7: "an item delimiter (FFFE,E00D) outside any item",
-    8: "out of memory while scanning",
-    9: "unknown value representation '{vr}' (PS3.5 Table 6.2-1)",
+    _core.SCAN_TRUNCATED_HEADER: "the element header runs past the end of the data",
+    _core.SCAN_VALUE_PAST_END: "value length {length:,} runs past the end of the data",
+    _core.SCAN_TOO_DEEP: "sequences nested deeper than {limit} levels",
+    _core.SCAN_BAD_ITEM: "expected a sequence item (FFFE,E000), found {found}",
+    _core.SCAN_NO_DELIMITER: "an undefined-length sequence or item has no delimiter before the "
+                             "end of the data",
+    _core.SCAN_BAD_UNDEFINED: "undefined length is not allowed for this VR",
+    _core.SCAN_STRAY_DELIMITER: "an item delimiter (FFFE,E00D) outside any item",
+    _core.SCAN_NO_MEMORY: "out of memory while scanning",
+    _core.SCAN_BAD_VR: "unknown value representation '{vr}' (PS3.5 Table 6.2-1)",
 }
 
 
@@ -67,6 +77,32 @@ class Region:
     def value(self, element: Element) -> bytes:
         """The raw value bytes of a non-container element."""
         return bytes(self.buf[element.vstart:element.vstart + min(element.vlen, element.end - element.vstart)])
+
+    def top(self, tag: int) -> Element | None:
+        """The top-level element with this tag, or None."""
+        index = self.table.find(tag, -1)
+        return self.element(index) if index >= 0 else None
+
+    def top_value(self, tag: int) -> bytes | None:
+        """The raw value of a top-level element that is not a container; None when absent."""
+        element = self.top(tag)
+        return self.value(element) if element is not None and element.kind == KIND_ELEMENT else None
+
+    def attribute(self, tag: int) -> str | int | None:
+        """A top-level value as text (backslash-joined, padding stripped) or, for US, SS, UL and
+        SL, the first number; None when absent or of another VR. What mask rules match on."""
+        element = self.top(tag)
+        if element is None or element.kind != KIND_ELEMENT:
+            return None
+        raw = self.value(element)
+        code = _NUMBERS.get(element.vr)
+        if code is not None:
+            if len(raw) < struct.calcsize(code):
+                return None
+            return struct.unpack_from((">" if self.big else "<") + code, raw)[0]
+        if element.vr in TEXT_VRS or element.vr == "UN":
+            return raw.decode("latin-1").strip(" \0")
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +249,7 @@ def _inflate(data, name: str, offset: int) -> bytes:
 
 
 def _raise_status(table: _core.Table, name: str, where: str) -> None:
-    if table.status == 0:
+    if table.status == _core.SCAN_OK:
         return
     message = _MESSAGES.get(table.status, "unreadable data (status {status})").format(
         length=table.err_len, limit=MAX_DEPTH, found=tag_text(table.err_tag), status=table.status,

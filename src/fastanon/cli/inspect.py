@@ -79,7 +79,7 @@ def _cut(text: str, width: int) -> str:
 
 
 def _table(file: Path, policy: str, warnings: list, elements: list, limit: int | None) -> str:
-    from .. import presets
+    from ..categories import categories
     from ..elements import tag_text
 
     lines = [f"{file}: policy {policy}, {len(elements):,} sensitive element(s), "
@@ -88,7 +88,7 @@ def _table(file: Path, policy: str, warnings: list, elements: list, limit: int |
         lines.append("")
         lines.append("Warnings")
         lines += [f"  ! {w.message}" for w in warnings]
-    order = list(presets.categories())
+    order = list(categories())
     groups: dict[str, list] = {}
     for finding in elements:
         groups.setdefault(finding.category or "other", []).append(finding)
@@ -105,7 +105,7 @@ def _table(file: Path, policy: str, warnings: list, elements: list, limit: int |
     widths = [max([len(h)] + [len(c[i]) for c in cells])
               for i, h in enumerate(("tag", "keyword", "VR", "value", "action"))]
     at = 0
-    titles = {name: cat.title for name, cat in presets.categories().items()}
+    titles = {name: cat.title for name, cat in categories().items()}
     for category, members in rows:
         lines.append("")
         lines.append(f"{titles.get(category, category.capitalize())} ({len(groups[category])})")

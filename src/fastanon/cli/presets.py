@@ -23,18 +23,19 @@ def presets(name: str | None) -> None:
       fastanon presets my-policy.toml | less
     """
     from .. import presets as shipped
+    from ..policy import Policy
 
     if name is None:
         width = max(len(n) for n in shipped.names())
         for preset in shipped.names():
-            policy = shipped.load(preset)
+            policy = Policy.preset(preset)
             click.echo(f"{preset.ljust(width)}  {_first_sentence(policy.description)}")
         return
     try:
         if name.endswith(".toml") or Path(name).is_file():
-            policy = shipped.load_file(name)
+            policy = Policy.from_file(name)
         else:
-            policy = shipped.load(name)
+            policy = Policy.preset(name)
     except FastanonError as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
     click.echo(_describe(policy))
@@ -47,7 +48,7 @@ def _first_sentence(text: str) -> str:
 
 
 def _describe(policy) -> str:
-    from .. import presets as shipped
+    from ..categories import categories, category_of
     from ..elements import keyword, tag_text
 
     lines = [f"{policy.name}", ""]
@@ -63,8 +64,8 @@ def _describe(policy) -> str:
                      + ", ".join(keyword(tag) or tag_text(tag) for tag, *_ in policy.additions))
     by_category: dict[str, list] = {}
     for tag, action in sorted(policy.tags.items()):
-        by_category.setdefault(shipped.category_of(tag) or "other", []).append((tag, action))
-    order = list(shipped.categories())
+        by_category.setdefault(category_of(tag) or "other", []).append((tag, action))
+    order = list(categories())
     names = sorted(by_category, key=lambda c: order.index(c) if c in order else len(order))
     lines += ["", "Categories (how many attributes get each action)"]
     width = max(len(c) for c in names) if names else 0

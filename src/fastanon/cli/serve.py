@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import click
+
+from ._options import key_options, load_key
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
           "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}
@@ -30,17 +31,14 @@ def parse_size(text: str) -> int:
               help="Largest file accepted (e.g. 500M, 2G); larger uploads get 413.")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=15.0, show_default=True,
               metavar="MINUTES", help="Forget a file after this long without its tab.")
-@click.option("--key", help="Secret for keyed UIDs, date shifts and pseudonyms (or FASTANON_KEY); "
-              "without one, a random key for this session.")
-@click.option("--key-file", type=click.Path(exists=True, dir_okay=False),
-              help="Read the secret from a file.")
+@key_options
 @click.option("--allow-remote", is_flag=True,
               help="Allow a non-loopback --host (plain HTTP: anyone on the network with the "
                    "token can see the files).")
 @click.option("-v", "--verbose", is_flag=True, help="Log each request's method, path and status "
               "(never values from files).")
 def serve(host: str, port: int, no_browser: bool, max_size: str, idle_timeout: float,
-          key: str | None, key_file: str | None, allow_remote: bool, verbose: bool) -> None:
+          key: str | None, key_file: Path | None, allow_remote: bool, verbose: bool) -> None:
     """Start the local preview page: check, mask and download one file in the browser.
 
     Files are kept in memory only, forgotten when their tab closes or after --idle-timeout.
@@ -53,10 +51,7 @@ def serve(host: str, port: int, no_browser: bool, max_size: str, idle_timeout: f
     from ..errors import FastanonError
     from ..preview import ServeOptions, serve as run_server
 
-    if key and key_file:
-        raise click.UsageError("give --key or --key-file, not both")
-    secret = (Path(key_file).read_bytes().strip() if key_file
-              else (key or os.environ.get("FASTANON_KEY", "")).encode())
+    secret = load_key(key, key_file)
     options = ServeOptions(host=host, port=port, max_size=parse_size(max_size),
                            idle_timeout=idle_timeout * 60, key=secret or None,
                            allow_remote=allow_remote, verbose=verbose)

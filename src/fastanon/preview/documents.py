@@ -15,15 +15,16 @@ import time
 from dataclasses import dataclass, field
 
 from .. import presets
+from ..categories import category_of
 from ..elements import KIND_FRAGMENTS, PIXEL_DATA, keyword, parse_tag, tag_text
 from ..errors import FastanonError, PolicyError
-# _walk/_preview: the paths and value previews inspect shows, so before → after rows line up;
-# _attribute: the values MaskRules.select matches on, so a saved rule matches this file.
-from ..inspect import _preview, _walk, inspect, summarize
-from ..masks import Mask, MaskRules, _attribute
+# walk/value_preview: the paths and value previews inspect shows, so before → after rows line up.
+from ..inspect import inspect, summarize, value_preview, walk
+from ..masks import Mask, MaskRules
 from ..pipeline import anonymize
-from ..policy import ACTIONS, Action, FileContext, Policy
-from ..scan import Parsed, parse
+from ..plan import ACTIONS, Action
+from ..policy import Policy
+from ..scan import NATIVE_SYNTAXES, Parsed, parse
 
 # Attributes a saved mask rule matches on (what identifies a device's screen layout).
 RULE_MATCH = (("Modality", 0x00080060), ("Manufacturer", 0x00080070),
@@ -32,10 +33,6 @@ RULE_MATCH = (("Modality", 0x00080060), ("Manufacturer", 0x00080070),
 _SUMMARY = (("modality", 0x00080060), ("manufacturer", 0x00080070),
             ("model", 0x00081090), ("rows", 0x00280010), ("columns", 0x00280011),
             ("frames", 0x00280008), ("photometric", 0x00280004), ("bits", 0x00280100))
-_NATIVE = {"1.2.840.10008.1.2": "Implicit VR Little Endian",
-           "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
-           "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian",
-           "1.2.840.10008.1.2.2": "Explicit VR Big Endian"}
 ACTION_LABELS = {"keep": "keep", "remove": "remove", "empty": "empty",
                  "replace": "replace (ANONYMIZED)", "uid": "new UID", "shift": "shift date",
                  "hash": "pseudonym", "clean": "clean echoes"}
@@ -161,7 +158,7 @@ def summary(doc: Document) -> dict:
     region = doc.parsed.dataset
     out = {"name": doc.name, "size": len(doc.data)}
     for label, tag in _SUMMARY:
-        value = _attribute(region, tag)
+        value = region.attribute(tag)
         out[label] = value if value not in ("", None) else None
     syntax = doc.parsed.transfer_syntax
     out["transfer_syntax"] = syntax
@@ -169,7 +166,7 @@ def summary(doc: Document) -> dict:
     pixel = region.table.find(PIXEL_DATA, -1)
     out["has_pixels"] = pixel >= 0
     out["compressed"] = pixel >= 0 and (region.element(pixel).kind == KIND_FRAGMENTS or
-                                        (syntax is not None and syntax not in _NATIVE))
+                                        (syntax is not None and syntax not in NATIVE_SYNTAXES))
     out["frames"] = int(out["frames"]) if str(out["frames"] or "").strip().isdigit() else (
         1 if out["has_pixels"] else None)
     return out
@@ -180,8 +177,8 @@ def _syntax_name(syntax: str | None, parsed: Parsed) -> str:
         region = parsed.dataset
         return ("raw data set, " + ("implicit VR" if region.implicit else "explicit VR")
                 + (" big endian" if region.big else " little endian"))
-    if syntax in _NATIVE:
-        return _NATIVE[syntax]
+    if syntax in NATIVE_SYNTAXES:
+        return NATIVE_SYNTAXES[syntax]
     try:
         from pydicom.uid import UID
         return UID(syntax).name or syntax
@@ -230,17 +227,8 @@ def anonymized(doc: Document, choices: Choices, key: bytes) -> bytes:
 
 def _values(data: bytes) -> dict[str, tuple[int, str, str]]:
     """{path: (tag, VR, value preview)} of every element (meta, then data set)."""
-    parsed = parse(data, "the anonymized file")
-    plan = Policy().compile(key=b"preview")
-    context = FileContext.of(parsed.dataset)
-    regions = [(parsed.dataset, context)]
-    if parsed.meta is not None:
-        regions.insert(0, (parsed.meta, FileContext(parsed.meta, False, "ascii", context.cache)))
-    out = {}
-    for region, ctx in regions:
-        for element, path, _, _ in _walk(region, plan, ctx):
-            out[path] = (element.tag, element.vr, _preview(ctx, element))
-    return out
+    return {path: (element.tag, element.vr, value_preview(context, element))
+            for element, path, _, _, context in walk(parse(data, "the anonymized file"))}
 
 
 def changes(before: list[dict], input_data: bytes, output: bytes) -> list[dict]:
@@ -264,7 +252,7 @@ def changes(before: list[dict], input_data: bytes, output: bytes) -> list[dict]:
     for path, (tag, vr, value) in new.items():
         if path not in old and path not in seen:
             out.append({"path": path, "tag": tag_text(tag), "keyword": keyword(tag), "vr": vr,
-                        "category": presets.category_of(tag, vr), "action": "added",
+                        "category": category_of(tag, vr), "action": "added",
                         "before": None, "after": value, "status": "added"})
     return out
 
@@ -299,7 +287,7 @@ def policy_toml(choices: Choices) -> str:
     if choices.overrides:
         lines.append("[tags]")
         for tag, action in choices.overrides:
-            category = presets.category_of(tag) or "other"
+            category = category_of(tag) or "other"
             was = base.action_for(tag)
             lines.append(f"{_toml_key(tag)} = {_toml_string(action)}"
                          f"    # {category}; {choices.preset}: {was}")
@@ -319,7 +307,7 @@ def rule_toml(doc: Document, masks: tuple[Mask, ...]) -> str:
     region = doc.parsed.dataset
     match, label = [], []
     for key, tag in RULE_MATCH:
-        value = _attribute(region, tag)
+        value = region.attribute(tag)
         if value in (None, ""):
             continue
         if isinstance(value, int):
@@ -327,7 +315,7 @@ def rule_toml(doc: Document, masks: tuple[Mask, ...]) -> str:
         else:
             match.append(f"{key} = {_toml_string(_glob_literal(value))}")
             label.append(value)
-    columns, rows_ = _attribute(region, 0x00280011), _attribute(region, 0x00280010)
+    columns, rows_ = region.attribute(0x00280011), region.attribute(0x00280010)
     if columns and rows_:
         label.append(f"{columns}x{rows_}")
     name = " ".join(label) or "masks from the preview page"

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 from ..elements import PIXEL_DATA
 from ..errors import FastanonError
-from ..scan import Parsed
+from ..scan import EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, Parsed
 
-_RAW_SYNTAX = {(True, False): "1.2.840.10008.1.2", (False, False): "1.2.840.10008.1.2.1",
-               (False, True): "1.2.840.10008.1.2.2"}
+_RAW_SYNTAX = {(True, False): IMPLICIT_LE, (False, False): EXPLICIT_LE, (False, True): EXPLICIT_BE}
 
 
 class NoImage(FastanonError):

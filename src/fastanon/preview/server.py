@@ -24,6 +24,8 @@ from importlib import resources
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .. import __version__, presets
+from ..categories import categories
+from ..policy import Policy
 from ..errors import FastanonError
 from . import documents
 from .documents import Choices, Documents
@@ -388,10 +390,10 @@ def _image_info(doc, which: str = "input") -> dict:
 
 
 def _meta(server: PreviewServer) -> dict:
-    cats = presets.categories()
+    cats = categories()
     return {"version": __version__, "max_size": server.options.max_size,
             "idle_timeout": server.options.idle_timeout,
-            "presets": [{"name": n, "description": " ".join(presets.load(n).description.split())}
+            "presets": [{"name": n, "description": " ".join(Policy.preset(n).description.split())}
                         for n in presets.names()],
             "categories": [{"name": c.name, "title": c.title, "description": c.description}
                            for c in cats.values()],

@@ -1,0 +1,138 @@
+"""Categories of sensitive attributes (what a user reasons about) and PS3.15's safe private table.
+
+The vocabulary inspect, the presets, the CLI and the preview share: which category an attribute
+belongs to (presets/categories.toml, over the generated Table E.1-1), the actions a category
+allows, and which private attributes Table E.3.10-1 lists as safe for their creator.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .elements import dictionary_entry, is_private, parse_tag
+from .errors import PolicyError
+from .presets._profile_table import PROFILE, SAFE_PRIVATE
+
+CATEGORIES_FILE = Path(__file__).resolve().parent / "presets" / "categories.toml"
+
+
+@dataclass(frozen=True)
+class Category:
+    """A group of sensitive attributes a user reasons about, with the actions it allows."""
+
+    name: str
+    title: str
+    description: str
+    default: str
+    alternatives: tuple[str, ...]
+
+
+@lru_cache(maxsize=None)
+def _categories_spec() -> dict:
+    with open(CATEGORIES_FILE, "rb") as handle:
+        return tomllib.load(handle)
+
+
+@lru_cache(maxsize=None)
+def categories() -> dict[str, Category]:
+    """The categories, in the order they claim attributes."""
+    spec = _categories_spec()
+    return {name: Category(name, c["title"], c["description"], c["default"],
+                           tuple(c["alternatives"]))
+            for name in spec["order"] for c in [spec["category"][name]]}
+
+
+@lru_cache(maxsize=None)
+def _rules():
+    spec = _categories_spec()
+    listed, rules = {}, []
+    for name in spec["order"]:
+        entry = spec["category"][name]
+        for key in entry.get("tags", ()):
+            listed.setdefault(parse_tag(key), name)
+        words = entry.get("words", ())
+        pattern = (re.compile(r"(?<![\w'])(" + "|".join(re.escape(w) for w in words) + r")(?![\w])")
+                   if words else None)
+        rules.append((name, pattern, frozenset(entry.get("vrs", ()))))
+    return listed, rules
+
+
+def _classify(tag: int, name: str, vr: str | None) -> str:
+    listed, rules = _rules()
+    if tag in listed:
+        return listed[tag]
+    for category, pattern, vrs in rules:
+        if pattern is not None and pattern.search(name):
+            return category
+    for category, _, vrs in rules:
+        if vr in vrs:
+            return category
+    return "other"
+
+
+@lru_cache(maxsize=None)
+def sensitive_tags() -> dict[int, str]:
+    """{tag: category} for every concrete attribute of Table E.1-1 and every attribute listed in
+    categories.toml: the sensitive-tag table users read (`fastanon presets --categories`)."""
+    table = {}
+    for tag, name, *_ in PROFILE:
+        if isinstance(tag, int):
+            entry = dictionary_entry(tag)
+            table[tag] = _classify(tag, name, entry[0] if entry else None)
+    for tag in _rules()[0]:
+        if tag not in table:
+            entry = dictionary_entry(tag)
+            table[tag] = _classify(tag, entry[1] if entry else "", entry[0] if entry else None)
+    return table
+
+
+def category_of(tag: int, vr: str | None = None) -> str | None:
+    """The category of any tag: from the table, "private tags", or by VR for dates, UIDs and
+    person names the table does not list; None for attributes that are not sensitive."""
+    found = sensitive_tags().get(tag)
+    if found is not None:
+        return found
+    if is_private(tag):
+        return "private tags"
+    if tag >> 16 in (0x6000, 0x5000) or (tag >> 16) & 0xFFE1 in (0x6000, 0x5000):
+        return "other"
+    vr = vr or (dictionary_entry(tag) or ("",))[0]
+    return {"DA": "dates and times", "DT": "dates and times", "TM": "dates and times",
+            "UI": "uids", "PN": "staff"}.get(vr)
+
+
+def tags_in(category: str) -> list[int]:
+    """The tags of one category (raises PolicyError for an unknown category)."""
+    if category not in categories():
+        raise PolicyError(f"unknown category {category!r}; expected one of "
+                          f"{', '.join(categories())}")
+    return sorted(tag for tag, c in sensitive_tags().items() if c == category)
+
+
+def default_action(tag: int) -> str:
+    """The action hiding this attribute's category gives it."""
+    defaults = {parse_tag(k): v for k, v in _categories_spec().get("defaults", {}).items()}
+    if tag in defaults:
+        return defaults[tag]
+    return categories()[category_of(tag) or "other"].default
+
+
+# -- safe private (Table E.3.10-1) --------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def safe_private_creators() -> frozenset[str]:
+    return frozenset(creator for creator, _ in SAFE_PRIVATE)
+
+
+@lru_cache(maxsize=None)
+def _safe_keys() -> frozenset:
+    return frozenset((creator.upper(), tag) for creator, tag in SAFE_PRIVATE)
+
+
+def is_safe_private(creator: str, tag: int) -> bool:
+    """True when (creator, (gggg,xxee)) is in PS3.15 Table E.3.10-1 (the block byte ignored)."""
+    return (creator.strip().upper(), tag & 0xFFFF00FF) in _safe_keys()
