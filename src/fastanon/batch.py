@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 
 from .errors import FastanonError
 from .masks import MaskWarning
-from .pipeline import TEMP_SUFFIX, Source, prepare, write
+from .pipeline import TEMP_SUFFIX, open_source, prepare, write
 from .plan import Plan
 from .policy import as_policy
 from .scan import looks_like_dicom, parse
@@ -200,11 +200,7 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
     """One input, opened and scanned once: skipped when it is not DICOM, "exists" when its output
     is there already, else prepared and written (with --rename, named by its new UIDs)."""
     job = state.job
-    try:
-        source = Source.open(src)
-    except FastanonError as exc:
-        return Outcome(src, dst, "failed", str(exc).removeprefix(f"{src}: "))
-    with source:
+    with open_source(src) as source:         # an input that cannot be read: failed, named
         size = source.size
         if not source.regular:
             return Outcome(src, dst, "skipped", "not a regular file")

@@ -4,7 +4,7 @@
 batch, inspect, the preview): one decision pass over the file meta and the data set, the
 policy's additions, the masks the file gets, and the output as pieces (ranges of the input and
 new bytes). `render` joins an Output in memory; `write` writes it to a file atomically, copying
-the input's bulk ranges file to file. `Source` opens an input file once for both.
+the input's bulk ranges file to file. `open_source` opens an input file once for both.
 """
 
 from __future__ import annotations
@@ -373,7 +373,7 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
             raise FastanonError(f"{dst}: the output would overwrite its own input")
         if not overwrite:
             raise FastanonError(f"{dst}: exists (overwrite not allowed)")
-    with Source.open(src) as source:
+    with open_source(src) as source:
         if not source.regular:
             raise FastanonError(f"{src}: not a regular file")
         if source.size == 0:
@@ -385,57 +385,48 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
             parsed.release()
 
 
+@dataclass(frozen=True)
 class Source:
-    """An input file opened once: its size, and its bytes (read whole when small, else mapped).
-    A FIFO or device is opened without blocking and not read (`regular` is false)."""
+    """An input file opened once (by open_source): its size, and its bytes."""
 
-    def __init__(self, path, fd: int, size: int, regular: bool, data):
-        self.path, self.fd, self.size, self.regular, self.data = str(path), fd, size, regular, data
-
-    @classmethod
-    def open(cls, path) -> "Source":
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
-        except OSError as exc:
-            raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
-        try:
-            info = os.fstat(fd)
-            size, regular = info.st_size, stat.S_ISREG(info.st_mode)
-            if not regular:
-                data = None
-            elif size <= SMALL_FILE:
-                data = _read_all(fd, size)
-            else:
-                data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-        except OSError as exc:
-            os.close(fd)
-            raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(path, fd, size, regular, data)
+    path: str
+    fd: int
+    size: int
+    regular: bool       # a FIFO or device is opened without blocking and not read
+    data: object        # bytes (a small file, read whole), an mmap (larger), or None
 
     @property
     def head(self) -> bytes:
         """The first 132 bytes: preamble and 'DICM' of a Part 10 file."""
         return bytes(self.data[:132]) if self.data is not None else b""
 
-    def close(self) -> None:
-        if isinstance(self.data, mmap.mmap):
+
+@contextlib.contextmanager
+def open_source(path):
+    """Open an input file for reading once; its mapping and descriptor close with the block."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
+    data = None
+    try:
+        info = os.fstat(fd)
+        regular = stat.S_ISREG(info.st_mode)
+        if regular:
+            data = (_read_all(fd, info.st_size) if info.st_size <= SMALL_FILE
+                    else mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+    except OSError as exc:
+        os.close(fd)
+        raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        yield Source(str(path), fd, info.st_size, regular, data)
+    finally:
+        if isinstance(data, mmap.mmap):
             try:
-                self.data.close()
+                data.close()
             except BufferError:      # a view is still held by an exception's traceback:
                 pass                 # the mapping closes when that is collected
-        self.data = None
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "Source":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        os.close(fd)
 
 
 def _read_all(fd: int, size: int) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import mmap
 from pathlib import Path
 
 import click
@@ -59,18 +58,14 @@ def inspect(file: Path, preset: str | None, policy_file: Path | None, key: str |
 
 
 def _inspect_file(file: Path, policy, key, inspect_data) -> list:
-    """Findings of a mapped file (a large file is not read whole)."""
-    with open(file, "rb") as handle:
-        if not handle.seek(0, 2):
-            raise FastanonError(f"{file}: empty file, not DICOM")
-        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        return inspect_data(mapped, policy, key=key, name=str(file))
-    finally:
-        try:
-            mapped.close()
-        except BufferError:          # views still held by an error's traceback: freed with it
-            pass
+    """Findings of a file opened as a run opens it (a large file is mapped, not read whole)."""
+    from ..pipeline import open_source
+
+    with open_source(file) as source:
+        if not source.size or not source.regular:
+            raise FastanonError(f"{file}: {'empty' if source.regular else 'not a regular'} "
+                                "file, not DICOM")
+        return inspect_data(source.data, policy, key=key, name=str(file))
 
 
 def _cut(text: str, width: int) -> str:

@@ -1,0 +1,124 @@
+"""One decision pass: every caller goes through pipeline.prepare, and a run reads each input once."""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import io
+import os
+
+import pydicom
+import pytest
+
+import fastanon
+from fastanon import Mask, MaskRules, _core
+from fastanon.pipeline import plan_of, prepare, render
+from fastanon.scan import parse
+from conftest import read_bytes
+from test_cli import KEY, invoke, write_file, write_tree
+
+MAPPED = ("PatientName", "PatientID", "AccessionNumber", "StudyInstanceUID", "SeriesInstanceUID",
+          "SOPInstanceUID")
+
+
+def test_run_rename_mapping_opens_and_scans_each_input_once(tmp_path, monkeypatch):
+    src = tmp_path / "export"
+    write_tree(src, count=12)
+    write_file(src / "DOE_JANE/large/IM9999.dcm", 99, rows=256)     # > 64 KiB: mapped
+    inputs = sorted(str(p) for p in src.rglob("*") if p.is_file())
+    dicom = [p for p in inputs if p.endswith(".dcm")]
+    opened: list[str] = []
+    scans = []
+    real_os_open, real_open, real_scan = os.open, builtins.open, _core.scan
+
+    def os_open(path, *args, **kwargs):
+        opened.append(os.fsdecode(path))
+        return real_os_open(path, *args, **kwargs)
+
+    def open_(file, *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)):
+            opened.append(os.fsdecode(file))
+        return real_open(file, *args, **kwargs)
+
+    def scan(buf, *args, **kwargs):
+        scans.append(len(buf))
+        return real_scan(buf, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(_core, "scan", scan)
+    result = invoke("run", "--rename", "--mapping", tmp_path / "map.csv", "--workers", "1",
+                    "--key", KEY, src, tmp_path / "out")
+    monkeypatch.undo()
+    assert result.exit_code == 1 and "13 written" in result.stderr     # the truncated file fails
+    assert {p: opened.count(p) for p in inputs} == {p: 1 for p in inputs}
+    # Two scans per DICOM input (file meta, data set), none of any output: nothing is masked.
+    assert len(scans) == 2 * len(dicom)
+    with real_open(tmp_path / "map.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 13
+    for row in rows:
+        ds = pydicom.dcmread(row["destination"])
+        assert row["destination"].endswith(f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/"
+                                           f"{ds.SOPInstanceUID}.dcm")
+        assert row["new SOPInstanceUID"] == ds.SOPInstanceUID != row["SOPInstanceUID"]
+        assert row["PatientName"] == "DOE^JANE" and row["new PatientName"] == ds.PatientName
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
+                                  "rtplan.dcm"])
+def test_identifiers_are_the_values_the_output_holds(name):
+    raw = read_bytes(name)
+    output = prepare(parse(raw, name), plan_of("research", b"k"))
+    tags = [pydicom.datadict.tag_for_keyword(k) for k in MAPPED]
+    values = output.identifiers(tags)
+    before = pydicom.dcmread(io.BytesIO(raw))
+    after = pydicom.dcmread(io.BytesIO(render(output)[0]))
+    for keyword, tag in zip(MAPPED, tags):
+        old, new = values[tag]
+        assert old == str(before.get(keyword, "")).strip()
+        assert new == str(after.get(keyword, "")).strip()
+
+
+def test_prepare_leaves_input_and_parse_alone_and_gives_the_same_output_twice():
+    raw = read_bytes("CT_small.dcm")
+    parsed = parse(raw, "CT_small.dcm")
+    plan = plan_of("research", b"k")
+    first, second = render(prepare(parsed, plan))[0], render(prepare(parsed, plan))[0]
+    assert first == second == fastanon.anonymize(raw, "research", key=b"k") != raw
+    assert raw == read_bytes("CT_small.dcm")
+
+
+RULES = """
+[[rule]]
+name = "CT screens"
+match = { Modality = "CT" }
+masks = ["0,0,8,8"]
+"""
+
+
+@pytest.mark.parametrize("name, masked", [("CT_small.dcm", True), ("MR_small.dcm", False)])
+def test_burned_in_annotation_no_only_where_masks_applied(name, masked):
+    """BurnedInAnnotation NO is decided in prepare, for the files whose rule gave masks."""
+    raw = read_bytes(name)
+    output = prepare(parse(raw, name), plan_of({}), MaskRules.loads(RULES), burned_in=True)
+    assert (output.rule == "CT screens") is masked and bool(output.masks) is masked
+    out, report = render(output)
+    ds = pydicom.dcmread(io.BytesIO(out))
+    assert (ds.get("BurnedInAnnotation") == "NO") is masked
+    assert report.applied == (1 if masked else 0)
+    if not masked:
+        assert out == raw
+
+
+def test_masks_must_be_masks():
+    with pytest.raises(fastanon.PolicyError, match="is not a fastanon.Mask"):
+        prepare(parse(read_bytes("CT_small.dcm")), plan_of({}), [(0, 0, 8, 8)])
+    assert prepare(parse(read_bytes("CT_small.dcm")), plan_of({}), [Mask(0, 0, 8, 8)]).masks
+
+
+def test_serve_refuses_an_empty_key_file(tmp_path):
+    empty = tmp_path / "site.key"
+    empty.write_text("\n")
+    result = invoke("serve", "--no-browser", "--key-file", empty)
+    assert result.exit_code == 2 and "is empty" in result.output
