@@ -7,6 +7,7 @@ from array import array
 from typing import NamedTuple
 
 from . import _dictionary
+from .errors import UnknownTagError
 from ._core import (  # noqa: F401  (re-exported vocabulary)
     FLAG_BIG,
     FLAG_IMPLICIT,
@@ -138,7 +139,7 @@ def parse_tag(key: int | str | tuple[int, int]) -> int:
             return int(text, 16)
         if text in _dictionary.KEYWORDS:
             return _dictionary.KEYWORDS[text]
-    raise KeyError(f"not a DICOM tag or keyword: {key!r}")
+    raise UnknownTagError(f"not a DICOM tag or keyword: {key!r}")
 
 
 def tag_text(tag: int) -> str:

@@ -14,3 +14,9 @@ class MalformedError(FastanonError):
 
 class PolicyError(FastanonError):
     """A policy, preset, override or mask that cannot be applied."""
+
+
+class UnknownTagError(PolicyError, KeyError):
+    """A name that is neither a DICOM tag nor a keyword of the data dictionary."""
+
+    __str__ = Exception.__str__     # the message as written, not KeyError's repr of it

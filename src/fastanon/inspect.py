@@ -9,18 +9,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from .elements import (
-    KIND_FRAGMENTS,
-    KIND_ITEM,
-    KIND_SEQUENCE,
-    PIXEL_DATA,
-    is_private,
-    keyword,
-    tag_text,
-)
+from .elements import (KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, PIXEL_DATA, is_private, keyword,
+                       tag_text)
 from .categories import categories, category_of
 from .pipeline import Output, plan_of, prepare
-from .plan import CLEANED_VRS, ECHO_SOURCES, FileContext, Plan, echo_values
+from .plan import CLEANED_VRS, ECHO_SOURCES, FileContext, Plan
 from .policy import as_policy
 from .scan import NATIVE_SYNTAXES, Parsed, parse
 
@@ -179,7 +172,6 @@ def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_
                             "images often carry burned-in text; look at the pixels",
                             "BurnedInAnnotation", BURNED_IN_ANNOTATION))
     if not plan.policy.clean_echoes:
-        values = echo_values({tag: context.top_text(tag) for tag in ECHO_SOURCES})
         pattern = context.echo_pattern()
         if pattern is not None:
             for element, path, ctx in kept_texts:
@@ -192,7 +184,6 @@ def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_
                                         f"patient's identifying value(s) {shown}; "
                                         "set clean_echoes (or remove it) to blank them",
                                         path, element.tag, "patient identity"))
-        del values
     if kept_private:
         out.append(_warning("private-tags-kept", f"{kept_private} private element(s) are kept; "
                             "their content is not described by the standard", "", None,

@@ -374,11 +374,7 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
         if not overwrite:
             raise FastanonError(f"{dst}: exists (overwrite not allowed)")
     with open_source(src) as source:
-        if not source.regular:
-            raise FastanonError(f"{src}: not a regular file")
-        if source.size == 0:
-            raise FastanonError(f"{src}: empty file, not DICOM")
-        parsed = parse(source.data, str(src))
+        parsed = parse(source.contents(), str(src))
         try:
             return write(source, prepare(parsed, plan, masks, decompress=decompress), dst)
         finally:
@@ -399,6 +395,13 @@ class Source:
     def head(self) -> bytes:
         """The first 132 bytes: preamble and 'DICM' of a Part 10 file."""
         return bytes(self.data[:132]) if self.data is not None else b""
+
+    def contents(self):
+        """The bytes to parse; a FastanonError for what cannot hold a DICOM file."""
+        if not self.regular or not self.size:
+            raise FastanonError(f"{self.path}: {'empty' if self.regular else 'not a regular'} "
+                                "file, not DICOM")
+        return self.data
 
 
 @contextlib.contextmanager

@@ -87,52 +87,48 @@ class PixelModule(NamedTuple):
         return self.frames * self.rows * self.columns * samples * (self.bits_allocated // 8)
 
 
-def _number(region: Region, tag: int) -> int | None:
+def _typed(region: Region, tag: int, kind: type):
     value = region.attribute(tag)
-    return value if isinstance(value, int) else None
+    return value if isinstance(value, kind) else None
 
 
-def _text(region: Region, tag: int) -> str | None:
-    value = region.attribute(tag)
-    return value if isinstance(value, str) else None
-
-
-def read_pixel_module(parsed: Parsed, name: str) -> tuple[PixelModule | None, int]:
-    """The pixel module of a parsed file: (module, -1) for native Pixel Data, (None, index of the
-    Pixel Data element) when it is encapsulated. Raises PolicyError when masks cannot apply."""
+def read_pixel_module(parsed: Parsed, name: str) -> PixelModule | None:
+    """The pixel module of a parsed file with native Pixel Data; None when it is encapsulated.
+    Raises PolicyError when masks cannot apply."""
     region = parsed.dataset
     index = region.table.find(PIXEL_DATA, -1)
     if index < 0:
         raise PolicyError(f"{name}: no Pixel Data (7FE0,0010) to mask")
     element = region.element(index)
     if element.kind == KIND_FRAGMENTS:
-        return None, index
+        return None
     values = {}
     for tag, label in ((ROWS, "Rows"), (COLUMNS, "Columns"), (BITS_ALLOCATED, "Bits Allocated")):
-        values[label] = _number(region, tag)
+        values[label] = _typed(region, tag, int)
         if not values[label]:
             raise PolicyError(f"{name}: {label} {tag_text(tag)} is missing or zero; "
                               "cannot locate pixels to mask")
-    photometric = (_text(region, PHOTOMETRIC) or "").upper()
+    photometric = (_typed(region, PHOTOMETRIC, str) or "").upper()
     if not photometric:
         raise PolicyError(f"{name}: Photometric Interpretation (0028,0004) is missing; "
                           "cannot tell what black is")
-    frames_text = _text(region, NUMBER_OF_FRAMES)
+    frames_text = _typed(region, NUMBER_OF_FRAMES, str)
     try:
         frames = int(frames_text) if frames_text else 1
     except ValueError:
         raise PolicyError(f"{name}: Number of Frames (0028,0008) {frames_text!r} is not a number")
     bits_allocated = values["Bits Allocated"]
-    bits_stored = _number(region, BITS_STORED) or bits_allocated
+    bits_stored = _typed(region, BITS_STORED, int) or bits_allocated
     module = PixelModule(
         rows=values["Rows"], columns=values["Columns"], frames=frames,
-        samples=_number(region, SAMPLES_PER_PIXEL) or 1, planar=_number(region, PLANAR_CONFIGURATION) or 0,
-        bits_allocated=bits_allocated, bits_stored=bits_stored,
-        signed=_number(region, PIXEL_REPRESENTATION) == 1, photometric=photometric, big=region.big,
+        samples=_typed(region, SAMPLES_PER_PIXEL, int) or 1,
+        planar=_typed(region, PLANAR_CONFIGURATION, int) or 0,
+        bits_allocated=bits_allocated, bits_stored=bits_stored, photometric=photometric,
+        signed=_typed(region, PIXEL_REPRESENTATION, int) == 1, big=region.big,
         swapped=region.big and element.vr == "OW" and bits_allocated == 8,
         offset=element.vstart, length=element.vlen)
     _check(module, element.vr, name)
-    return module, -1
+    return module
 
 
 def _check(m: PixelModule, vr: str, name: str) -> None:
@@ -362,7 +358,7 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
         if parsed.deflated:
             raise PolicyError(f"{name}: mask {masks[0]}: masks in a Deflated Explicit VR "
                               "Little Endian data set are not supported")
-        module, _ = read_pixel_module(parsed, name)
+        module = read_pixel_module(parsed, name)
         if module is None and not decompress:
             raise PolicyError(
                 f"{name}: mask {masks[0]}: the Pixel Data is compressed (transfer syntax "

@@ -15,17 +15,8 @@ from typing import Callable, Mapping
 
 from . import dates, uids
 from .categories import is_safe_private, safe_private_creators
-from .elements import (
-    KIND_ELEMENT,
-    KIND_FRAGMENTS,
-    KIND_ITEM,
-    KIND_SEQUENCE,
-    SPECIFIC_CHARACTER_SET,
-    Element,
-    is_private,
-    is_private_creator,
-    tag_text,
-)
+from .elements import (KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
+                       SPECIFIC_CHARACTER_SET, Element, is_private, is_private_creator, tag_text)
 from .errors import PolicyError
 from .values import dummy, replacement, text_value
 

@@ -184,14 +184,7 @@ class Policy:
 
 
 def _tags_of(mapping: Mapping) -> dict[int, Action]:
-    tags = {}
-    for key, spec in mapping.items():
-        try:
-            tag = parse_tag(key)
-        except KeyError as exc:
-            raise PolicyError(str(exc.args[0])) from None
-        tags[tag] = Action.of(spec)
-    return tags
+    return {parse_tag(key): Action.of(spec) for key, spec in mapping.items()}
 
 
 
@@ -231,7 +224,7 @@ def build(spec: dict) -> Policy:
     if profile not in (None, "basic"):
         raise PolicyError(f"unknown profile {profile!r}; only \"basic\" (PS3.15 Table E.1-1)")
     if profile == "basic":
-        compound = {_tag(k): v for k, v in spec.get("compound", {}).items()}
+        compound = {parse_tag(k): v for k, v in spec.get("compound", {}).items()}
         for tag, row_name, _, _, basic, row_options in PROFILE:
             code, why, option = _resolve(basic, row_options, options, compound.get(tag))
             if tag == "private":
@@ -274,7 +267,7 @@ def build(spec: dict) -> Policy:
             tags[tag] = action
             reasons[tag] = f"policy {name}: category {category} {action}"
     for key, value in spec.get("tags", {}).items():
-        tag = _tag(key)
+        tag = parse_tag(key)
         tags[tag] = _action(value, key)
         reasons[tag] = f"policy {name}: {key} {tags[tag]}"
 
@@ -298,13 +291,6 @@ def build(spec: dict) -> Policy:
                   safe_private=safe, clean_echoes=bool(spec.get("clean_echoes")),
                   additions=additions, reasons=reasons, mask_reasons=tuple(mask_reasons),
                   private_reason=private_reason)
-
-
-def _tag(key: str) -> int:
-    try:
-        return parse_tag(key)
-    except KeyError as exc:
-        raise PolicyError(str(exc.args[0])) from None
 
 
 def _action(value, where: str) -> Action:

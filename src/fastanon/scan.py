@@ -7,16 +7,8 @@ import zlib
 from dataclasses import dataclass
 
 from . import _core
-from .elements import (
-    KIND_ELEMENT,
-    KIND_SEQUENCE,
-    SQ_TAGS,
-    TEXT_VRS,
-    TRANSFER_SYNTAX,
-    Element,
-    dictionary_vr,
-    tag_text,
-)
+from .elements import (KIND_ELEMENT, KIND_SEQUENCE, SQ_TAGS, TEXT_VRS, TRANSFER_SYNTAX, Element,
+                       dictionary_vr, tag_text)
 from .errors import MalformedError
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -36,7 +28,8 @@ _KNOWN_VRS = frozenset(
 
 # Native (uncompressed) transfer syntaxes, by name (PS3.5 §10, Annex A); every other one
 # encapsulates its Pixel Data.
-NATIVE_SYNTAXES = {IMPLICIT_LE: "Implicit VR Little Endian", EXPLICIT_LE: "Explicit VR Little Endian",
+NATIVE_SYNTAXES = {IMPLICIT_LE: "Implicit VR Little Endian",
+                   EXPLICIT_LE: "Explicit VR Little Endian",
                    DEFLATED_LE: "Deflated Explicit VR Little Endian",
                    EXPLICIT_BE: "Explicit VR Big Endian"}
 

@@ -62,10 +62,7 @@ def _inspect_file(file: Path, policy, key, inspect_data) -> list:
     from ..pipeline import open_source
 
     with open_source(file) as source:
-        if not source.size or not source.regular:
-            raise FastanonError(f"{file}: {'empty' if source.regular else 'not a regular'} "
-                                "file, not DICOM")
-        return inspect_data(source.data, policy, key=key, name=str(file))
+        return inspect_data(source.contents(), policy, key=key, name=str(file))
 
 
 def _cut(text: str, width: int) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 from ..batch import Interrupted, Job, Outcome, Summary, run as run_batch
-from ..errors import FastanonError
+from ..errors import FastanonError, PolicyError
+from ..masks import Mask, MaskRules
 from ._options import key_options, load_key, load_policy, policy_options
 
 EXIT_INTERRUPTED = 130          # the shell's convention for a run stopped by SIGINT
@@ -156,8 +157,6 @@ def _rate(summary: Summary) -> str:
 def _masks(texts: tuple[str, ...], masks_file: Path | None, rules_file: Path | None,
            burned_in: str):
     """The masks of the run: a tuple of Mask (every file) or MaskRules (chosen per file)."""
-    from ..masks import Mask, MaskRules
-
     if rules_file and (texts or masks_file):
         raise click.UsageError("--mask-rules chooses masks per file; it cannot be combined with "
                                "--mask or --masks, which apply to every file")
@@ -180,9 +179,6 @@ def _masks(texts: tuple[str, ...], masks_file: Path | None, rules_file: Path | N
 def _masks_from_file(path: Path) -> tuple:
     """masks = ["X,Y,W,H[@FRAMES]", {x = , y = , width = , height = , frames = [...]}, ...]"""
     import tomllib
-
-    from ..errors import PolicyError
-    from ..masks import Mask
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))

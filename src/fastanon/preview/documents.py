@@ -60,10 +60,7 @@ class Choices:
             raise PolicyError("overrides must be an object {\"(gggg,eeee)\": action}")
         pairs = []
         for key, action in overrides.items():
-            try:
-                tag = parse_tag(key)
-            except KeyError as exc:
-                raise PolicyError(str(exc.args[0])) from None
+            tag = parse_tag(key)
             if not isinstance(action, str):
                 raise PolicyError(f"{key}: an action is a string ({', '.join(ACTIONS)})")
             pairs.append((tag, Action.of(action).name))
