@@ -8,7 +8,6 @@ allows, and which private attributes Table E.3.10-1 lists as safe for their crea
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +32,8 @@ class Category:
 
 @lru_cache(maxsize=None)
 def _categories_spec() -> dict:
+    import tomllib          # read once per process, when a category is first asked for
+
     with open(CATEGORIES_FILE, "rb") as handle:
         return tomllib.load(handle)
 

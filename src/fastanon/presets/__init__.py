@@ -22,7 +22,6 @@ Actions resolve in this order, later wins: profile, hide, categories, tags.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from ..errors import PolicyError
@@ -46,6 +45,8 @@ def spec_of(source, seen: tuple = ()) -> dict:
                           "or the path of a .toml file")
     if path.resolve() in seen:
         raise PolicyError(f"{path}: `extends` loops back to itself")
+    import tomllib          # only where a policy is read (a mapping policy needs none)
+
     try:
         with open(path, "rb") as handle:
             spec = tomllib.load(handle)
