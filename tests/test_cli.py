@@ -65,6 +65,13 @@ def write_tree(root: Path, count: int = 50) -> dict[str, Path]:
     return {"text": text, "broken": broken}
 
 
+def patient_dir(key: str = KEY) -> str:
+    """The output folder of the input folder DOE_JANE: each part of the patient's name in it
+    becomes that value's keyed pseudonym (the same in every file)."""
+    from fastanon.uids import pseudonym
+    return f"{pseudonym(key.encode(), 'DOE', 16)}_{pseudonym(key.encode(), 'JANE', 16)}"
+
+
 def tree_hashes(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
@@ -108,7 +115,9 @@ def test_tree_in_process(tree, tmp_path):
     before = tree_hashes(tree)
     result = invoke("run", "--workers", "2", "--key", KEY, tree, tmp_path / "out")
     check_tree_result(tree, tmp_path / "out", result.exit_code, result.stderr, before)
-    assert (tmp_path / "out/DOE_JANE/series0/more/IM0000.dcm").exists()   # paths mirrored
+    # paths mirrored, but for the patient's name in the folder name
+    assert (tmp_path / f"out/{patient_dir()}/series0/more/IM0000.dcm").exists()
+    assert not (tmp_path / "out/DOE_JANE").exists()
 
 
 def test_tree_subprocess(tree, tmp_path):
@@ -124,8 +133,10 @@ def test_workers_give_identical_outputs(tree, tmp_path):
     one, two = tree_hashes(tmp_path / "w1"), tree_hashes(tmp_path / "w2")
     assert len(one) == 50 and one == two
     invoke("run", "-q", "--workers", 2, "--key", "another key", tree, tmp_path / "other")
-    assert tree_hashes(tmp_path / "other").keys() == one.keys()
-    assert tree_hashes(tmp_path / "other") != one
+    other = tree_hashes(tmp_path / "other")
+    assert {k.replace(patient_dir("another key"), "") for k in other} == \
+        {k.replace(patient_dir(), "") for k in one}
+    assert set(other.values()).isdisjoint(one.values())
 
 
 def test_key_sources_agree(tree, tmp_path):
@@ -143,7 +154,7 @@ def test_rerun_skips_and_overwrite_replaces(tree, tmp_path):
     dst = tmp_path / "out"
     invoke("run", "-q", "--key", KEY, tree, dst)
     first = tree_hashes(dst)
-    target = dst / "DOE_JANE/series0/IM0002.dcm"
+    target = dst / patient_dir() / "series0/IM0002.dcm"
     target.write_bytes(b"changed by hand")
     result = invoke("run", "--key", KEY, tree, dst)
     assert "50 already there" in result.stderr and "0 written" in result.stderr
@@ -242,7 +253,7 @@ def test_masks_rules_and_burned_in_annotation(tree, tmp_path):
                      'masks = ["0,0,4,2"]\n')
     dst = tmp_path / "out"
     result = invoke("run", "-q", "--workers", 2, "--mask-rules", rules, "--burned-in-annotation",
-                    "no", "--audit", tmp_path / "audit.csv", tree, dst)
+                    "no", "--audit", tmp_path / "audit.csv", "--keep-paths", tree, dst)
     assert result.exit_code == 1
     for i in range(50):
         path = dst / f"DOE_JANE/series{i % 2}" / ("more" if i % 5 == 0 else "") / f"IM{i:04d}.dcm"
@@ -258,10 +269,16 @@ def test_masks_rules_and_burned_in_annotation(tree, tmp_path):
 
     masks = tmp_path / "masks.toml"
     masks.write_text('masks = [{ x = 2, y = 2, width = 2, height = 2 }]\n')
-    result = invoke("run", "-q", "--mask", "0,0,1,1", "--masks", masks, tree, tmp_path / "all")
+    result = invoke("run", "-q", "--mask", "0,0,1,1", "--masks", masks, "--keep-paths", tree,
+                    tmp_path / "all")
     ds = pydicom.dcmread(tmp_path / "all/DOE_JANE/series0/IM0002.dcm")
     assert ds.pixel_array[0, 0] == 0 and not ds.pixel_array[2:4, 2:4].any()
-    assert "BurnedInAnnotation" not in ds
+    # research marks what it cleaned: masked pixels are Burned In Annotation NO, code 113101
+    assert ds.BurnedInAnnotation == "NO"
+    assert [i.CodeValue for i in ds.DeidentificationMethodCodeSequence] == ["113100", "113101"]
+    result = invoke("run", "-q", "--preset", "internal", "--mask", "0,0,1,1", "--keep-paths", tree,
+                    tmp_path / "in")
+    assert "BurnedInAnnotation" not in pydicom.dcmread(tmp_path / "in/DOE_JANE/series0/IM0002.dcm")
     both = invoke("run", "--mask", "0,0,1,1", "--mask-rules", rules, tree, tmp_path / "x")
     assert both.exit_code == 2
 

@@ -56,7 +56,9 @@ def test_json_for_machines(us_file):
     assert proc.returncode == 0
     doc = json.loads(proc.stdout)
     assert doc["policy"] == "internal" and doc["summary"]["patient identity"] >= 3
-    assert {w["code"] for w in doc["warnings"]} >= {"burned-in-annotation", "identifying-echo"}
+    assert {w["code"] for w in doc["warnings"]} >= {"burned-in-annotation"}
+    echo = next(f for f in doc["findings"] if f["keyword"] == "ImageComments")    # "scan of DOE^JANE"
+    assert echo["action"] == "clean" and echo["reason"].startswith("repeats the patient's")
     name = next(f for f in doc["findings"] if f["keyword"] == "PatientName")
     assert name["tag"] == "(0010,0010)" and name["action"] == "hash" and name["value"] == "DOE^JANE"
     assert name["category"] == "patient identity" and "remove" in name["alternatives"]
@@ -66,7 +68,9 @@ def test_policy_file_and_errors(us_file, tmp_path):
     policy = tmp_path / "p.toml"
     policy.write_text('extends = "research"\n[tags]\nPatientName = "keep"\n')
     text = invoke("inspect", "--policy", policy, us_file).output
-    assert next(line for line in text.splitlines() if "PatientName" in line).split()[-1] == "keep"
+    assert next(line for line in text.splitlines()
+                if line.startswith("  (0010,0010)")).split()[-1] == "keep"
+    assert "the policy keeps PatientName" in text      # and says so: identity not removed
     not_dicom = tmp_path / "notes.txt"
     not_dicom.write_text("hello")
     result = invoke("inspect", not_dicom)

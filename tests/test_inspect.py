@@ -52,11 +52,22 @@ def test_elements_paths_categories_actions():
     assert found["ImageComments"].action == "remove"
 
 
+def _without_echo_cleaning(name):
+    from dataclasses import replace
+    return replace(fastanon.Policy.preset(name), clean_echoes=False)
+
+
 def test_warnings_internal():
     codes = _codes(fastanon.inspect(_file(), "internal"))
     assert "burned-in-annotation" in codes          # US without BurnedInAnnotation
     assert "private-tags-kept" in codes
-    echoes = [f for f in fastanon.inspect(_file(), "internal") if f.code == "identifying-echo"]
+    assert "identifying-echo" not in codes          # internal cleans what repeats the identity
+    cleaned = {f.path: f for f in fastanon.inspect(_file(), "internal")
+               if f.kind == "element" and f.action == "clean"}
+    assert set(cleaned) == {"ImageComments", "(0009,1001)"}
+    assert "PatientID 'MRN778899'" in cleaned["ImageComments"].reason
+    echoes = [f for f in fastanon.inspect(_file(), _without_echo_cleaning("internal"))
+              if f.code == "identifying-echo"]
     assert {f.path for f in echoes} == {"ImageComments", "(0009,1001)"}
     assert "MRN778899" in echoes[0].message or "Smith" in echoes[0].message
 
@@ -68,14 +79,14 @@ def test_warnings_research_and_burned_in():
         ["burned-in-annotation"]
 
 
-def test_clean_echoes_policy_cleans_and_stops_warning():
+def test_clean_echoes_cuts_the_identity_out_of_what_is_kept():
     policy = fastanon.Policy.preset("internal")
-    from dataclasses import replace
-    policy = replace(policy, clean_echoes=True)
+    assert policy.clean_echoes
     assert "identifying-echo" not in _codes(fastanon.inspect(_file(), policy))
     out = pydicom.dcmread(io.BytesIO(fastanon.anonymize(_file(), policy, key="k")))
-    assert out.ImageComments == "follow-up for XXXXX, XXXXXXXXX"
-    assert out[0x00091001].value == "XXXX XXXXX"   # private kept by internal, echoes blanked
+    assert out.ImageComments == "follow-up for"
+    # private kept by internal: nothing but the name, so a pseudonym of the value stands there
+    assert out[0x00091001].value == fastanon.uids.pseudonym(b"k", "Anna Smith", 16)
     assert out.SOPInstanceUID == "1.2.3.4"
 
 

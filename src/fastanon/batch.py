@@ -53,6 +53,7 @@ class Job:
     decompress: bool = False        # decode compressed Pixel Data so that masks can apply
     burned_in: str = "keep"         # "no": BurnedInAnnotation = NO in the files that were masked
     rename: bool = False            # outputs named <study>/<series>/<sop>.dcm from the new UIDs
+    keep_paths: bool = False        # mirror SRC's names even where they hold identifying values
     mapping: bool = False           # collect original → new identifiers (a re-identification key)
     preset_name: str = "research"
 
@@ -159,13 +160,16 @@ class _Worker:
     job: Job
     dst: Path
     plan: Plan
+    clean_paths: bool          # output folder and file names lose the identity they repeat
 
 
 _STATE: _Worker | None = None
 
 
-def _prepare(job: Job, dst: Path) -> _Worker:
-    return _Worker(job, dst, as_policy(job.policy).compile(key=job.key))
+def _prepare(job: Job, dst: Path, tree: bool = True) -> _Worker:
+    plan = as_policy(job.policy).compile(key=job.key)
+    return _Worker(job, dst, plan, tree and bool(plan.echo_code) and not job.keep_paths
+                   and not job.rename)
 
 
 def _start_worker(job: Job | None = None, dst: Path | None = None) -> None:
@@ -206,7 +210,7 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
             return Outcome(src, dst, "skipped", "not a regular file")
         if not looks_like_dicom(source.head):
             return Outcome(src, dst, "skipped", "not DICOM")
-        named = job.rename or job.mapping
+        named = job.rename or job.mapping or state.clean_paths
         if not named:
             there = _existing(src, dst, job, size)
             if there is not None:
@@ -220,6 +224,9 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                 values = output.identifiers(tag for _, tag in MAPPED)
                 if job.rename:
                     dst = str(state.dst / _output_name(values, job.key, rel))
+                elif state.clean_paths:         # export/<PatientID>/<name>/...: pseudonyms
+                    clean = state.plan.echoes(output.context).clean_path(rel)
+                    dst = dst if clean == rel else str(state.dst / clean)
                 if job.mapping:
                     mapping = tuple(values[tag] for _, tag in MAPPED)
                 there = _existing(src, dst, job, size, mapping)
@@ -275,7 +282,7 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
     if job.mapping != bool(mapping):
         job = replace(job, mapping=bool(mapping))
     global _STATE
-    _STATE = _prepare(job, dst)     # a bad policy fails here, before any file or worker
+    _STATE = _prepare(job, dst, src.is_dir())   # a bad policy fails here, before any worker
     if src.is_dir() or job.rename:
         dst.mkdir(parents=True, exist_ok=True)
     summary = Summary()

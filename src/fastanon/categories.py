@@ -137,3 +137,14 @@ def _safe_keys() -> frozenset:
 def is_safe_private(creator: str, tag: int) -> bool:
     """True when (creator, (gggg,xxee)) is in PS3.15 Table E.3.10-1 (the block byte ignored)."""
     return (creator.strip().upper(), tag & 0xFFFF00FF) in _safe_keys()
+
+
+@lru_cache(maxsize=None)
+def identity_tags() -> tuple[int, ...]:
+    """The attributes of Table E.1-1 that say who the patient is or how to reach them (the
+    patient identity and contact categories): what PatientIdentityRemoved YES promises are gone.
+    Sequences are not listed: kept, they are recursed into, and their content has rows of its own."""
+    table = sensitive_tags()
+    return tuple(sorted(tag for tag, *_ in PROFILE if isinstance(tag, int) and tag != 0x00120062
+                        and table.get(tag) in ("patient identity", "contact")
+                        and (dictionary_entry(tag) or ("",))[0] != "SQ"))

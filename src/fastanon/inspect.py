@@ -13,7 +13,8 @@ from .elements import (KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, PIXEL_DATA, is_
                        tag_text)
 from .categories import categories, category_of
 from .pipeline import Output, plan_of, prepare
-from .plan import CLEANED_VRS, ECHO_SOURCES, FileContext, Plan
+from .echoes import ECHO_SOURCES
+from .plan import CLEANED_VRS, FileContext, Plan
 from .policy import as_policy
 from .scan import NATIVE_SYNTAXES, Parsed, parse
 
@@ -90,6 +91,11 @@ def inspect(data, policy="research", *, key: bytes | str | None = None,
             continue
         alternatives = categories()[category].alternatives if category else ()
         reason = inherited or policy.reason_for(element.tag)
+        decided = output.decisions.get(element.index) if context is output.context else None
+        if decided is not None and decided[0] == plan.echo_code:
+            echoes = output.context.echoes
+            reason = (f"repeats the patient's {echoes.explain(context.text(element))}: "
+                      f"{echoes.how(element)} (the policy alone: {reason})")
         findings.append(Finding("element", path, element.tag, keyword(element.tag), element.vr,
                                 value_preview(context, element), category, action, alternatives,
                                 reason))
@@ -171,15 +177,20 @@ def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_
         out.append(_warning("burned-in-annotation", f"Burned In Annotation is absent and {modality} "
                             "images often carry burned-in text; look at the pixels",
                             "BurnedInAnnotation", BURNED_IN_ANNOTATION))
+    if plan.marks and plan.identity_kept:
+        out.append(_warning("identity-not-removed", "the policy keeps "
+                            f"{', '.join(plan.identity_kept)}: the output says Patient Identity "
+                            "Removed NO (PS3.15 E.1.1)", "PatientIdentityRemoved", 0x00120062,
+                            "patient identity"))
     if not plan.policy.clean_echoes:
-        pattern = context.echo_pattern()
+        pattern = plan.echoes(context).pattern
         if pattern is not None:
             for element, path, ctx in kept_texts:
                 if element.parent == -1 and element.tag in ECHO_SOURCES:
                     continue
-                found = pattern.findall(ctx.value(element))
+                found = pattern.findall(ctx.text(element))
                 if found:
-                    shown = ", ".join(sorted({f.decode(ctx.encoding, "replace") for f in found}))
+                    shown = ", ".join(sorted(set(found)))
                     out.append(_warning("identifying-echo", f"{path} is kept and contains the "
                                         f"patient's identifying value(s) {shown}; "
                                         "set clean_echoes (or remove it) to blank them",

@@ -35,7 +35,6 @@ from .values import pad
 SMALL_FILE = 64 << 10            # files up to this size are read whole; larger ones are mapped
 TEMP_SUFFIX = ".fastanon-tmp"   # temporary outputs, renamed into place when complete
 BURNED_IN_ANNOTATION = 0x00280301
-MASKED = ((BURNED_IN_ANNOTATION, "CS", b"NO"),)   # added to files that get masks, when asked
 
 
 @dataclass
@@ -65,6 +64,7 @@ class Output:
     masks: tuple = ()           # the masks this file gets: given, or its rule's
     rule: str | None = None     # the mask rule that chose them
     decompress: bool = False    # decode compressed Pixel Data so that the masks can apply
+    warnings: list = field(default_factory=list)     # what the audit should say of this file
 
     def identifiers(self, tags) -> dict[int, tuple[str, str]]:
         """{tag: (original text, new text)} of top-level data set attributes ('' when absent
@@ -83,7 +83,7 @@ class Output:
             elif decided[1] is None:
                 new = ""
             else:
-                new = bytes(decided[1]).decode(context.encoding, "replace").strip("\0 ")
+                new = context.charset.decode(bytes(decided[1])).strip("\0 ")
             out[tag] = (old, new)
         return out
 
@@ -128,7 +128,8 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     decompress : bool
         Compressed Pixel Data is decoded when masks apply (render/write do it).
     burned_in : bool
-        A file that gets masks is marked Burned In Annotation NO (PS3.3 C.7.6.1.1.8).
+        A file that gets masks is marked Burned In Annotation NO (PS3.3 C.7.6.1.1.8); a plan
+        that marks files de-identified does so anyway (and adds the 113101 code).
 
     Examples
     --------
@@ -146,9 +147,9 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     decisions = plan.decisions(data, context)
     actions = Counter(names[code] for code, _ in decisions.values())
     chosen, rule = choose_masks(parsed, masks)
-    extra = MASKED if burned_in and chosen else ()
+    masked = bool(chosen) and (burned_in or plan.marks)
     edits = {index: value for index, (_, value) in decisions.items()}
-    inserts = _additions(data, plan, edits, extra) if plan.additions or extra else []
+    inserts = _additions(data, plan, edits, masked) if plan.additions or masked else []
     meta_decisions: dict = {}
     meta_patches: list = []
     if parsed.meta is not None:
@@ -159,8 +160,12 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
         _follow_sop_instance(parsed, edits, meta_edits)
         meta_patches = rewrite.patches(meta, meta_edits)
     parts = _parts(parsed, plan, edits, inserts, meta_patches)
-    return Output(parsed, plan, context, decisions, meta_decisions, parts, actions, chosen, rule,
-                  decompress)
+    output = Output(parsed, plan, context, decisions, meta_decisions, parts, actions, chosen,
+                    rule, decompress)
+    if masks and not chosen and context.top_text(BURNED_IN_ANNOTATION).upper() == "YES":
+        output.warnings.append(f"{parsed.name}: Burned In Annotation is YES and no mask rule "
+                               "matched: the text in its pixels is still there")
+    return output
 
 
 def choose_masks(parsed: Parsed, masks) -> tuple[tuple[Mask, ...], str | None]:
@@ -253,19 +258,16 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
 
 
 
-def _additions(region: Region, plan: Plan, edits: dict, extra: tuple) -> list:
-    """The policy's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1) and the
-    file's own (extra): an existing element gets the new value, a missing one is inserted in tag
-    order; the group length of a group that grows is removed (retired outside group 0002,
+def _additions(region: Region, plan: Plan, edits: dict, masked: bool) -> list:
+    """The plan's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1; with masks,
+    Burned In Annotation NO): an existing element gets the new value, a missing one is inserted
+    in tag order; the group length of a group that grows is removed (retired outside group 0002,
     PS3.5 §7.2)."""
     implicit, big = region.implicit, region.big
     if len(region.table):       # the encoding the elements really use (some files contradict
         flags = region.table.row(0)[3]      # their transfer syntax; the scanner follows them)
         implicit, big = bool(flags & FLAG_IMPLICIT), bool(flags & FLAG_BIG)
-    encoded = _encoded(plan, plan.additions, implicit, big)
-    if extra:
-        tags = {tag for tag, _, _ in extra}
-        encoded = [e for e in encoded if e[0] not in tags] + _encoded(plan, extra, implicit, big)
+    encoded = _encoded(plan, masked, implicit, big)
     new = []
     for tag, value, element in encoded:
         index = region.table.find(tag, -1)
@@ -279,12 +281,13 @@ def _additions(region: Region, plan: Plan, edits: dict, extra: tuple) -> list:
     return rewrite.insertions(region, new)
 
 
-def _encoded(plan: Plan, additions: tuple, implicit: bool, big: bool) -> list:
-    """(tag, value bytes, whole element bytes) of additions (the plan's, or MASKED), encoded once
-    per plan and encoding."""
-    key = (additions is MASKED, implicit, big)
+def _encoded(plan: Plan, masked: bool, implicit: bool, big: bool) -> list:
+    """(tag, value bytes, whole element bytes) of the plan's additions, encoded once per plan,
+    encoding and masked or not."""
+    key = (masked, implicit, big)
     found = plan.encoded_additions.get(key)
     if found is None:
+        additions = plan.masked_additions if masked else plan.additions
         found = plan.encoded_additions[key] = [
             (tag, rewrite.encode_value(vr, value, implicit, big),
              rewrite.encode_element(tag, vr, value, implicit, big))
@@ -460,7 +463,7 @@ def write(source: Source, output: Output, dst) -> Report:
         with _atomic_output(dst) as fd_out:
             written = rewrite.write_all(fd_out, result)
     return Report(source.path, str(dst), source.size, written, output.actions, output.rule,
-                  list(warnings))
+                  output.warnings + list(warnings))
 
 
 def _blank_file(fd: int, size: int, output: Output, name: str) -> tuple[int, list]:

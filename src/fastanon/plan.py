@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from . import dates, uids
-from .categories import is_safe_private, safe_private_creators
+from .categories import identity_tags, is_safe_private, safe_private_creators
+from .charsets import Charset
+from .echoes import HASH_LENGTH, Echoes
 from .elements import (KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
-                       SPECIFIC_CHARACTER_SET, Element, is_private, is_private_creator, tag_text)
+                       SPECIFIC_CHARACTER_SET, Element, is_private_creator, keyword,
+                       tag_text)
 from .errors import PolicyError
 from .values import dummy, replacement, text_value
 
@@ -25,14 +28,26 @@ from .values import dummy, replacement, text_value
 ACTIONS = ("keep", "remove", "empty", "replace", "uid", "shift", "hash", "clean")
 KEEP = object()          # decide() result: leave the element as it is
 
-PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE = 0x00100010, 0x00100020, 0x00100030
-# Attributes whose values identify the patient when echoed elsewhere (inspect warns, clean blanks).
-ECHO_SOURCES = (PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE, 0x00101000, 0x00101001, 0x00101005,
-                0x00101060, 0x00080050)
-ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
+PATIENT_ID = 0x00100020
+PATIENT_IDENTITY_REMOVED, DEID_CODES, BURNED_IN_ANNOTATION = 0x00120062, 0x00120064, 0x00280301
+# PS3.16 CID 7050 "De-identification Method": the profile and each option (PS3.15 E.1.1).
+CID_7050 = {
+    "basic": ("113100", "Basic Application Confidentiality Profile"),
+    "clean_pixel_data": ("113101", "Clean Pixel Data Option"),
+    "clean_graphics": ("113103", "Clean Graphics Option"),
+    "clean_structured_content": ("113104", "Clean Structured Content Option"),
+    "clean_descriptors": ("113105", "Clean Descriptors Option"),
+    "retain_long_full_dates": ("113106", "Retain Longitudinal Temporal Information Full Dates Option"),
+    "retain_long_modified_dates": ("113107",
+                                   "Retain Longitudinal Temporal Information Modified Dates Option"),
+    "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
+    "retain_device_identity": ("113109", "Retain Device Identity Option"),
+    "retain_uids": ("113110", "Retain UIDs Option"),
+    "retain_safe_private": ("113111", "Retain Safe Private Option"),
+    "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
+}
 CLEANED_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "OB", "UN"})
 _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
-HASH_LENGTH = 16          # fits every text VR (SH, AE, CS: 16 characters)
 # What a `replace` text must look like to stay valid for its VR (PS3.5 Table 6.2-1); else a dummy.
 _VALID = {
     "DA": re.compile(r"\d{8}"),
@@ -99,19 +114,15 @@ class Plan:
             return codes[marker]
 
         masks = list(policy.masks)
-        if policy.clean_echoes:      # every other element passes through clean (after the rules)
-            masks.append((0, 0, Action("clean")))
         mask_codes = [code(a) for _, _, a in masks]
-        if policy.clean_echoes:
-            mask_codes[-1] = code(Action("clean"), "echoes")
-            self.special[mask_codes[-1]] = self._clean_any
+        # Elements kept that repeat the patient's identity are cleaned: a code of their own.
+        self.echo_code = code(Action("clean"), "echoes") if policy.clean_echoes else 0
         private_code = code(policy.private)
         creator_code = code(policy.private_creator)
         if policy.safe_private:
             private_code = code(Action("remove"), "safe")
             creator_code = private_code
             self.special[private_code] = self._safe_private
-        self._private_codes = (private_code, creator_code)
         items = sorted(policy.tags.items())
         self.selection = (
             array("I", [tag for tag, _ in items]),
@@ -123,7 +134,15 @@ class Plan:
             creator_code,
         )
         self.clean_preamble = policy.clean_preamble
-        self.additions = policy.additions
+        # What stays of the identity (Table E.1-1's patient and contact rows, and their echoes):
+        # a file that says PatientIdentityRemoved YES must not keep any of it (PS3.15 E.1.1).
+        self.identity_kept = [keyword(tag) or tag_text(tag) for tag in identity_tags()
+                              if policy.action_for(tag).name == "keep"]
+        if not policy.clean_echoes:
+            self.identity_kept.append("copies of the identity in kept elements (clean_echoes)")
+        self.additions = _honest(policy.additions, self.identity_kept)
+        self.marks = any(tag == PATIENT_IDENTITY_REMOVED for tag, *_ in self.additions)
+        self.masked_additions = _masked(self.additions)
         # Codes whose result does not depend on the element (remove → None, empty → b""): a
         # caller may apply them without calling decide() per element.
         self.static = {c: (None if a.name == "remove" else b"")
@@ -158,7 +177,36 @@ class Plan:
                 end = element.end
             out[index] = (code, result)
             skip_until = end
+        if self.echo_code and region is context.region:
+            self._echo_decisions(region, context, out)
         return out
+
+    def echoes(self, context: "FileContext") -> Echoes:
+        """The patient's identifying values of a data set, collected once per file."""
+        if context.echoes is None:
+            context.echoes = Echoes(context.region, context.charset, self.key,
+                                    self.policy.echo_sources)
+        return context.echoes
+
+    def _echo_decisions(self, region, context: "FileContext", out: dict) -> None:
+        """Kept elements (any depth, private ones too) that repeat an identifying value."""
+        echoes = self.echoes(context)
+        if not echoes:
+            return
+        row = region.table.row
+        exempt = self.policy.echo_exempt
+        for index in echoes.candidates(region):
+            parent = row(index)[5]
+            while parent >= 0 and parent not in out:
+                parent = row(parent)[5]
+            if index in out or parent >= 0:
+                continue                        # decided, or inside what is removed or replaced
+            element = region.element(index)
+            if element.tag in exempt:
+                continue
+            value = echoes.clean(element, region.value(element))
+            if value is not None:
+                out[index] = (self.echo_code, value)
 
     def decide(self, file: "FileContext", element: Element, code: int):
         """KEEP, None (remove) or the new value bytes for a selected element."""
@@ -195,17 +243,32 @@ class Plan:
         creator = file.creator(element.parent, (tag & 0xFFFF0000) | block)
         return KEEP if creator and is_safe_private(creator, tag) else None
 
-    def _clean_any(self, file: "FileContext", element: Element):
-        """clean_echoes: the private rule for private tags, echoes blanked in every other kept text."""
-        if is_private(element.tag):
-            private_code, creator_code = self._private_codes
-            code = creator_code if is_private_creator(element.tag) else private_code
-            result = self.decide(file, element, code) if code else KEEP
-            if result is not KEEP:
-                return result
-        if element.kind != KIND_ELEMENT or element.vr not in CLEANED_VRS:
-            return KEEP
-        return _clean(self, file, element, Action("clean"))
+
+def code_item(option: str) -> list:
+    """One item of DeidentificationMethodCodeSequence (0012,0064): a CID 7050 code."""
+    value, meaning = CID_7050[option]
+    return [(0x00080100, "SH", text_value("SH", value)), (0x00080102, "SH", text_value("SH", "DCM")),
+            (0x00080104, "LO", text_value("LO", meaning))]
+
+
+def _honest(additions: tuple, kept: list) -> tuple:
+    """The policy's additions, saying NO (and without the 113100 code) when identity is kept."""
+    if not kept or not any(tag == PATIENT_IDENTITY_REMOVED for tag, *_ in additions):
+        return additions
+    basic = code_item("basic")
+    return tuple((tag, vr, text_value("CS", "NO")) if tag == PATIENT_IDENTITY_REMOVED else
+                 (tag, vr, [i for i in value if i != basic]) if tag == DEID_CODES else
+                 (tag, vr, value) for tag, vr, value in additions)
+
+
+def _masked(additions: tuple) -> tuple:
+    """The additions of a file whose burned-in text masks covered: Burned In Annotation NO
+    (PS3.3 C.7.6.1.1.8) and, where the method is coded, 113101 Clean Pixel Data."""
+    item = code_item("clean_pixel_data")
+    out = [(tag, vr, sorted(value + [item] * (item not in value), key=lambda i: i[0][2])
+            if tag == DEID_CODES else value)
+           for tag, vr, value in additions if tag != BURNED_IN_ANNOTATION]
+    return tuple(out + [(BURNED_IN_ANNOTATION, "CS", b"NO")])
 
 
 def _replace(vr: str, file: "FileContext", text: str | None) -> bytes:
@@ -256,33 +319,10 @@ def _hash(plan: Plan, file: "FileContext", element: Element, action: Action):
 
 
 def _clean(plan: Plan, file: "FileContext", element: Element, action: Action):
-    pattern = file.echo_pattern()
-    if pattern is None or element.vr not in CLEANED_VRS:
+    if element.kind != KIND_ELEMENT or element.vr not in CLEANED_VRS:
         return KEEP
-    raw = file.value(element)
-    cleaned = pattern.sub(lambda m: b"X" * len(m.group()), raw)
-    return KEEP if cleaned == raw else cleaned
-
-
-def echo_values(values: Mapping[int, str]) -> list[str]:
-    """The strings that identify the patient, from {tag: text} of ECHO_SOURCES: name parts, IDs, dates.
-
-    >>> echo_values({0x00100010: "Doe^John^^Dr", 0x00100020: "12345", 0x00100030: "19700101"})
-    ['12345', '19700101', 'Doe', 'John']
-    """
-    out = set()
-    for tag, text in values.items():
-        for part in re.split(r"[\\^=]", text):
-            part = part.strip()
-            if len(part) >= ECHO_MIN and (tag != PATIENT_NAME or not part.endswith(".")) \
-                    and part.upper() not in ("DR", "MR", "MRS", "MS"):
-                out.add(part)
-    return sorted(out, key=lambda s: (not s[0].isdigit(), s))
-
-
-# Specific Character Set (0008,0005) → the codec of the values decide() reads and writes; the
-# last value of a multi-valued set is the one the text switches to (PS3.3 C.12.1.1.2).
-_CHARSETS = {"ISO_IR 192": "utf-8", "ISO_IR 100": "latin-1", "": "ascii", "ISO_IR 6": "ascii"}
+    cleaned = plan.echoes(file).clean(element, file.value(element))
+    return KEEP if cleaned is None else cleaned
 
 
 @dataclass
@@ -291,19 +331,18 @@ class FileContext:
 
     region: object
     big: bool
-    encoding: str = "ascii"
+    encoding: str = "ascii"         # the codec new text values are written in
     cache: dict = field(default_factory=dict)
+    charset: Charset = Charset(("",))
+    echoes: Echoes | None = None    # the patient's identifying values (Plan.echoes)
 
     @classmethod
     def of(cls, region) -> "FileContext":
-        """The context of a scanned data set, in its own character set: what the pipeline, the
-        batch look-ahead, inspect and the preview all decide with."""
-        encoding = "ascii"
-        index = region.table.find(SPECIFIC_CHARACTER_SET, -1)
-        if index >= 0:
-            raw = region.value(region.element(index)).decode("ascii", "replace").strip(" \0")
-            encoding = _CHARSETS.get(raw.split("\\")[-1].strip(), "ascii")
-        return cls(region, region.big, encoding)
+        """The context of a scanned data set, in its own character set (0008,0005)."""
+        raw = region.top_value(SPECIFIC_CHARACTER_SET)
+        charset = Charset.of(raw.decode("ascii", "replace") if raw else "")
+        encoding = "ascii" if charset.extended else charset.codec
+        return cls(region, region.big, encoding, charset=charset)
 
     def value(self, element: Element) -> bytes:
         if element.kind != KIND_ELEMENT:
@@ -311,7 +350,7 @@ class FileContext:
         return self.region.value(element)
 
     def text(self, element: Element) -> str:
-        return self.value(element).decode(self.encoding, "replace").strip("\0 ")
+        return self.charset.decode(self.value(element)).strip("\0 ")
 
     def top_text(self, tag: int) -> str:
         """A top-level text value of this region ('' when absent)."""
@@ -324,16 +363,6 @@ class FileContext:
         if found is None:
             found = self.cache["patient_id"] = self.top_text(PATIENT_ID)
         return found
-
-    def echo_pattern(self):
-        """A bytes regex of the patient's identifying values, or None when there are none."""
-        if "echo" not in self.cache:
-            values = echo_values({tag: self.top_text(tag) for tag in ECHO_SOURCES})
-            words = sorted((v.encode(self.encoding, "replace") for v in values), key=len,
-                           reverse=True)
-            self.cache["echo"] = (re.compile(b"|".join(re.escape(w) for w in words), re.I)
-                                  if words else None)
-        return self.cache["echo"]
 
     def creator(self, parent: int, creator_tag: int) -> str:
         """The private creator (gggg,00xx) of a block in the same item (PS3.5 §7.8.1)."""

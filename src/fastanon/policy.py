@@ -16,26 +16,11 @@ from . import presets
 from .categories import default_action, tags_in
 from .elements import dictionary_entry, is_private, parse_tag, tag_text
 from .errors import PolicyError
-from .plan import Action, Plan
+from .plan import (CID_7050, DEID_CODES, PATIENT_IDENTITY_REMOVED, Action, Plan,
+                   code_item)
 from .presets._profile_table import EDITION, OPTIONS, PROFILE
 from .values import text_value
 
-# PS3.16 CID 7050 "De-identification Method": the profile and each option (PS3.15 E.1.1).
-CID_7050 = {
-    "basic": ("113100", "Basic Application Confidentiality Profile"),
-    "clean_pixel_data": ("113101", "Clean Pixel Data Option"),
-    "clean_graphics": ("113103", "Clean Graphics Option"),
-    "clean_structured_content": ("113104", "Clean Structured Content Option"),
-    "clean_descriptors": ("113105", "Clean Descriptors Option"),
-    "retain_long_full_dates": ("113106", "Retain Longitudinal Temporal Information Full Dates Option"),
-    "retain_long_modified_dates": ("113107",
-                                   "Retain Longitudinal Temporal Information Modified Dates Option"),
-    "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
-    "retain_device_identity": ("113109", "Retain Device Identity Option"),
-    "retain_uids": ("113110", "Retain UIDs Option"),
-    "retain_safe_private": ("113111", "Retain Safe Private Option"),
-    "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
-}
 # How an option's "C" (clean) is carried out; options not listed here have no cleaning: remove.
 _CLEANING = {"retain_long_modified_dates": "shift", "clean_descriptors": "clean",
              "retain_safe_private": "safe"}
@@ -68,7 +53,7 @@ UNLISTED_INSTANCE_UIDS = (
     0x300A0675,   # EquipmentFrameOfReferenceUID
 )
 
-PATIENT_IDENTITY_REMOVED, DEID_METHOD, DEID_CODES = 0x00120062, 0x00120063, 0x00120064
+DEID_METHOD = 0x00120063
 LONGITUDINAL_MODIFIED = 0x00280303
 
 
@@ -93,7 +78,9 @@ class Policy:
     description: str = ""
     options: frozenset = frozenset()          # PS3.15 E.1-1 options in use
     safe_private: bool = False                # keep private attributes of Table E.3.10-1
-    clean_echoes: bool = False                # blank the patient's identifiers in every kept text
+    clean_echoes: bool = False                # clean kept elements that repeat the identity
+    echo_exempt: frozenset = frozenset()      # tags kept verbatim even when they repeat it
+    echo_sources: tuple[int, ...] = ()        # more attributes whose values identify the patient
     # Top-level elements written into every output: (tag, VR, value bytes, or for SQ a list of
     # items, each a list of (tag, VR, value bytes)) — e.g. PatientIdentityRemoved (PS3.15 E.1).
     additions: tuple = ()
@@ -195,7 +182,8 @@ def _preset(name: str) -> Policy:
 
 _KNOWN_KEYS = {"name", "description", "profile", "options", "compound", "hide", "categories",
                "tags", "private", "overlays", "curves", "group_lengths", "clean_echoes",
-               "clean_preamble", "mark_deidentified", "deidentification_method"}
+               "clean_preamble", "mark_deidentified", "deidentification_method", "keep_echoes",
+               "identifying"}
 
 
 def build(spec: dict) -> Policy:
@@ -289,6 +277,8 @@ def build(spec: dict) -> Policy:
                   masks=tuple(masks), clean_preamble=bool(spec.get("clean_preamble")),
                   description=spec.get("description", ""), options=frozenset(options),
                   safe_private=safe, clean_echoes=bool(spec.get("clean_echoes")),
+                  echo_exempt=frozenset(parse_tag(k) for k in spec.get("keep_echoes", ())),
+                  echo_sources=tuple(parse_tag(k) for k in spec.get("identifying", ())),
                   additions=additions, reasons=reasons, mask_reasons=tuple(mask_reasons),
                   private_reason=private_reason)
 
@@ -359,9 +349,7 @@ def _additions(spec: dict, name: str, options: set, safe: bool) -> tuple:
     used = sorted(["basic"] + [o for o in OPTIONS if o in options and o in CID_7050],
                   key=lambda o: CID_7050[o][0])
     method = spec.get("deidentification_method") or f"fastanon {name}: PS3.15 E {EDITION}"
-    items = [[(0x00080100, "SH", text_value("SH", CID_7050[o][0])),
-              (0x00080102, "SH", text_value("SH", "DCM")),
-              (0x00080104, "LO", text_value("LO", CID_7050[o][1]))] for o in used]
+    items = [code_item(o) for o in used]
     out = [(PATIENT_IDENTITY_REMOVED, "CS", text_value("CS", "YES")),
            (DEID_METHOD, "LO", text_value("LO", method)),
            (DEID_CODES, "SQ", items)]

@@ -46,7 +46,8 @@ def cpu_count() -> int:
                    "VR Little Endian); without it, masks on compressed files are refused.")
 @click.option("--burned-in-annotation", "burned_in", type=click.Choice(["keep", "no"]),
               default="keep", show_default=True,
-              help="no: set Burned In Annotation to NO in the files that were masked.")
+              help="no: set Burned In Annotation to NO in the files that were masked (a preset "
+                   "that marks files de-identified, as research does, always does so).")
 @click.option("--workers", type=click.IntRange(1), default=None, metavar="N",
               help="Files processed in parallel [default: the CPU count]. The outputs are the "
                    "same whatever the number.")
@@ -55,6 +56,10 @@ def cpu_count() -> int:
 @click.option("--rename", is_flag=True,
               help="Name outputs DST/<study>/<series>/<sop>.dcm from the new UIDs, instead of "
                    "mirroring SRC's folder and file names (which often carry patient names).")
+@click.option("--keep-paths", is_flag=True,
+              help="Mirror SRC's folder and file names as they are. By default a name that holds "
+                   "the patient's name, ID or accession number gets the pseudonym of that value "
+                   "instead (the same in every file, so the tree stays a tree).")
 @click.option("--audit", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.csv",
               help="Write one CSV row per file: source, destination, status, reason, preset, "
                    "mask rule, and how many elements each action changed.")
@@ -66,8 +71,8 @@ def cpu_count() -> int:
 def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: str | None,
         key_file: Path | None, mask_texts: tuple[str, ...], masks_file: Path | None,
         rules_file: Path | None, decompress: bool, burned_in: str, workers: int | None,
-        overwrite: bool, rename: bool, audit: Path | None, mapping: Path | None,
-        quiet: bool) -> None:
+        overwrite: bool, rename: bool, keep_paths: bool, audit: Path | None,
+        mapping: Path | None, quiet: bool) -> None:
     """Anonymize SRC (a DICOM file or a folder tree) into DST, which mirrors it.
 
     DICOM files are recognised by their content; other files are skipped and counted. The input
@@ -91,7 +96,8 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
         dst_path.mkdir(parents=True, exist_ok=True)     # "DST/": a folder for the one output
     job = Job(policy=policy, key=load_key(key, key_file), masks=masks, overwrite=overwrite,
               workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
-              rename=rename, mapping=mapping is not None, preset_name=name)
+              rename=rename, keep_paths=keep_paths, mapping=mapping is not None,
+              preset_name=name)
     progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
     previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:

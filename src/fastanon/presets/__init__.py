@@ -15,7 +15,10 @@ Keys: `name`, `description`, `extends`, `profile = "basic"` (start from Table E.
 Profile column), `[options]`, `[compound]` (how a compound code such as X/Z/D resolves for one
 attribute), `hide = [categories]` (each attribute of those categories gets its default action from
 categories.toml), `[categories]`, `[tags]`, `private = "remove" | "keep" | "safe"`, `overlays`,
-`curves` (the 60xx and 50xx repeating groups), `group_lengths`, `clean_echoes`, `clean_preamble`,
+`curves` (the 60xx and 50xx repeating groups), `group_lengths`, `clean_echoes` (kept elements
+that repeat the patient's name, IDs, accession number, birth date, address or telephone are
+cleaned: echoes.py), `keep_echoes = [keywords]` (kept verbatim all the same), `identifying =
+[keywords]` (more attributes whose values identify the patient), `clean_preamble`,
 `mark_deidentified` (write PatientIdentityRemoved and DeidentificationMethod, PS3.15 E.1).
 Actions resolve in this order, later wins: profile, hide, categories, tags.
 """

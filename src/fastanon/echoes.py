@@ -1,0 +1,216 @@
+"""Echoes: the patient's identifying values of one file, and the kept elements that repeat them.
+
+Devices and PACS copy the patient's name, IDs and accession number into other attributes (StudyID,
+procedure step IDs, descriptions, private blocks, the last component of a UID) and into folder
+names. The values are collected from the file's own top-level attributes in its character set,
+found first in the header's bytes (one search over the data set, Pixel Data excepted), then
+confirmed and cleaned in the decoded value of each element they fall in.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .charsets import Charset
+from .elements import KIND_ELEMENT, PIXEL_DATA, keyword
+from .uids import new_uid, pseudonym
+
+ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
+UID_ECHO_MIN = 6         # a UID component repeats an ID only when it is at least this long
+HASH_LENGTH = 16         # fits every text VR (SH, AE, CS: 16 characters)
+# Where the identity lives (PS3.3 C.7.1.1 Patient Module, C.7.2.1 General Study Module).
+NAME_SOURCES = (0x00100010, 0x00101001, 0x00101005, 0x00101060, 0x00102297)
+VALUE_SOURCES = (0x00100020, 0x00101000, 0x00080050, 0x00100030, 0x00101040, 0x00102154)
+ECHO_SOURCES = NAME_SOURCES + VALUE_SOURCES
+_TITLES = frozenset({"DR", "MR", "MRS", "MS", "MISS", "PROF"})
+# VRs whose value is an identifier: an echo in it makes the whole value a pseudonym.
+_ID_VRS = frozenset({"AE", "CS", "SH"})
+_ID_WORDS = re.compile(r"(ID|IDs|Number|Numbers|Identifier|Locator)$")
+_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT", "CS", "AE", "UN", "OB"})
+_SEPARATORS = " ,;:-_/^=()[]."
+
+
+class Echoes:
+    """The identifying values of one data set and where else its header repeats them."""
+
+    def __init__(self, region, charset: Charset, key: bytes, extra: tuple[int, ...] = ()):
+        self.charset, self.key = charset, key
+        self.values: dict[str, tuple[str, int]] = {}     # lower case → (text, source tag)
+        self.sources: list[tuple[int, int]] = []          # byte ranges of the source elements
+        names = set()                                     # name parts: only in free text
+        for tag in ECHO_SOURCES + extra:
+            element = region.top(tag)
+            if element is None or element.kind != KIND_ELEMENT:
+                continue
+            self.sources.append((element.start, element.end))
+            text = charset.decode(region.value(element)).strip("\0 ")
+            for value in text.split("\\"):
+                self._add(value.strip(), tag)
+                if tag in NAME_SOURCES or element.vr == "PN":
+                    for part in re.split(r"[\^=]", value):
+                        part = part.strip()
+                        if not part.endswith(".") and part.upper() not in _TITLES:
+                            names.add(self._add(part, tag))
+        words = sorted((v for v, _ in self.values.values()), key=len, reverse=True)
+        ids = [w for w in words if w.lower() not in names]
+        self.pattern, self.id_pattern = _words(words), _words(ids)
+        needles = set()
+        for word in words:
+            for form in {word, word.lower(), word.upper(), word.title()}:
+                for raw in (charset.encode(form), form.encode("utf-8"), _latin(form)):
+                    if raw:
+                        needles.add(re.sub(rb"\x1b[$()\-]*[@-Za-z]", b"", raw))
+        self.needles = (re.compile(b"|".join(re.escape(n) for n in sorted(needles, key=len,
+                                                                            reverse=True)), re.I)
+                        if needles else None)
+
+    def _add(self, value: str, tag: int) -> str:
+        if len(value) >= ECHO_MIN and any(c.isalnum() for c in value):
+            self.values.setdefault(value.lower(), (value, tag))
+        return value.lower()
+
+    def __bool__(self) -> bool:
+        return self.pattern is not None
+
+    def candidates(self, region) -> list[int]:
+        """Indices of the elements (any depth) whose value bytes may repeat a value: found in the
+        header's bytes outside the source elements themselves and outside Pixel Data."""
+        if self.needles is None:
+            return []
+        buf, table = region.buf, region.table
+        stop = len(buf)
+        pixel = region.top(PIXEL_DATA)
+        hits = []
+        for lo, hi in ((0, pixel.start), (pixel.end, stop)) if pixel else ((0, stop),):
+            hits += [m.start() for m in self.needles.finditer(buf, lo, hi)
+                     if not any(s <= m.start() < e for s, e in self.sources)]
+        if not hits:
+            return []
+        found, at = [], 0
+        hits.sort()
+        for index in range(len(table)):
+            _, _, kind, _, _, _, _, vstart, _, end = table.row(index)
+            if kind != KIND_ELEMENT:
+                continue
+            while at < len(hits) and hits[at] < vstart:
+                at += 1
+            if at < len(hits) and hits[at] < end:
+                found.append(index)
+        return found
+
+    def explain(self, text: str) -> str:
+        """Which identifying values a text repeats, in words."""
+        seen = {}
+        for match in self.pattern.finditer(text) if self.pattern else ():
+            value, tag = self.values[match.group().lower()]
+            seen.setdefault(value, keyword(tag))
+        return ", ".join(f"{source} {value!r}" for value, source in seen.items())
+
+    def how(self, element) -> str:
+        """What clean() does to an element, in words."""
+        if element.vr == "UI":
+            return "a new UID"
+        if element.vr in ("UN", "OB"):
+            return "the repeated values cut out, or overwritten with X in binary data"
+        if self._identifier(element):
+            return "the pseudonym of the value it repeats"
+        return "the repeated values cut out (a pseudonym when nothing else is left)"
+
+    @staticmethod
+    def _identifier(element) -> bool:
+        return element.vr in _ID_VRS or bool(_ID_WORDS.search(keyword(element.tag) or ""))
+
+    def clean(self, element, raw: bytes) -> bytes | None:
+        """The element's value with the identity taken out (None: nothing to clean):
+        a UID with a repeated ID as a component gets a new UID; an identifier (AE, CS, SH, or
+        an *ID/*Number attribute) a pseudonym, the same as the value it repeats when it is all
+        of it; text loses the repeated values (a pseudonym when nothing is left); binary
+        values of unknown VR have them overwritten with X."""
+        vr = element.vr
+        if vr == "UI":
+            text = raw.decode("ascii", "replace").strip("\0 ")
+            parts = [p for value in text.split("\\") for p in value.split(".")]
+            if not any(len(p) >= UID_ECHO_MIN and p.lower() in self.values for p in parts):
+                return None
+            new = "\\".join(new_uid(self.key, value) for value in text.split("\\"))
+            return _pad(new.encode("ascii"), b"\0")
+        if vr not in _TEXT_VRS or self.pattern is None:
+            return None
+        pattern = self.id_pattern if self._identifier(element) else self.pattern
+        if pattern is None:
+            return None
+        text, encode = self.charset.decode(raw), self.charset.encode
+        if not pattern.search(text):        # a value written in UTF-8 all the same (PACS blocks)
+            try:
+                text, encode = raw.decode("utf-8"), _utf8
+            except UnicodeDecodeError:
+                pass
+        if vr in ("UN", "OB") and not _printable(text):
+            if not self.needles.search(raw):
+                return None
+            return self.needles.sub(lambda m: b"X" * len(m.group()), raw)
+        if not pattern.search(text):
+            return None
+        single = vr in ("LT", "ST", "UT")
+        identifier = self._identifier(element)
+        values = [text] if single else text.split("\\")
+        new = "\\".join(self._clean_value(v.strip("\0 "), identifier, pattern) for v in values)
+        out = encode(new)
+        if out is None:      # a set the file declares cannot write what is left: pseudonyms only
+            out = "\\".join(self._pseudonym(v.strip("\0 ")) for v in values).encode("ascii")
+        return _pad(out, b"\0" if vr in ("UN", "OB") else b" ")
+
+    def _clean_value(self, value: str, identifier: bool, pattern) -> str:
+        if not value or not pattern.search(value):
+            return value
+        same = self.values.get(value.lower())
+        if same is not None:
+            return pseudonym(self.key, same[0], HASH_LENGTH)      # as the source's own pseudonym
+        if identifier:
+            return self._pseudonym(value)
+        cut = re.sub(r"\s{2,}", " ", pattern.sub("", value)).strip(_SEPARATORS)
+        return cut if any(c.isalnum() for c in cut) else self._pseudonym(value)
+
+    def _pseudonym(self, value: str) -> str:
+        return pseudonym(self.key, value, HASH_LENGTH) if value else value
+
+    def clean_path(self, rel: str) -> str:
+        """A relative output path with every identifying value in its folder and file names
+        replaced by that value's pseudonym (the same in every file, so a tree stays a tree)."""
+        if self.pattern is None:
+            return rel
+        return "/".join(self.pattern.sub(
+            lambda m: pseudonym(self.key, self.values[m.group().lower()][0], HASH_LENGTH), part)
+            for part in rel.split("/"))
+
+
+def _words(words: list[str]):
+    """A case-insensitive regex of whole words: a value that starts or ends with a Latin letter
+    or digit matches only where no letter or digit goes on (names inside CJK text still do)."""
+    if not words:
+        return None
+    edge = "[^\\W_]"
+    return re.compile("|".join(
+        ("(?<!" + edge + ")" if w[0].isascii() and w[0].isalnum() else "") + re.escape(w)
+        + ("(?!" + edge + ")" if w[-1].isascii() and w[-1].isalnum() else "") for w in words),
+        re.I)
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def _latin(text: str) -> bytes | None:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+
+
+def _printable(text: str) -> bool:
+    body = text.rstrip("\0 ")
+    return bool(body) and all(c.isprintable() or c in "\r\n\t\x1b" for c in body)
+
+
+def _pad(raw: bytes, pad: bytes) -> bytes:
+    return raw + pad if len(raw) % 2 else raw
