@@ -66,10 +66,11 @@ def write_tree(root: Path, count: int = 50) -> dict[str, Path]:
 
 
 def patient_dir(key: str = KEY) -> str:
-    """The output folder of the input folder DOE_JANE: each part of the patient's name in it
-    becomes that value's keyed pseudonym (the same in every file)."""
+    """The output folder of the input folder DOE_JANE, which holds the patient's name: a name
+    that could be a File ID component (PS3.10 §8.2) becomes an 8-character keyed pseudonym of
+    itself (the same in every file)."""
     from fastanon.uids import pseudonym
-    return f"{pseudonym(key.encode(), 'DOE', 16)}_{pseudonym(key.encode(), 'JANE', 16)}"
+    return pseudonym(key.encode(), "file-id:DOE_JANE", 8)
 
 
 def tree_hashes(root: Path) -> dict[str, str]:

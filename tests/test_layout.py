@@ -116,3 +116,18 @@ def test_the_layout_rules_can_fail():
     assert _borrowed(modules) == ["fastanon.inspect takes fastanon.policy._tags_of",
                                   "fastanon.inspect imports fastanon.cli._options"]
     assert _cycles(modules) == ["fastanon.policy → fastanon.plan → fastanon.policy"]
+
+
+def test_docstring_examples_run():
+    """Every example in a docstring of the package runs and gives what it shows (STYLE 13)."""
+    import doctest
+    import importlib
+
+    failed = {}
+    for name in _modules():
+        if name.startswith(("fastanon.cli", "fastanon.preview.server")) or name.endswith("__main__"):
+            continue
+        result = doctest.testmod(importlib.import_module(name), verbose=False, report=False)
+        if result.failed:
+            failed[name] = result.failed
+    assert failed == {}

@@ -6,6 +6,9 @@ import builtins
 import csv
 import io
 import os
+import re
+import shutil
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -122,3 +125,45 @@ def test_serve_refuses_an_empty_key_file(tmp_path):
     empty.write_text("\n")
     result = invoke("serve", "--no-browser", "--key-file", empty)
     assert result.exit_code == 2 and "is empty" in result.output
+
+
+# --- a DICOMDIR file set: the records follow the cleaned paths ---------------------------------
+
+DICOMDIR_SET = Path(pydicom.__file__).parent / "data/test_files/dicomdirtests"
+
+
+@pytest.mark.parametrize("preset", ["internal", "research"])
+def test_dicomdir_references_follow_the_written_files(tmp_path, preset):
+    """pydicom's file set names one patient's folder by his PatientID (77654033): the folder
+    becomes a pseudonym, and the DICOMDIR's ReferencedFileID values name the files written."""
+    src = tmp_path / "set"
+    src.mkdir()
+    shutil.copy(DICOMDIR_SET / "DICOMDIR", src / "DICOMDIR")
+    for folder in ("77654033", "98892001", "98892003"):
+        shutil.copytree(DICOMDIR_SET / folder, src / folder)
+    result = invoke("run", "--preset", preset, "--workers", "1", "--key", KEY, src, tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path / "out"
+    written = [p.relative_to(out) for p in out.rglob("*") if p.is_file()]
+    assert not any("77654033" in str(p) for p in written) and len(written) == 32
+    directory = pydicom.dcmread(out / "DICOMDIR")
+    references = [r for r in directory.DirectoryRecordSequence if "ReferencedFileID" in r]
+    assert len(references) == 31
+    for record in references:
+        parts = record.ReferencedFileID
+        parts = [parts] if isinstance(parts, str) else list(parts)
+        assert all(re.fullmatch(r"[A-Z0-9_]{1,8}", p) for p in parts)     # PS3.10 §8.2
+        target = pydicom.dcmread(out.joinpath(*parts))
+        assert target.SOPInstanceUID == record.ReferencedSOPInstanceUIDInFile
+    assert "77654033" not in (out / "DICOMDIR").read_bytes().decode("latin-1")
+
+
+def test_dicomdir_with_rename_is_a_named_failure(tmp_path):
+    src = tmp_path / "set"
+    src.mkdir()
+    shutil.copy(DICOMDIR_SET / "DICOMDIR", src / "DICOMDIR")
+    shutil.copytree(DICOMDIR_SET / "77654033", src / "77654033")
+    result = invoke("run", "--rename", "--workers", "1", "--key", KEY, src, tmp_path / "out")
+    assert result.exit_code == 1
+    assert f"{src / 'DICOMDIR'}: a DICOMDIR cannot follow --rename" in result.stderr
+    assert "7 written" in result.stderr and not list((tmp_path / "out").rglob("DICOMDIR"))

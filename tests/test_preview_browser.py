@@ -210,3 +210,29 @@ def test_file_chooser_show_all_filter_and_refusals(browser, page_server, tmp_pat
     response = page.goto(page_server.url.split("?")[0])       # no token: the page says what to do
     assert response.status == 403 and "needs its token" in page.inner_text("body")
     page.close()
+
+
+def test_keeping_the_name_is_not_called_identity_removed(browser, page_server, tmp_path):
+    """research with PatientName set to keep: the page warns, and the download says NO."""
+    data = multiframe_dicom(rows=64, columns=64)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(page_server.url)
+    page.wait_for_selector("body.ready")
+    drop_file(page, "#drop", data, "knee.dcm")
+    page.wait_for_selector("#step-review:not([hidden])")
+    assert "Patient Identity Removed NO" not in page.inner_text("#warnings")
+    page.select_option('tr[data-path="PatientName"] select', "keep")
+    page.wait_for_function("() => document.getElementById('warnings').textContent"
+                           ".includes('Patient Identity Removed NO')")
+    assert "keeps PatientName" in page.inner_text("#warnings")
+    page.click("#update")
+    page.wait_for_selector("#result:not([hidden])")
+    with page.expect_download() as info:
+        page.click("#download")
+    target = tmp_path / "out.dcm"
+    info.value.save_as(target)
+    ds = pydicom.dcmread(target)
+    assert str(ds.PatientName) == NAME and ds.PatientIdentityRemoved == "NO"
+    assert "113100" not in [i.CodeValue for i in ds.DeidentificationMethodCodeSequence]
+    context.close()

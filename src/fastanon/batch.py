@@ -23,6 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .elements import DIRECTORY_RECORDS
 from .errors import FastanonError
 from .masks import MaskWarning
 from .pipeline import TEMP_SUFFIX, open_source, prepare, write
@@ -37,6 +38,9 @@ MAPPED = (("PatientName", 0x00100010), ("PatientID", 0x00100020),
           ("StudyID", 0x00200010), ("StudyInstanceUID", STUDY_UID),
           ("SeriesInstanceUID", SERIES_UID), ("SOPInstanceUID", SOP_UID))
 AUDITED_ACTIONS = ("remove", "empty", "replace", "uid", "shift", "hash", "clean")
+_DICOMDIR_RENAMED = ("a DICOMDIR cannot follow --rename: its records name files by File IDs of at "
+                     "most 8 characters a component (PS3.10 §8.2), not by new UIDs; run without "
+                     "--rename to keep the file set (its names are cleaned as the files' are)")
 CHUNK = 16               # files per task handed to a worker (fewer, larger messages)
 _SAFE_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 
@@ -219,6 +223,8 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
         try:
             output = prepare(parsed, state.plan, job.masks, decompress=job.decompress,
                              burned_in=job.burned_in == "no")
+            if job.rename and parsed.dataset.top(DIRECTORY_RECORDS) is not None:
+                return Outcome(src, dst, "failed", _DICOMDIR_RENAMED, size)
             mapping = ()
             if named:
                 values = output.identifiers(tag for _, tag in MAPPED)

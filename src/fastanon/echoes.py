@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .charsets import Charset
-from .elements import KIND_ELEMENT, PIXEL_DATA, keyword
+from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, PIXEL_DATA, keyword
 from .uids import new_uid, pseudonym
 
 ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
@@ -28,6 +28,8 @@ _ID_VRS = frozenset({"AE", "CS", "SH"})
 _ID_WORDS = re.compile(r"(ID|IDs|Number|Numbers|Identifier|Locator)$")
 _TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT", "CS", "AE", "UN", "OB"})
 _SEPARATORS = " ,;:-_/^=()[]."
+REFERENCED_FILE_ID = 0x00041500
+_FILE_ID = re.compile(r"[A-Z0-9_]{1,8}")
 
 
 class Echoes:
@@ -38,10 +40,8 @@ class Echoes:
         self.values: dict[str, tuple[str, int]] = {}     # lower case → (text, source tag)
         self.sources: list[tuple[int, int]] = []          # byte ranges of the source elements
         names = set()                                     # name parts: only in free text
-        for tag in ECHO_SOURCES + extra:
-            element = region.top(tag)
-            if element is None or element.kind != KIND_ELEMENT:
-                continue
+        for element in _source_elements(region, ECHO_SOURCES + extra):
+            tag = element.tag
             self.sources.append((element.start, element.end))
             text = charset.decode(region.value(element)).strip("\0 ")
             for value in text.split("\\"):
@@ -136,6 +136,10 @@ class Echoes:
             return _pad(new.encode("ascii"), b"\0")
         if vr not in _TEXT_VRS or self.pattern is None:
             return None
+        if element.tag == REFERENCED_FILE_ID:     # a DICOMDIR record: the file's new path
+            old = raw.decode("ascii", "replace").strip("\0 ").split("\\")
+            new = [self.clean_component(part) for part in old]
+            return None if new == old else _pad("\\".join(new).encode("ascii"), b" ")
         pattern = self.id_pattern if self._identifier(element) else self.pattern
         if pattern is None:
             return None
@@ -175,13 +179,40 @@ class Echoes:
         return pseudonym(self.key, value, HASH_LENGTH) if value else value
 
     def clean_path(self, rel: str) -> str:
-        """A relative output path with every identifying value in its folder and file names
-        replaced by that value's pseudonym (the same in every file, so a tree stays a tree)."""
-        if self.pattern is None:
-            return rel
-        return "/".join(self.pattern.sub(
+        """A relative output path with its folder and file names cleaned (clean_component)."""
+        return "/".join(self.clean_component(part) for part in rel.split("/"))
+
+    def clean_component(self, part: str) -> str:
+        """A folder or file name without the identifying values it holds, the same in every file
+        (so a tree stays a tree): a name that is a DICOM File ID component (PS3.10 §8.2: at most
+        8 of A-Z, 0-9, _), as in a DICOMDIR's file set, becomes an 8-character pseudonym of
+        itself, so that the records' ReferencedFileID can follow; in any other name each value
+        becomes its own pseudonym."""
+        if self.pattern is None or not self.pattern.search(part):
+            return part
+        if _FILE_ID.fullmatch(part):
+            return pseudonym(self.key, "file-id:" + part, 8)
+        return self.pattern.sub(
             lambda m: pseudonym(self.key, self.values[m.group().lower()][0], HASH_LENGTH), part)
-            for part in rel.split("/"))
+
+
+def _source_elements(region, tags: tuple[int, ...]):
+    """The elements the identity is read from: top level, or in a DICOMDIR the same attributes
+    in every directory record (PS3.3 F.5), whose patients the file set holds."""
+    wanted = frozenset(tags)
+    records = region.top(DIRECTORY_RECORDS)
+    if records is None:
+        found = (region.top(tag) for tag in tags)
+        return [e for e in found if e is not None and e.kind == KIND_ELEMENT]
+    table, out = region.table, []
+    items = {index for index in range(len(table)) if table.row(index)[5] == records.index}
+    for index in range(records.index + 1, len(table)):
+        tag, _, kind, _, _, parent, start, _, _, _ = table.row(index)
+        if start >= records.end:
+            break
+        if parent in items and kind == KIND_ELEMENT and tag in wanted:
+            out.append(region.element(index))
+    return out
 
 
 def _words(words: list[str]):

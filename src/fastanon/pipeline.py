@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rewrite
-from .elements import FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE, SOP_INSTANCE
+from .elements import (DIRECTORY_RECORDS, FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
+                       SOP_INSTANCE)
 from .errors import FastanonError, PolicyError
 from .masks import Mask, MaskRules
 from .pixels import MaskReport, blank
@@ -138,7 +139,8 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     >>> from pydicom.data import get_testdata_file
     >>> raw = open(get_testdata_file("CT_small.dcm", download=False), "rb").read()
     >>> output = prepare(parse(raw), plan_of({"PatientName": "remove"}))
-    >>> dict(output.actions), render(output)[0] == fastanon.anonymize(raw, {"PatientName": "remove"})
+    >>> out = fastanon.anonymize(raw, {"PatientName": "remove"})
+    >>> dict(output.actions), render(output)[0] == out
     ({'remove': 1}, True)
     """
     data = parsed.dataset
@@ -202,7 +204,7 @@ def _parts(parsed: Parsed, plan: Plan, edits: dict, inserts: list, meta_patches:
         elif len(source) > parsed.dataset_start:
             parts.append((parsed.dataset_start, len(source) - parsed.dataset_start))
         return parts
-    directory = data.table.find(rewrite.DIRECTORY_RECORDS, -1) >= 0     # a DICOMDIR
+    directory = data.table.find(DIRECTORY_RECORDS, -1) >= 0     # a DICOMDIR
     if directory and (data_patches or meta_patches):
         data_patches = sorted(data_patches
                               + rewrite.directory_offsets(data, meta_patches + data_patches))

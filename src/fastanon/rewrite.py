@@ -99,7 +99,6 @@ def closing(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
 
 # A DICOMDIR's Directory Record Sequence and the UL attributes that hold the file offset of a
 # record's item (PS3.3 F.3.2.1, Table F.3-3: from the first byte of the file, preamble included).
-DIRECTORY_RECORDS = 0x00041220
 DIRECTORY_OFFSETS = frozenset({0x00041200, 0x00041202, 0x00041400, 0x00041420})
 
 
