@@ -50,6 +50,9 @@ class Table:
         """(tag, vr, kind, flags, depth, parent, start, vstart, vlen, end) of entry i."""
     def rows(self) -> list[Row]: ...
     def tags(self) -> list[int]: ...
+    def holding(self, positions: Buffer) -> list[int]:
+        """Indices of the data elements whose value holds one of the (ascending, int64) byte
+        offsets, each once, in document order."""
     def find(self, tag: int, parent: int) -> int:
         """Index of the first entry with tag directly under parent (-1: top level), or -1."""
     def select(self, tags: Buffer, codes: Buffer, masks: Buffer, values: Buffer, mcodes: Buffer,

@@ -443,6 +443,22 @@ cdef class Table:
     def tags(self):
         return [self.entries[i].tag for i in range(self.n)]
 
+    def holding(self, const int64_t[::1] positions):
+        """Indices of the data elements (any depth) whose value holds one of the byte offsets
+        (ascending), each index once, in document order."""
+        cdef int64_t i = 0, p = 0, count = positions.shape[0]
+        cdef Entry* e
+        out = []
+        while i < self.n and p < count:
+            e = &self.entries[i]
+            if e.kind == K_ELEMENT:
+                while p < count and positions[p] < e.vstart:
+                    p += 1
+                if p < count and positions[p] < e.end:
+                    out.append(i)
+            i += 1
+        return out
+
     def find(self, uint32_t tag, int64_t parent):
         """Index of the first entry with this tag directly under parent (-1: top level), or -1."""
         cdef int64_t i = parent + 1 if parent >= 0 else 0

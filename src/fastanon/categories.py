@@ -143,8 +143,22 @@ def is_safe_private(creator: str, tag: int) -> bool:
 def identity_tags() -> tuple[int, ...]:
     """The attributes of Table E.1-1 that say who the patient is or how to reach them (the
     patient identity and contact categories): what PatientIdentityRemoved YES promises are gone.
-    Sequences are not listed: kept, they are recursed into, and their content has rows of its own."""
-    table = sensitive_tags()
-    return tuple(sorted(tag for tag, *_ in PROFILE if isinstance(tag, int) and tag != 0x00120062
-                        and table.get(tag) in ("patient identity", "contact")
-                        and (dictionary_entry(tag) or ("",))[0] != "SQ"))
+    Sequences are not listed: kept, they are recursed into, and their content has rows of its own.
+    (Classified as _classify does, stopping at the last of the two categories: every run of
+    research asks, so the whole table is not built for it.)"""
+    listed, rules = _rules()
+    wanted = ("patient identity", "contact")
+    last = max(i for i, (name, _, _) in enumerate(rules) if name in wanted)
+    out = []
+    for tag, name, *_ in PROFILE:
+        if not isinstance(tag, int) or tag == 0x00120062:
+            continue
+        if (dictionary_entry(tag) or ("",))[0] == "SQ":
+            continue
+        category = listed.get(tag)
+        if category is None:
+            category = next((c for c, pattern, _ in rules[:last + 1]
+                             if pattern is not None and pattern.search(name)), None)
+        if category in wanted:
+            out.append(tag)
+    return tuple(sorted(out))

@@ -10,6 +10,7 @@ confirmed and cleaned in the decoded value of each element they fall in.
 from __future__ import annotations
 
 import re
+from array import array
 
 from .charsets import Charset
 from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, PIXEL_DATA, keyword
@@ -36,38 +37,19 @@ class Echoes:
     """The identifying values of one data set and where else its header repeats them."""
 
     def __init__(self, region, charset: Charset, key: bytes, extra: tuple[int, ...] = ()):
+        elements = _source_elements(region, ECHO_SOURCES + extra)
+        self.sources = frozenset(e.index for e in elements)
+        signature = (charset.terms, key, tuple((e.tag, e.vr == "PN", region.value(e))
+                                               for e in elements))
+        identity = _IDENTITIES.get(signature)     # the files of a study share their patient
+        if identity is None:
+            if len(_IDENTITIES) >= 256:
+                _IDENTITIES.clear()
+            identity = _IDENTITIES[signature] = _Identity(signature[2], charset)
         self.charset, self.key = charset, key
-        self.values: dict[str, tuple[str, int]] = {}     # lower case → (text, source tag)
-        self.sources: list[tuple[int, int]] = []          # byte ranges of the source elements
-        names = set()                                     # name parts: only in free text
-        for element in _source_elements(region, ECHO_SOURCES + extra):
-            tag = element.tag
-            self.sources.append((element.start, element.end))
-            text = charset.decode(region.value(element)).strip("\0 ")
-            for value in text.split("\\"):
-                self._add(value.strip(), tag)
-                if tag in NAME_SOURCES or element.vr == "PN":
-                    for part in re.split(r"[\^=]", value):
-                        part = part.strip()
-                        if not part.endswith(".") and part.upper() not in _TITLES:
-                            names.add(self._add(part, tag))
-        words = sorted((v for v, _ in self.values.values()), key=len, reverse=True)
-        ids = [w for w in words if w.lower() not in names]
-        self.pattern, self.id_pattern = _words(words), _words(ids)
-        needles = set()
-        for word in words:
-            for form in {word, word.lower(), word.upper(), word.title()}:
-                for raw in (charset.encode(form), form.encode("utf-8"), _latin(form)):
-                    if raw:
-                        needles.add(re.sub(rb"\x1b[$()\-]*[@-Za-z]", b"", raw))
-        self.needles = (re.compile(b"|".join(re.escape(n) for n in sorted(needles, key=len,
-                                                                            reverse=True)), re.I)
-                        if needles else None)
-
-    def _add(self, value: str, tag: int) -> str:
-        if len(value) >= ECHO_MIN and any(c.isalnum() for c in value):
-            self.values.setdefault(value.lower(), (value, tag))
-        return value.lower()
+        self.values, self.pattern, self.id_pattern = (identity.values, identity.pattern,
+                                                      identity.id_pattern)
+        self.needles, self._lowered = identity.needles, identity.lowered
 
     def __bool__(self) -> bool:
         return self.pattern is not None
@@ -75,28 +57,21 @@ class Echoes:
     def candidates(self, region) -> list[int]:
         """Indices of the elements (any depth) whose value bytes may repeat a value: found in the
         header's bytes outside the source elements themselves and outside Pixel Data."""
-        if self.needles is None:
+        if not self._lowered:
             return []
-        buf, table = region.buf, region.table
-        stop = len(buf)
+        buf = region.buf
         pixel = region.top(PIXEL_DATA)
         hits = []
-        for lo, hi in ((0, pixel.start), (pixel.end, stop)) if pixel else ((0, stop),):
-            hits += [m.start() for m in self.needles.finditer(buf, lo, hi)
-                     if not any(s <= m.start() < e for s, e in self.sources)]
-        if not hits:
-            return []
-        found, at = [], 0
-        hits.sort()
-        for index in range(len(table)):
-            _, _, kind, _, _, _, _, vstart, _, end = table.row(index)
-            if kind != KIND_ELEMENT:
-                continue
-            while at < len(hits) and hits[at] < vstart:
-                at += 1
-            if at < len(hits) and hits[at] < end:
-                found.append(index)
-        return found
+        for lo, hi in ((0, pixel.start), (pixel.end, len(buf))) if pixel else ((0, len(buf)),):
+            text = bytes(buf[lo:hi]).lower()      # needles are lower case: one find each
+            for needle in self._lowered:
+                at = text.find(needle)
+                while at >= 0:
+                    hits.append(lo + at)
+                    at = text.find(needle, at + 1)
+        return [i for i in region.table.holding(array("q", sorted(hits)))
+                if i not in self.sources]        # a source repeating itself is no echo
+
 
     def explain(self, text: str) -> str:
         """Which identifying values a text repeats, in words."""
@@ -194,6 +169,44 @@ class Echoes:
             return pseudonym(self.key, "file-id:" + part, 8)
         return self.pattern.sub(
             lambda m: pseudonym(self.key, self.values[m.group().lower()][0], HASH_LENGTH), part)
+
+
+class _Identity:
+    """What the values of a set of source elements compile to (shared by a patient's files)."""
+
+    def __init__(self, sources: tuple, charset: Charset):
+        self.values: dict[str, tuple[str, int]] = {}     # lower case → (text, source tag)
+        names = set()                                     # name parts: only in free text
+        for tag, person, raw in sources:
+            text = charset.decode(raw).strip("\0 ")
+            for value in text.split("\\"):
+                self._add(value.strip(), tag)
+                if tag in NAME_SOURCES or person:
+                    for part in re.split(r"[\^=]", value):
+                        part = part.strip()
+                        if not part.endswith(".") and part.upper() not in _TITLES:
+                            names.add(self._add(part, tag))
+        words = sorted((v for v, _ in self.values.values()), key=len, reverse=True)
+        self.pattern = _words(words)
+        self.id_pattern = _words([w for w in words if w.lower() not in names])
+        needles = set()
+        for word in words:
+            for form in {word, word.lower(), word.upper(), word.title()}:
+                for raw in (charset.encode(form), form.encode("utf-8"), _latin(form)):
+                    if raw:
+                        needles.add(re.sub(rb"\x1b[$()\-]*[@-Za-z]", b"", raw))
+        self.lowered = sorted({n.lower() for n in needles if n})
+        self.needles = (re.compile(b"|".join(re.escape(n) for n in sorted(needles, key=len,
+                                                                            reverse=True)), re.I)
+                        if needles else None)
+
+    def _add(self, value: str, tag: int) -> str:
+        if len(value) >= ECHO_MIN and any(c.isalnum() for c in value):
+            self.values.setdefault(value.lower(), (value, tag))
+        return value.lower()
+
+
+_IDENTITIES: dict = {}
 
 
 def _source_elements(region, tags: tuple[int, ...]):

@@ -156,7 +156,8 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     meta_patches: list = []
     if parsed.meta is not None:
         meta = parsed.meta
-        meta_decisions = plan.decisions(meta, FileContext(meta, False, "ascii", context.cache))
+        meta_decisions = plan.decisions(meta, FileContext(meta, False, "ascii", context.cache),
+                                        echoes=False)
         actions.update(names[code] for code, _ in meta_decisions.values())
         meta_edits = {index: value for index, (_, value) in meta_decisions.items()}
         _follow_sop_instance(parsed, edits, meta_edits)

@@ -152,11 +152,13 @@ class Plan:
                            **policy.generators}
         self.encoded_additions: dict = {}     # the additions' bytes per encoding (pipeline)
 
-    def decisions(self, region, context: "FileContext") -> dict[int, tuple[int, bytes | None]]:
+    def decisions(self, region, context: "FileContext", echoes: bool = True
+                  ) -> dict[int, tuple[int, bytes | None]]:
         """{index: (action code, None to remove or the new value bytes)} of every element of a
         scanned region that the plan changes, in document order; an element inside one already
         removed or replaced (a sequence) is not listed. Codes in `static` are applied without
-        a call per element; the others go through decide()."""
+        a call per element; the others go through decide(). With echoes (a data set, not the
+        file meta), kept elements that repeat the patient's identity are cleaned."""
         out = {}
         skip_until = -1
         static = self.static
@@ -177,7 +179,7 @@ class Plan:
                 end = element.end
             out[index] = (code, result)
             skip_until = end
-        if self.echo_code and region is context.region:
+        if self.echo_code and echoes:
             self._echo_decisions(region, context, out)
         return out
 
