@@ -392,3 +392,42 @@ def test_inspect_reports_study_id_echo():
              if f.kind == "element" and f.keyword == "StudyID"]
     assert len(found) == 1, found
     assert found[0].action != "keep" and "PatientID" in found[0].reason, found[0]
+
+
+# --- what a policy says of echoes, and the audit of a file whose burned-in text stays -------------
+
+def test_keep_echoes_and_identifying_in_a_policy_file(tmp_path):
+    """keep_echoes keeps an attribute verbatim though it repeats the identity; identifying adds
+    an attribute whose value is searched like the patient's own (here the Study ID)."""
+    raw = ef.echoed_ids(ExplicitVRLittleEndian, "PatientID")
+    policy = tmp_path / "p.toml"
+    policy.write_text('extends = "internal"\nkeep_echoes = ["StudyID"]\n')
+    out = read(anonymize(raw, fastanon.Policy.from_file(policy)))
+    assert out.StudyID == ef.PATIENT_ID and out.PatientID != ef.PATIENT_ID
+    assert out.RequestedProcedureID != ef.ACCESSION               # the others still cleaned
+
+    ds = read(raw)
+    ds.StudyDescription = "study " + ds.StudyID[::-1]             # a value only a policy knows
+    ds.add_new(0x00321060, "LO", "RP " + ds.StudyID[::-1])       # RequestedProcedureDescription
+    ds.StudyID = ds.StudyID[::-1]
+    raw = ef.encode(ds, ExplicitVRLittleEndian)
+    policy.write_text('extends = "internal"\nidentifying = ["StudyID"]\n'
+                      'keep_echoes = ["StudyID"]\n')
+    out = read(anonymize(raw, fastanon.Policy.from_file(policy)))
+    assert out.StudyDescription == "study" and out.RequestedProcedureDescription == "RP"
+    assert read(anonymize(raw, "internal")).StudyDescription == ds.StudyDescription
+
+
+def test_burned_in_text_left_where_no_mask_rule_matched_is_audited(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "us.dcm").write_bytes(ef.burned_in())
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "other device"\nmatch = { Manufacturer = "NOBODY" }\n'
+                     'masks = ["0,0,2,2"]\n')
+    result = invoke("run", "--workers", "1", "--key", "k", "--mask-rules", rules, "--audit",
+                    tmp_path / "audit.csv", src, tmp_path / "out")
+    assert result.exit_code == 0
+    assert "Burned In Annotation is YES and no mask rule matched" in result.stderr
+    assert "Burned In Annotation is YES" in (tmp_path / "audit.csv").read_text()
+    assert pydicom.dcmread(tmp_path / "out/us.dcm").BurnedInAnnotation == "YES"
