@@ -431,3 +431,91 @@ def test_burned_in_text_left_where_no_mask_rule_matched_is_audited(tmp_path):
     assert "Burned In Annotation is YES and no mask rule matched" in result.stderr
     assert "Burned In Annotation is YES" in (tmp_path / "audit.csv").read_text()
     assert pydicom.dcmread(tmp_path / "out/us.dcm").BurnedInAnnotation == "YES"
+
+
+# --- what a review of the echo cleaning found ------------------------------------------------------
+
+def _small(**attributes) -> bytes:
+    ds = pydicom.Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = ef.SECONDARY_CAPTURE, ef.ROOT + ".9"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = ef.ROOT + ".1", ef.ROOT + ".2"
+    for keyword, value in attributes.items():
+        if isinstance(value, tuple):
+            ds.add_new(*value)
+        else:
+            setattr(ds, keyword, value)
+    return ef.encode(ds, ExplicitVRLittleEndian)
+
+
+def test_a_match_in_another_case_of_a_non_ascii_name():
+    """Turkish dotless ı: 'IŞIK'.lower() is not 'Işık'.lower(); no KeyError, the name goes."""
+    raw = _small(SpecificCharacterSet="ISO_IR 148", PatientName="Işık^Ömer", PatientID="TK1234",
+                 StudyDescription="IŞIK head")
+    found = [f for f in fastanon.inspect(raw, "internal") if f.path == "StudyDescription"]
+    assert found[0].action == "clean" and "Işık" in found[0].reason
+    assert read(anonymize(raw)).StudyDescription == "head"
+
+
+def test_coded_attributes_that_equal_an_id_keep_their_defined_terms():
+    raw = _small(PatientID="HFS", PatientPosition="HFS", BurnedInAnnotation="YES",
+                 OtherPatientIDs="YES", StudyID="HFS")
+    out = read(anonymize(raw))
+    assert (out.PatientPosition, out.BurnedInAnnotation) == ("HFS", "YES")
+    assert out.StudyID == out.PatientID != "HFS"                    # an identifier is cleaned
+
+
+def test_a_standard_binary_value_is_not_overwritten():
+    document = bytes(range(256)) * 64 + b" Lee " + bytes(64)
+    raw = _small(PatientName="Lee^Ann", PatientID="PID4711X",
+                 document=(0x00420011, "OB", document))              # EncapsulatedDocument
+    assert read(anonymize(raw))[0x00420011].value == read(raw)[0x00420011].value
+
+
+def test_bulk_values_are_not_searched(tmp_path):
+    """A top-level value of 1 MiB or more (Float Pixel Data here) is bulk: not copied into
+    memory to be searched, and left as it is."""
+    bulk = b"PID4711X" * (1 << 18)                                  # 2 MiB
+    raw = _small(PatientID="PID4711X", StudyID="PID4711X", floats=(0x7FE00008, "OF", bulk))
+    out = read(anonymize(raw))
+    assert out[0x7FE00008].value == bulk and out.StudyID != "PID4711X"
+
+
+def test_lower_case_file_id_folders_follow_the_dicomdir_records():
+    from fastanon.echoes import Echoes
+    from fastanon.charsets import Charset
+    from fastanon.scan import parse
+    raw = _small(PatientID="SMITH")
+    echoes = Echoes(parse(raw).dataset, Charset.of(""), KEY)
+    assert echoes.clean_component("smith_01") == echoes.clean_component("SMITH_01") != "SMITH_01"
+    assert re.fullmatch(r"[A-Z2-7]{8}", echoes.clean_component("smith_01"))
+
+
+def test_keep_echoes_is_not_called_identity_removed(tmp_path):
+    policy = tmp_path / "p.toml"
+    policy.write_text('extends = "research"\nkeep_echoes = ["ImageComments"]\n'
+                      '[tags]\nImageComments = "keep"\n')
+    raw = _small(PatientName="DOE^JOHN", PatientID="PAT4711", ImageComments="Doe John PAT4711")
+    chosen = fastanon.Policy.from_file(policy)
+    out = read(anonymize(raw, chosen))
+    assert out.ImageComments == "Doe John PAT4711" and out.PatientIdentityRemoved == "NO"
+    assert "identity-not-removed" in [f.code for f in fastanon.inspect(raw, chosen)]
+
+
+@pytest.mark.parametrize("charset, name, text", [
+    ("\\ISO 2022 IR 87", "Yamada^Tarou=山田^太郎", "山田太郎 CT"),
+    ("GB18030", "Wang^Xiaoming=王^小明", "王小明 scan"),
+    ("ISO_IR 192", "Kim^Minsu=김^민수", "김민수 scan"),
+])
+def test_ideographic_names_written_as_one_word(charset, name, text):
+    raw = _small(SpecificCharacterSet=charset.split("\\") if "\\" in charset else charset,
+                 PatientName=name, PatientID="PID4711X", StudyDescription=text)
+    assert read(anonymize(raw)).StudyDescription == text.split()[-1]
+
+
+def test_undeclared_8_bit_names_are_found():
+    """No (0008,0005), Latin-1 bytes all the same (as many writers do): read as Latin-1."""
+    raw = _small(PatientName="YYYYYY^Hans", PatientID="PID4711X", StudyDescription="XXXXXX knee")
+    raw = raw.replace(b"YYYYYY", b"M\xfcller").replace(b"XXXXXX", b"M\xfcller")
+    assert raw.count(b"M\xfcller") == 2
+    out = anonymize(raw)
+    assert b"M\xfcller" not in out and read(out).StudyDescription == "knee"

@@ -443,6 +443,15 @@ cdef class Table:
     def tags(self):
         return [self.entries[i].tag for i in range(self.n)]
 
+    def spans(self, int64_t min_length):
+        """(value start, end) of the top-level entries whose value is at least min_length long."""
+        cdef int64_t i
+        out = []
+        for i in range(self.n):
+            if self.entries[i].parent == -1 and self.entries[i].end - self.entries[i].vstart >= min_length:
+                out.append((self.entries[i].vstart, self.entries[i].end))
+        return out
+
     def holding(self, const int64_t[::1] positions):
         """Indices of the data elements (any depth) whose value holds one of the byte offsets
         (ascending), each index once, in document order."""

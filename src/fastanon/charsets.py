@@ -66,7 +66,9 @@ class Charset:
 
     def decode(self, raw: bytes) -> str:
         if not self.extended or b"\x1b" not in raw:
-            return raw.decode(self.codec, "replace")
+            # 8-bit bytes in a file that declares none (or an unknown set) are read as Latin-1,
+            # as most such writers meant, rather than lost (PS3.5 §6.1.2.3 permits only ASCII)
+            return raw.decode("latin_1" if self.codec == "ascii" else self.codec, "replace")
         out, codec, keep, start = [], self.codec, b"", 0
         for match in _ESCAPE.finditer(raw):
             out.append(_decode(keep + raw[start:match.start()], codec))
@@ -79,8 +81,8 @@ class Charset:
         """The bytes of text in this character set; None when it has no way to write it."""
         if not self.extended:
             try:
-                return text.encode(self.codec)
-            except UnicodeEncodeError:
+                return text.encode("latin_1" if self.codec == "ascii" else self.codec)
+            except UnicodeEncodeError:     # (Latin-1 back where the file had such bytes)
                 return None
         out = []
         for run in re.findall(r"[\x00-\x7f]+|[^\x00-\x7f]+", text):

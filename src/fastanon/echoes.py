@@ -13,11 +13,13 @@ import re
 from array import array
 
 from .charsets import Charset
-from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, PIXEL_DATA, keyword
+from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, is_private, keyword
 from .uids import new_uid, pseudonym
 
 ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
+CJK_MIN = 2              # the same for values in other scripts (one ideograph is a syllable)
 UID_ECHO_MIN = 6         # a UID component repeats an ID only when it is at least this long
+BULK = 1 << 20           # a top-level value this long is bulk data, not searched for echoes
 HASH_LENGTH = 16         # fits every text VR (SH, AE, CS: 16 characters)
 # Where the identity lives (PS3.3 C.7.1.1 Patient Module, C.7.2.1 General Study Module).
 NAME_SOURCES = (0x00100010, 0x00101001, 0x00101005, 0x00101060, 0x00102297)
@@ -30,7 +32,7 @@ _ID_WORDS = re.compile(r"(ID|IDs|Number|Numbers|Identifier|Locator)$")
 _TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT", "CS", "AE", "UN", "OB"})
 _SEPARATORS = " ,;:-_/^=()[]."
 REFERENCED_FILE_ID = 0x00041500
-_FILE_ID = re.compile(r"[A-Z0-9_]{1,8}")
+_FILE_ID = re.compile(r"[A-Za-z0-9_]{1,8}")
 
 
 class Echoes:
@@ -46,23 +48,39 @@ class Echoes:
             if len(_IDENTITIES) >= 256:
                 _IDENTITIES.clear()
             identity = _IDENTITIES[signature] = _Identity(signature[2], charset)
-        self.charset, self.key = charset, key
-        self.values, self.pattern, self.id_pattern = (identity.values, identity.pattern,
-                                                      identity.id_pattern)
-        self.needles, self._lowered = identity.needles, identity.lowered
+        self.charset, self.key, self.identity = charset, key, identity
+        self.values, self._lowered = identity.values, identity.lowered
+
+    # Compiled only for files where a value is found again (a patient's other files share them).
+    pattern = property(lambda self: self.identity.compiled()[0])
+    id_pattern = property(lambda self: self.identity.compiled()[1])
+    needles = property(lambda self: self.identity.compiled()[2])
 
     def __bool__(self) -> bool:
-        return self.pattern is not None
+        return bool(self.values)
+
+    def _value(self, matched: str) -> tuple[str, int]:
+        """(value, source tag) of a case-insensitive match (the same letters, any case; the
+        regex folds some letters no lower() does, as Turkish I and ı)."""
+        found = self.values.get(matched.lower()) or self.identity.folded.get(matched.casefold())
+        if found is None:
+            found = next(v for v in self.values.values()
+                         if re.fullmatch(re.escape(v[0]), matched, re.I))
+        return found
 
     def candidates(self, region) -> list[int]:
         """Indices of the elements (any depth) whose value bytes may repeat a value: found in the
-        header's bytes outside the source elements themselves and outside Pixel Data."""
+        header's bytes outside the source elements themselves and outside bulk values (Pixel
+        Data, documents: top-level values of BULK bytes or more are not searched)."""
         if not self._lowered:
             return []
-        buf = region.buf
-        pixel = region.top(PIXEL_DATA)
-        hits = []
-        for lo, hi in ((0, pixel.start), (pixel.end, len(buf))) if pixel else ((0, len(buf)),):
+        buf, hits, lo = region.buf, [], 0
+        ranges = []
+        for start, end in region.table.spans(BULK):     # Pixel Data, documents, waveforms
+            ranges.append((lo, start))
+            lo = end
+        ranges.append((lo, len(buf)))
+        for lo, hi in ranges:
             text = bytes(buf[lo:hi]).lower()      # needles are lower case: one find each
             for needle in self._lowered:
                 at = text.find(needle)
@@ -77,7 +95,7 @@ class Echoes:
         """Which identifying values a text repeats, in words."""
         seen = {}
         for match in self.pattern.finditer(text) if self.pattern else ():
-            value, tag = self.values[match.group().lower()]
+            value, tag = self._value(match.group())
             seen.setdefault(value, keyword(tag))
         return ", ".join(f"{source} {value!r}" for value, source in seen.items())
 
@@ -86,7 +104,7 @@ class Echoes:
         if element.vr == "UI":
             return "a new UID"
         if element.vr in ("UN", "OB"):
-            return "the repeated values cut out, or overwritten with X in binary data"
+            return "the repeated values cut out, or overwritten with X in private binary data"
         if self._identifier(element):
             return "the pseudonym of the value it repeats"
         return "the repeated values cut out (a pseudonym when nothing else is left)"
@@ -94,6 +112,13 @@ class Echoes:
     @staticmethod
     def _identifier(element) -> bool:
         return element.vr in _ID_VRS or bool(_ID_WORDS.search(keyword(element.tag) or ""))
+
+    @staticmethod
+    def _coded(element) -> bool:
+        """A standard CS attribute that is not an identifier holds Defined Terms (PatientPosition
+        HFS, BurnedInAnnotation YES): an equal ID is a coincidence, not an echo."""
+        return (element.vr == "CS" and not is_private(element.tag)
+                and not _ID_WORDS.search(keyword(element.tag) or ""))
 
     def clean(self, element, raw: bytes) -> bytes | None:
         """The element's value with the identity taken out (None: nothing to clean):
@@ -109,7 +134,7 @@ class Echoes:
                 return None
             new = "\\".join(new_uid(self.key, value) for value in text.split("\\"))
             return _pad(new.encode("ascii"), b"\0")
-        if vr not in _TEXT_VRS or self.pattern is None:
+        if vr not in _TEXT_VRS or not self.values or self._coded(element):
             return None
         if element.tag == REFERENCED_FILE_ID:     # a DICOMDIR record: the file's new path
             old = raw.decode("ascii", "replace").strip("\0 ").split("\\")
@@ -125,8 +150,8 @@ class Echoes:
             except UnicodeDecodeError:
                 pass
         if vr in ("UN", "OB") and not _printable(text):
-            if not self.needles.search(raw):
-                return None
+            if not is_private(element.tag) or not self.needles.search(raw):
+                return None          # a standard binary value (a document, an icon) stays whole
             return self.needles.sub(lambda m: b"X" * len(m.group()), raw)
         if not pattern.search(text):
             return None
@@ -142,7 +167,7 @@ class Echoes:
     def _clean_value(self, value: str, identifier: bool, pattern) -> str:
         if not value or not pattern.search(value):
             return value
-        same = self.values.get(value.lower())
+        same = self._value(value) if pattern.fullmatch(value) else None
         if same is not None:
             return pseudonym(self.key, same[0], HASH_LENGTH)      # as the source's own pseudonym
         if identifier:
@@ -160,48 +185,63 @@ class Echoes:
     def clean_component(self, part: str) -> str:
         """A folder or file name without the identifying values it holds, the same in every file
         (so a tree stays a tree): a name that is a DICOM File ID component (PS3.10 §8.2: at most
-        8 of A-Z, 0-9, _), as in a DICOMDIR's file set, becomes an 8-character pseudonym of
-        itself, so that the records' ReferencedFileID can follow; in any other name each value
-        becomes its own pseudonym."""
-        if self.pattern is None or not self.pattern.search(part):
+        8 of A-Z, 0-9, _; any case here), as in a DICOMDIR's file set, becomes an 8-character
+        pseudonym of itself, so that the records' ReferencedFileID can follow; in any other
+        name each value becomes its own pseudonym."""
+        if not self.values or self.pattern is None or not self.pattern.search(part):
             return part
-        if _FILE_ID.fullmatch(part):
-            return pseudonym(self.key, "file-id:" + part, 8)
+        if _FILE_ID.fullmatch(part):    # any case: a CD's names may be shown in lower case
+            return pseudonym(self.key, "file-id:" + part.upper(), 8)
         return self.pattern.sub(
-            lambda m: pseudonym(self.key, self.values[m.group().lower()][0], HASH_LENGTH), part)
+            lambda m: pseudonym(self.key, self._value(m.group())[0], HASH_LENGTH), part)
 
 
 class _Identity:
     """What the values of a set of source elements compile to (shared by a patient's files)."""
 
     def __init__(self, sources: tuple, charset: Charset):
+        self.charset = charset
         self.values: dict[str, tuple[str, int]] = {}     # lower case → (text, source tag)
-        names = set()                                     # name parts: only in free text
+        self.names = set()                                # name parts: only in free text
         for tag, person, raw in sources:
             text = charset.decode(raw).strip("\0 ")
             for value in text.split("\\"):
                 self._add(value.strip(), tag)
                 if tag in NAME_SOURCES or person:
-                    for part in re.split(r"[\^=]", value):
-                        part = part.strip()
-                        if not part.endswith(".") and part.upper() not in _TITLES:
-                            names.add(self._add(part, tag))
+                    for group in value.split("="):       # alphabetic, ideographic, phonetic
+                        parts = [p.strip() for p in group.split("^")]
+                        for part in parts:
+                            if not part.endswith(".") and part.upper() not in _TITLES:
+                                self.names.add(self._add(part, tag))
+                        joined = "".join(parts[:2])    # 山田太郎: family and given names as one
+                        if not joined.isascii():
+                            self.names.add(self._add(joined, tag))
+        self.folded = {key.casefold(): found for key, found in self.values.items()}
         words = sorted((v for v, _ in self.values.values()), key=len, reverse=True)
-        self.pattern = _words(words)
-        self.id_pattern = _words([w for w in words if w.lower() not in names])
+        self.words = words
         needles = set()
         for word in words:
             for form in {word, word.lower(), word.upper(), word.title()}:
                 for raw in (charset.encode(form), form.encode("utf-8"), _latin(form)):
                     if raw:
                         needles.add(re.sub(rb"\x1b[$()\-]*[@-Za-z]", b"", raw))
+        self.needle_bytes = needles
         self.lowered = sorted({n.lower() for n in needles if n})
-        self.needles = (re.compile(b"|".join(re.escape(n) for n in sorted(needles, key=len,
-                                                                            reverse=True)), re.I)
-                        if needles else None)
+        self._compiled = None
+
+    def compiled(self):
+        """(pattern, id_pattern, needles): the regexes, built on first use."""
+        if self._compiled is None:
+            needles = sorted(self.needle_bytes, key=len, reverse=True)
+            self._compiled = (
+                _words(self.words),
+                _words([w for w in self.words if w.lower() not in self.names]),
+                re.compile(b"|".join(re.escape(n) for n in needles), re.I) if needles else None)
+        return self._compiled
 
     def _add(self, value: str, tag: int) -> str:
-        if len(value) >= ECHO_MIN and any(c.isalnum() for c in value):
+        shortest = ECHO_MIN if value.isascii() else CJK_MIN   # 2 ideographs make a name part
+        if len(value) >= shortest and any(c.isalnum() for c in value):
             self.values.setdefault(value.lower(), (value, tag))
         return value.lower()
 

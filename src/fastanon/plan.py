@@ -140,6 +140,10 @@ class Plan:
                               if policy.action_for(tag).name == "keep"]
         if not policy.clean_echoes:
             self.identity_kept.append("copies of the identity in kept elements (clean_echoes)")
+        elif policy.echo_exempt:
+            self.identity_kept.append("copies of the identity in "
+                                      + ", ".join(keyword(t) or tag_text(t) for t in
+                                                  sorted(policy.echo_exempt)) + " (keep_echoes)")
         self.additions = _honest(policy.additions, self.identity_kept)
         self.marks = any(tag == PATIENT_IDENTITY_REMOVED for tag, *_ in self.additions)
         self.masked_additions = _masked(self.additions)
