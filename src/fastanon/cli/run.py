@@ -58,8 +58,9 @@ def cpu_count() -> int:
                    "mirroring SRC's folder and file names (which often carry patient names).")
 @click.option("--keep-paths", is_flag=True,
               help="Mirror SRC's folder and file names as they are. By default a name that holds "
-                   "the patient's name, ID or accession number gets the pseudonym of that value "
-                   "instead (the same in every file, so the tree stays a tree).")
+                   "an identifying value of the file inside (the patient's name, IDs, accession "
+                   "number, birth date, address, telephone) gets that value's pseudonym instead "
+                   "(the same in every file, so the tree stays a tree).")
 @click.option("--audit", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.csv",
               help="Write one CSV row per file: source, destination, status, reason, preset, "
                    "mask rule, and how many elements each action changed.")
