@@ -472,7 +472,7 @@ def test_a_standard_binary_value_is_not_overwritten():
 
 
 def test_bulk_values_are_not_searched(tmp_path):
-    """A top-level value of 1 MiB or more (Float Pixel Data here) is bulk: not copied into
+    """A top-level value of 64 KiB or more (Float Pixel Data here) is bulk: not copied into
     memory to be searched, and left as it is."""
     bulk = b"PID4711X" * (1 << 18)                                  # 2 MiB
     raw = _small(PatientID="PID4711X", StudyID="PID4711X", floats=(0x7FE00008, "OF", bulk))

@@ -13,13 +13,13 @@ import re
 from array import array
 
 from .charsets import Charset
-from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, is_private, keyword
+from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, PIXEL_DATA, is_private, keyword
 from .uids import new_uid, pseudonym
 
 ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
 CJK_MIN = 2              # the same for values in other scripts (one ideograph is a syllable)
 UID_ECHO_MIN = 6         # a UID component repeats an ID only when it is at least this long
-BULK = 1 << 20           # a top-level value this long is bulk data, not searched for echoes
+BULK = 64 << 10          # a top-level value this long is bulk data, not searched for echoes
 HASH_LENGTH = 16         # fits every text VR (SH, AE, CS: 16 characters)
 # Where the identity lives (PS3.3 C.7.1.1 Patient Module, C.7.2.1 General Study Module).
 NAME_SOURCES = (0x00100010, 0x00101001, 0x00101005, 0x00101060, 0x00102297)
@@ -71,12 +71,16 @@ class Echoes:
     def candidates(self, region) -> list[int]:
         """Indices of the elements (any depth) whose value bytes may repeat a value: found in the
         header's bytes outside the source elements themselves and outside bulk values (Pixel
-        Data, documents: top-level values of BULK bytes or more are not searched)."""
+        Data, and any top-level value of BULK bytes or more: documents, waveforms)."""
         if not self._lowered:
             return []
         buf, hits, lo = region.buf, [], 0
+        skipped = region.table.spans(BULK)              # Pixel Data, documents, waveforms
+        pixel = region.top(PIXEL_DATA)
+        if pixel is not None and pixel.end - pixel.vstart < BULK:
+            skipped = sorted(skipped + [(pixel.vstart, pixel.end)])
         ranges = []
-        for start, end in region.table.spans(BULK):     # Pixel Data, documents, waveforms
+        for start, end in skipped:
             ranges.append((lo, start))
             lo = end
         ranges.append((lo, len(buf)))
