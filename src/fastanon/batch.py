@@ -227,7 +227,8 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                 return Outcome(src, dst, "failed", _DICOMDIR_RENAMED, size)
             mapping = ()
             if named:
-                values = output.identifiers(tag for _, tag in MAPPED)
+                values = (output.identifiers(tag for _, tag in MAPPED)
+                          if job.rename or job.mapping else {})
                 if job.rename:
                     dst = str(state.dst / _output_name(values, job.key, rel))
                 elif state.clean_paths:         # export/<PatientID>/<name>/...: pseudonyms
