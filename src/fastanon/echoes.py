@@ -94,7 +94,6 @@ class Echoes:
         return [i for i in region.table.holding(array("q", sorted(hits)))
                 if i not in self.sources]        # a source repeating itself is no echo
 
-
     def explain(self, text: str) -> str:
         """Which identifying values a text repeats, in words."""
         seen = {}
@@ -126,10 +125,11 @@ class Echoes:
 
     def clean(self, element, raw: bytes) -> bytes | None:
         """The element's value with the identity taken out (None: nothing to clean):
-        a UID with a repeated ID as a component gets a new UID; an identifier (AE, CS, SH, or
-        an *ID/*Number attribute) a pseudonym, the same as the value it repeats when it is all
-        of it; text loses the repeated values (a pseudonym when nothing is left); binary
-        values of unknown VR have them overwritten with X."""
+        a UID with a repeated ID as a component gets a new UID; an identifier (AE, SH, a
+        private CS, or an *ID/*Number attribute) a pseudonym, the same as the value it repeats
+        when it is all of it; text loses the repeated values (a pseudonym when nothing is
+        left); private binary values have them overwritten with X. Standard CS attributes
+        (Defined Terms) and standard binary values are left alone."""
         vr = element.vr
         if vr == "UI":
             text = raw.decode("ascii", "replace").strip("\0 ")
