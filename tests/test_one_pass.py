@@ -132,18 +132,19 @@ def test_serve_refuses_an_empty_key_file(tmp_path):
 DICOMDIR_SET = Path(pydicom.__file__).parent / "data/test_files/dicomdirtests"
 
 
-@pytest.mark.parametrize("preset", ["internal", "research"])
-def test_dicomdir_references_follow_the_written_files(tmp_path, preset):
-    """pydicom's file set names one patient's folder by his PatientID (77654033): the folder
-    becomes a pseudonym, and the DICOMDIR's ReferencedFileID values name the files written."""
+def _file_set(tmp_path, reordered: bool = False) -> Path:
     src = tmp_path / "set"
     src.mkdir()
-    shutil.copy(DICOMDIR_SET / "DICOMDIR", src / "DICOMDIR")
+    shutil.copy(DICOMDIR_SET / ("DICOMDIR-reordered" if reordered else "DICOMDIR"),
+                src / "DICOMDIR")
     for folder in ("77654033", "98892001", "98892003"):
         shutil.copytree(DICOMDIR_SET / folder, src / folder)
-    result = invoke("run", "--preset", preset, "--workers", "1", "--key", KEY, src, tmp_path / "out")
-    assert result.exit_code == 0, result.stderr
-    out = tmp_path / "out"
+    return src
+
+
+def _check_file_set(out: Path) -> None:
+    """Every record that names a file names one that was written, with its SOP Instance UID,
+    by File IDs (PS3.10 §8.2); no output name holds the PatientID 77654033."""
     written = [p.relative_to(out) for p in out.rglob("*") if p.is_file()]
     assert not any("77654033" in str(p) for p in written) and len(written) == 32
     directory = pydicom.dcmread(out / "DICOMDIR")
@@ -152,18 +153,38 @@ def test_dicomdir_references_follow_the_written_files(tmp_path, preset):
     for record in references:
         parts = record.ReferencedFileID
         parts = [parts] if isinstance(parts, str) else list(parts)
-        assert all(re.fullmatch(r"[A-Z0-9_]{1,8}", p) for p in parts)     # PS3.10 §8.2
+        assert all(re.fullmatch(r"[A-Z0-9_]{1,8}", p) for p in parts)
         target = pydicom.dcmread(out.joinpath(*parts))
         assert target.SOPInstanceUID == record.ReferencedSOPInstanceUIDInFile
     assert "77654033" not in (out / "DICOMDIR").read_bytes().decode("latin-1")
 
 
-def test_dicomdir_with_rename_is_a_named_failure(tmp_path):
-    src = tmp_path / "set"
-    src.mkdir()
-    shutil.copy(DICOMDIR_SET / "DICOMDIR", src / "DICOMDIR")
-    shutil.copytree(DICOMDIR_SET / "77654033", src / "77654033")
+@pytest.mark.parametrize("preset", ["internal", "research"])
+@pytest.mark.parametrize("rename", [False, True])
+def test_dicomdir_references_follow_the_written_files(tmp_path, preset, rename):
+    """pydicom's file set names one patient's folder by his PatientID (77654033). Mirrored,
+    that folder becomes a pseudonym; renamed, every file gets File ID names from its new UIDs.
+    Either way the DICOMDIR's ReferencedFileID values name the files written."""
+    src = _file_set(tmp_path)
+    result = invoke("run", "--preset", preset, "--workers", "1", "--key", KEY,
+                    *(["--rename"] if rename else []), src, tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    _check_file_set(tmp_path / "out")
+
+
+def test_dicomdir_records_out_of_order_under_rename(tmp_path):
+    """Records need not be in document order (pydicom's DICOMDIR-reordered): the study and
+    series of each file come through the records' offsets."""
+    src = _file_set(tmp_path, reordered=True)
+    result = invoke("run", "--rename", "--workers", "2", "--key", KEY, src, tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    _check_file_set(tmp_path / "out")
+
+
+def test_a_dicomdir_below_the_top_with_rename_is_a_named_failure(tmp_path):
+    src = tmp_path / "disc"
+    shutil.copytree(_file_set(tmp_path), src / "set")
     result = invoke("run", "--rename", "--workers", "1", "--key", KEY, src, tmp_path / "out")
     assert result.exit_code == 1
-    assert f"{src / 'DICOMDIR'}: a DICOMDIR cannot follow --rename" in result.stderr
-    assert "7 written" in result.stderr and not list((tmp_path / "out").rglob("DICOMDIR"))
+    assert f"{src / 'set' / 'DICOMDIR'}: a DICOMDIR below the top of SRC" in result.stderr
+    assert "31 written" in result.stderr and not list((tmp_path / "out").rglob("DICOMDIR"))

@@ -38,9 +38,9 @@ MAPPED = (("PatientName", 0x00100010), ("PatientID", 0x00100020),
           ("StudyID", 0x00200010), ("StudyInstanceUID", STUDY_UID),
           ("SeriesInstanceUID", SERIES_UID), ("SOPInstanceUID", SOP_UID))
 AUDITED_ACTIONS = ("remove", "empty", "replace", "uid", "shift", "hash", "clean")
-_DICOMDIR_RENAMED = ("a DICOMDIR cannot follow --rename: its records name files by File IDs of at "
-                     "most 8 characters a component (PS3.10 §8.2), not by new UIDs; run without "
-                     "--rename to keep the file set (its names are cleaned as the files' are)")
+_DICOMDIR_RENAMED = ("a DICOMDIR below the top of SRC cannot follow --rename: its records name "
+                     "files by File IDs (PS3.10 §8.2), which only a file set at the top of SRC "
+                     "gets; run on its folder, or without --rename")
 CHUNK = 16               # files per task handed to a worker (fewer, larger messages)
 _SAFE_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 
@@ -58,6 +58,7 @@ class Job:
     burned_in: str = "keep"         # "no": BurnedInAnnotation = NO in the files that were masked
     rename: bool = False            # outputs named <study>/<series>/<sop>.dcm from the new UIDs
     keep_paths: bool = False        # mirror SRC's names even where they hold identifying values
+    file_set: bool = False          # --rename of a tree with a DICOMDIR: File ID names (run sets it)
     mapping: bool = False           # collect original → new identifiers (a re-identification key)
     preset_name: str = "research"
 
@@ -221,16 +222,20 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                 return there
         parsed = parse(source.data, src)
         try:
-            output = prepare(parsed, state.plan, job.masks, decompress=job.decompress,
-                             burned_in=job.burned_in == "no")
-            if job.rename and parsed.dataset.top(DIRECTORY_RECORDS) is not None:
+            directory = parsed.dataset.top(DIRECTORY_RECORDS) is not None
+            if job.rename and directory and (not job.file_set or rel != "DICOMDIR"):
                 return Outcome(src, dst, "failed", _DICOMDIR_RENAMED, size)
+            output = prepare(parsed, state.plan, job.masks, decompress=job.decompress,
+                             burned_in=job.burned_in == "no",
+                             file_ids=_file_ids(job.key) if job.file_set else None)
             mapping = ()
             if named:
                 values = (output.identifiers(tag for _, tag in MAPPED)
                           if job.rename or job.mapping else {})
-                if job.rename:
-                    dst = str(state.dst / _output_name(values, job.key, rel))
+                if job.rename and directory:
+                    dst = str(state.dst / "DICOMDIR")
+                elif job.rename:
+                    dst = str(state.dst / _output_name(values, job.key, rel, job.file_set))
                 elif state.clean_paths:         # export/<PatientID>/<name>/...: pseudonyms
                     clean = state.plan.echoes(output.context).clean_path(rel)
                     dst = dst if clean == rel else str(state.dst / clean)
@@ -259,9 +264,11 @@ def _existing(src: str, dst: str, job: Job, size: int, mapping: tuple = ()) -> O
     return Outcome(src, dst, "exists", "output exists", size, mapping=mapping)
 
 
-def _output_name(values: dict, key: bytes, rel: str) -> str:
+def _output_name(values: dict, key: bytes, rel: str, file_set: bool = False) -> str:
     """<study>/<series>/<sop>.dcm from the new UIDs; a part the policy removed (or that is not a
-    plain UID) becomes a keyed pseudonym, never an original value."""
+    plain UID) becomes a keyed pseudonym, never an original value. In a file set (SRC holds a
+    DICOMDIR) the parts are File IDs, 8 characters each and no extension (PS3.10 §8.2), so
+    that the DICOMDIR's records can name them."""
     from .uids import pseudonym
 
     def part(tag: int, fallback: str) -> str:
@@ -269,7 +276,17 @@ def _output_name(values: dict, key: bytes, rel: str) -> str:
         return new if _SAFE_NAME.fullmatch(new) and new not in (".", "..") else fallback
 
     sop = part(SOP_UID, "x-" + pseudonym(key, "file:" + rel, 16))
-    return f"{part(STUDY_UID, 'unknown-study')}/{part(SERIES_UID, 'unknown-series')}/{sop}.dcm"
+    study, series = part(STUDY_UID, "unknown-study"), part(SERIES_UID, "unknown-series")
+    if file_set:
+        return "/".join(_file_ids(key)(study, series, sop))
+    return f"{study}/{series}/{sop}.dcm"
+
+
+def _file_ids(key: bytes):
+    """The File ID components of a renamed file in a file set, from its new UIDs."""
+    from .uids import pseudonym
+
+    return lambda *uids: [pseudonym(key, "file-id:" + uid, 8) for uid in uids]
 
 
 # -- the run, in the parent -----------------------------------------------------------------------
@@ -290,6 +307,9 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
         job = replace(job, mapping=bool(mapping))
     global _STATE
     _STATE = _prepare(job, dst, src.is_dir())   # a bad policy fails here, before any worker
+    if job.rename and src.is_dir() and (src / "DICOMDIR").is_file():
+        job = replace(job, file_set=True)    # the files get names the DICOMDIR can hold
+        _STATE = _prepare(job, dst, True)
     if src.is_dir() or job.rename:
         dst.mkdir(parents=True, exist_ok=True)
     summary = Summary()

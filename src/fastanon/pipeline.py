@@ -26,6 +26,7 @@ from . import rewrite
 from .elements import (DIRECTORY_RECORDS, FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
                        SOP_INSTANCE)
 from .errors import FastanonError, PolicyError
+from .dicomdir import file_references
 from .masks import Mask, MaskRules
 from .pixels import MaskReport, blank
 from .plan import FileContext, Plan
@@ -70,23 +71,20 @@ class Output:
     def identifiers(self, tags) -> dict[int, tuple[str, str]]:
         """{tag: (original text, new text)} of top-level data set attributes ('' when absent
         or removed): the new UIDs `--rename` names outputs by, the rows of `--mapping`."""
-        data, context = self.parsed.dataset, self.context
-        out = {}
-        for tag in tags:
-            index = data.table.find(tag, -1)
-            if index < 0:
-                out[tag] = ("", "")
-                continue
-            old = context.text(data.element(index))
-            decided = self.decisions.get(index)
-            if decided is None:
-                new = old
-            elif decided[1] is None:
-                new = ""
-            else:
-                new = context.charset.decode(bytes(decided[1])).strip("\0 ")
-            out[tag] = (old, new)
-        return out
+        data = self.parsed.dataset
+        indices = {tag: data.table.find(tag, -1) for tag in tags}
+        return {tag: _texts(data, self.context, self.decisions, index) if index >= 0 else ("", "")
+                for tag, index in indices.items()}
+
+
+def _texts(region, context: FileContext, decisions: dict, index: int) -> tuple[str, str]:
+    """(original, new) text of one element under the decisions ('' when removed)."""
+    old = context.text(region.element(index))
+    decided = decisions.get(index)
+    if decided is None:
+        return old, old
+    return old, ("" if decided[1] is None else
+                 context.charset.decode(bytes(decided[1])).strip("\0 "))
 
 
 _PLANS: dict = {}                 # compiled presets, by (name, key)
@@ -115,7 +113,7 @@ def plan_of(policy, key=None) -> Plan:
 
 
 def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
-            burned_in: bool = False) -> Output:
+            burned_in: bool = False, file_ids=None) -> Output:
     """Decide what happens to every element of a parsed file and lay out the output.
 
     Parameters
@@ -131,6 +129,9 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     burned_in : bool
         A file that gets masks is marked Burned In Annotation NO (PS3.3 C.7.6.1.1.8); a plan
         that marks files de-identified does so anyway (and adds the 113101 code).
+    file_ids : callable, optional
+        For a DICOMDIR whose files are renamed: (new study, series, SOP instance UID) → the
+        File ID components the records' ReferencedFileID must name.
 
     Examples
     --------
@@ -151,6 +152,10 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     chosen, rule = choose_masks(parsed, masks)
     masked = bool(chosen) and (burned_in or plan.marks)
     edits = {index: value for index, (_, value) in decisions.items()}
+    if file_ids is not None:
+        for file_id, *uids in file_references(data):
+            new = [_texts(data, context, decisions, i)[1] if i is not None else "" for i in uids]
+            edits[file_id] = pad("CS", "\\".join(file_ids(*new)).encode("ascii"))
     inserts = _additions(data, plan, edits, masked) if plan.additions or masked else []
     meta_decisions: dict = {}
     meta_patches: list = []
