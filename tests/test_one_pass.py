@@ -188,3 +188,41 @@ def test_a_dicomdir_below_the_top_with_rename_is_a_named_failure(tmp_path):
     assert result.exit_code == 1
     assert f"{src / 'set' / 'DICOMDIR'}: a DICOMDIR below the top of SRC" in result.stderr
     assert "31 written" in result.stderr and not list((tmp_path / "out").rglob("DICOMDIR"))
+
+
+def test_a_large_dicomdir_is_cleaned_in_every_record():
+    """A Directory Record Sequence of more than 64 KiB is a sequence, not bulk data: the echoes
+    in its records (StudyID = the record's PatientID) are cleaned like those of a small one."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+
+    records = []
+    for p in range(600):
+        for kind, extra in (("PATIENT", {"PatientID": f"P{p:07d}", "PatientName": f"NAME{p}^X"}),
+                            ("STUDY", {"StudyID": f"P{p:07d}", "StudyInstanceUID": f"1.2.3.{p}"})):
+            record = Dataset()
+            record.OffsetOfTheNextDirectoryRecord = 0
+            record.RecordInUseFlag = 0xFFFF
+            record.OffsetOfReferencedLowerLevelDirectoryEntity = 0
+            record.DirectoryRecordType = kind
+            for keyword, value in extra.items():
+                setattr(record, keyword, value)
+            records.append(record)
+    ds = Dataset()
+    ds.FileSetID = "BIG"
+    ds.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity = 0
+    ds.OffsetOfTheLastDirectoryRecordOfTheRootDirectoryEntity = 0
+    ds.FileSetConsistencyFlag = 0
+    ds.DirectoryRecordSequence = Sequence(records)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.2.1143.9"
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    raw = io.BytesIO()
+    ds.save_as(raw, enforce_file_format=True)
+    assert len(raw.getvalue()) > 64 << 10
+    out = pydicom.dcmread(io.BytesIO(fastanon.anonymize(raw.getvalue(), "internal", key=b"k")))
+    studies = [r for r in out.DirectoryRecordSequence if r.DirectoryRecordType == "STUDY"]
+    patients = [r for r in out.DirectoryRecordSequence if r.DirectoryRecordType == "PATIENT"]
+    assert [s.StudyID for s in studies] == [p.PatientID for p in patients]
+    assert not any(s.StudyID.startswith("P0") for s in studies)

@@ -51,7 +51,7 @@ class Table:
     def rows(self) -> list[Row]: ...
     def tags(self) -> list[int]: ...
     def spans(self, min_length: int) -> list[tuple[int, int]]:
-        """(value start, end) of the top-level entries whose value is at least min_length long."""
+        """(value start, end) of the top-level values (not sequences) at least min_length long."""
     def holding(self, positions: Buffer) -> list[int]:
         """Indices of the data elements whose value holds one of the (ascending, int64) byte
         offsets, each once, in document order."""

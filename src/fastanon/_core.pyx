@@ -444,12 +444,15 @@ cdef class Table:
         return [self.entries[i].tag for i in range(self.n)]
 
     def spans(self, int64_t min_length):
-        """(value start, end) of the top-level entries whose value is at least min_length long."""
+        """(value start, end) of the top-level values (not sequences: their items hold elements)
+        at least min_length long."""
         cdef int64_t i
+        cdef Entry* e
         out = []
         for i in range(self.n):
-            if self.entries[i].parent == -1 and self.entries[i].end - self.entries[i].vstart >= min_length:
-                out.append((self.entries[i].vstart, self.entries[i].end))
+            e = &self.entries[i]
+            if e.parent == -1 and e.kind != K_SEQUENCE and e.end - e.vstart >= min_length:
+                out.append((e.vstart, e.end))
         return out
 
     def holding(self, const int64_t[::1] positions):

@@ -19,6 +19,8 @@ from .uids import new_uid, pseudonym
 ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
 CJK_MIN = 2              # the same for values in other scripts (one ideograph is a syllable)
 UID_ECHO_MIN = 6         # a UID component repeats an ID only when it is at least this long
+MANY_NEEDLES = 64        # more values than this are looked up word by word
+_WORD = re.compile(rb"[a-z0-9]+")
 BULK = 64 << 10          # a top-level value this long is bulk data, not searched for echoes
 HASH_LENGTH = 16         # fits every text VR (SH, AE, CS: 16 characters)
 # Where the identity lives (PS3.3 C.7.1.1 Patient Module, C.7.2.1 General Study Module).
@@ -84,9 +86,13 @@ class Echoes:
             ranges.append((lo, start))
             lo = end
         ranges.append((lo, len(buf)))
+        many = len(self._lowered) > MANY_NEEDLES     # a DICOMDIR of many patients
+        words = self.identity.first_words if many else frozenset()
         for lo, hi in ranges:
             text = bytes(buf[lo:hi]).lower()      # needles are lower case: one find each
-            for needle in self._lowered:
+            if many:                # one pass over the words instead of one find a needle
+                hits += [lo + m.start() for m in _WORD.finditer(text) if m.group() in words]
+            for needle in self.identity.others if many else self._lowered:
                 at = text.find(needle)
                 while at >= 0:
                     hits.append(lo + at)
@@ -144,10 +150,15 @@ class Echoes:
             old = raw.decode("ascii", "replace").strip("\0 ").split("\\")
             new = [self.clean_component(part) for part in old]
             return None if new == old else _pad("\\".join(new).encode("ascii"), b" ")
+        text, encode = self.charset.decode(raw), self.charset.encode
+        whole = text.strip("\0 ")
+        same = self.values.get(whole.lower()) if "\\" not in whole else None
+        if same is not None:        # all of it repeats a value: no regex needed (DICOMDIRs)
+            out = encode(pseudonym(self.key, same[0], HASH_LENGTH))
+            return _pad(out, b"\0" if vr in ("UN", "OB") else b" ")
         pattern = self.id_pattern if self._identifier(element) else self.pattern
         if pattern is None:
             return None
-        text, encode = self.charset.decode(raw), self.charset.encode
         if not pattern.search(text):        # a value written in UTF-8 all the same (PACS blocks)
             try:
                 text, encode = raw.decode("utf-8"), _utf8
@@ -231,6 +242,16 @@ class _Identity:
                         needles.add(re.sub(rb"\x1b[$()\-]*[@-Za-z]", b"", raw))
         self.needle_bytes = needles
         self.lowered = sorted({n.lower() for n in needles if n})
+        # For many needles: those that begin and end a word are found by their first word (as
+        # clean matches them: whole words); the others one by one.
+        self.first_words, others = set(), []
+        for needle in self.lowered:
+            first = _WORD.match(needle)
+            if first and needle.isascii() and needle[:1].isalnum() and needle[-1:].isalnum():
+                self.first_words.add(first.group())
+            else:
+                others.append(needle)
+        self.others = others
         self._compiled = None
 
     def compiled(self):
