@@ -519,3 +519,14 @@ def test_undeclared_8_bit_names_are_found():
     assert raw.count(b"M\xfcller") == 2
     out = anonymize(raw)
     assert b"M\xfcller" not in out and read(out).StudyDescription == "knee"
+
+
+def test_a_number_that_repeats_a_numeric_id_gets_a_number():
+    """IS values are ID-like too (issue: SH/LO/CS/IS): a private IS copy of a numeric PatientID
+    becomes a stable number valid for IS (PS3.5 Table 6.2-1); short numbers are left alone."""
+    raw = _small(PatientID="4711001", InstanceNumber="4", copy=(0x00091010, "IS", "4711001"),
+                 creator=(0x00090010, "LO", "ACME"))
+    out = read(anonymize(raw))
+    value = str(out[0x00091010].value)
+    assert value != "4711001" and value.isdigit() and int(value) < 2 ** 31
+    assert value == str(read(anonymize(raw))[0x00091010].value) and out.InstanceNumber == 4

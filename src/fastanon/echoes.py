@@ -14,11 +14,11 @@ from array import array
 
 from .charsets import Charset
 from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, PIXEL_DATA, is_private, keyword
-from .uids import new_uid, pseudonym
+from .uids import new_uid, number_pseudonym, pseudonym
 
 ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
 CJK_MIN = 2              # the same for values in other scripts (one ideograph is a syllable)
-UID_ECHO_MIN = 6         # a UID component repeats an ID only when it is at least this long
+UID_ECHO_MIN = 6         # a UID component or IS value repeats an ID only from this length
 MANY_NEEDLES = 64        # more values than this are looked up word by word
 _WORD = re.compile(rb"[a-z0-9]+")
 BULK = 64 << 10          # a top-level value this long is bulk data, not searched for echoes
@@ -112,6 +112,8 @@ class Echoes:
         """What clean() does to an element, in words."""
         if element.vr == "UI":
             return "a new UID"
+        if element.vr == "IS":
+            return "a number pseudonym"
         if element.vr in ("UN", "OB"):
             return "the repeated values cut out, or overwritten with X in private binary data"
         if self._identifier(element):
@@ -131,7 +133,8 @@ class Echoes:
 
     def clean(self, element, raw: bytes) -> bytes | None:
         """The element's value with the identity taken out (None: nothing to clean):
-        a UID with a repeated ID as a component gets a new UID; an identifier (AE, SH, a
+        a UID with a repeated ID as a component gets a new UID, an IS value equal to an ID a
+        number of 9 digits (IDs of at least UID_ECHO_MIN characters); an identifier (AE, SH, a
         private CS, or an *ID/*Number attribute) a pseudonym, the same as the value it repeats
         when it is all of it; text loses the repeated values (a pseudonym when nothing is
         left); private binary values have them overwritten with X. Standard CS attributes
@@ -144,6 +147,11 @@ class Echoes:
                 return None
             new = "\\".join(new_uid(self.key, value) for value in text.split("\\"))
             return _pad(new.encode("ascii"), b"\0")
+        if vr == "IS":              # a number that repeats a numeric ID: a numeric pseudonym
+            old = raw.decode("ascii", "replace").strip("\0 ").split("\\")
+            new = [number_pseudonym(self.key, v.strip()) if len(v.strip()) >= UID_ECHO_MIN
+                   and v.strip().lower() in self.values else v for v in old]
+            return None if new == old else _pad("\\".join(new).encode("ascii"), b" ")
         if vr not in _TEXT_VRS or not self.values or self._coded(element):
             return None
         if element.tag == REFERENCED_FILE_ID:     # a DICOMDIR record: the file's new path

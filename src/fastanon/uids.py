@@ -61,3 +61,13 @@ def pseudonym(key: bytes, value: str, length: int = 16) -> str:
     """
     digest = hmac.new(key, b"hash\0" + value.encode("utf-8", "replace"), hashlib.sha256).digest()
     return base64.b32encode(digest).decode("ascii")[:length]
+
+
+def number_pseudonym(key: bytes, value: str, digits: int = 9) -> str:
+    """A stable pseudonym that is a number (for IS values: at most 9 digits, below 2³¹).
+
+    >>> number_pseudonym(b"secret", "4711001") == number_pseudonym(b"secret", "4711001")
+    True
+    """
+    digest = hmac.new(key, b"number\0" + value.encode("utf-8", "replace"), hashlib.sha256).digest()
+    return str(int.from_bytes(digest[:8], "big") % 10 ** digits)
