@@ -131,3 +131,19 @@ def test_docstring_examples_run():
         if result.failed:
             failed[name] = result.failed
     assert failed == {}
+
+
+def test_the_command_line_loads_the_engine_only_when_a_command_needs_it():
+    """`import fastanon.cli` (what --help and every command pay first) loads click and the
+    command modules, not the engine, pydicom or numpy; `import fastanon` loads the errors only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastanon.cli; "
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('fastanon', 'pydicom', 'numpy'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert set(loaded) == {"fastanon", "fastanon.errors", "fastanon.cli", "fastanon.cli._options",
+                           "fastanon.cli.inspect", "fastanon.cli.presets", "fastanon.cli.run",
+                           "fastanon.cli.serve"}

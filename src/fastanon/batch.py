@@ -12,7 +12,6 @@ import csv
 import errno
 import os
 import re
-import secrets
 import signal
 import sys
 import threading
@@ -24,8 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .elements import DIRECTORY_RECORDS
-from .errors import FastanonError
-from .masks import MaskWarning
+from .errors import FastanonError, MaskWarning
 from .pipeline import TEMP_SUFFIX, open_source, prepare, write
 from .plan import Plan
 from .policy import as_policy
@@ -302,7 +300,7 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, audit, mapping)
     if not job.key:
-        job = replace(job, key=secrets.token_bytes(32))    # one random key for the whole run
+        job = replace(job, key=os.urandom(32))    # one random key for the whole run
     if job.mapping != bool(mapping):
         job = replace(job, mapping=bool(mapping))
     global _STATE

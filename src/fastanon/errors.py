@@ -20,3 +20,7 @@ class UnknownTagError(PolicyError, KeyError):
     """A name that is neither a DICOM tag nor a keyword of the data dictionary."""
 
     __str__ = Exception.__str__     # the message as written, not KeyError's repr of it
+
+
+class MaskWarning(UserWarning):
+    """A mask was applied, but not exactly as given (clipped, widened, or black guessed)."""

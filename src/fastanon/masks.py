@@ -12,12 +12,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .elements import parse_tag
-from .errors import PolicyError
+from .errors import MaskWarning, PolicyError  # noqa: F401  (MaskWarning: the masks' warning)
 from .scan import Region
-
-
-class MaskWarning(UserWarning):
-    """A mask was applied, but not exactly as given (clipped, widened, or black guessed)."""
 
 
 def _frames_text(frames: tuple[int, ...]) -> str:

@@ -13,26 +13,26 @@ import contextlib
 import itertools
 import mmap
 import os
-import secrets
 import stat
 import struct
-import tempfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import rewrite
 from .elements import (DIRECTORY_RECORDS, FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
                        SOP_INSTANCE)
 from .errors import FastanonError, PolicyError
-from .dicomdir import file_references
-from .masks import Mask, MaskRules
-from .pixels import MaskReport, blank
 from .plan import FileContext, Plan
 from .policy import as_policy
 from .scan import Parsed, Region, parse
 from .values import pad
+
+if TYPE_CHECKING:
+    from .masks import Mask
+    from .pixels import MaskReport
 
 SMALL_FILE = 64 << 10            # files up to this size are read whole; larger ones are mapped
 TEMP_SUFFIX = ".fastanon-tmp"   # temporary outputs, renamed into place when complete
@@ -100,7 +100,7 @@ def plan_of(policy, key=None) -> Plan:
         return policy
     if key is None:
         if not _PROCESS_KEY:
-            _PROCESS_KEY.append(secrets.token_bytes(32))
+            _PROCESS_KEY.append(os.urandom(32))
         key = _PROCESS_KEY[0]
     if isinstance(policy, str):
         cached = _PLANS.get((policy, key))
@@ -153,6 +153,8 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     masked = bool(chosen) and (burned_in or plan.marks)
     edits = {index: value for index, (_, value) in decisions.items()}
     if file_ids is not None:
+        from .dicomdir import file_references
+
         for file_id, *uids in file_references(data):
             new = [_texts(data, context, decisions, i)[1] if i is not None else "" for i in uids]
             edits[file_id] = pad("CS", "\\".join(file_ids(*new)).encode("ascii"))
@@ -180,6 +182,8 @@ def choose_masks(parsed: Parsed, masks) -> tuple[tuple[Mask, ...], str | None]:
     """(masks, rule name) for one input: the given masks, or those of the first matching rule."""
     if not masks:
         return (), None
+    from .masks import Mask, MaskRules
+
     if isinstance(masks, MaskRules):
         rule = masks.select(parsed.dataset)
         return (tuple(rule.masks), rule.name) if rule else ((), None)
@@ -353,6 +357,8 @@ def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = No
 
 def render(output: Output, name: str | None = None) -> tuple[bytes, MaskReport]:
     """The output in memory, its masks blanked: (bytes, what masking did; name: for its words)."""
+    from .pixels import MaskReport, blank
+
     name = name or output.parsed.name
     result = rewrite.join(output.parsed.source, output.parts)
     if not output.masks:
@@ -477,6 +483,8 @@ def write(source: Source, output: Output, dst) -> Report:
 def _blank_file(fd: int, size: int, output: Output, name: str) -> tuple[int, list]:
     """Blank the masks in an output file just written: mapped, only the rows they cover are
     touched; a decompressed file replaces the file's content. (new size, warnings)."""
+    from .pixels import blank
+
     if size <= 0:
         raise FastanonError(f"{name}: empty output, nothing to mask")
     with mmap.mmap(fd, size, access=mmap.ACCESS_WRITE) as mapped:
@@ -518,6 +526,8 @@ def _open_temp(dst: Path) -> tuple[int, str]:
     except FileNotFoundError:
         dst.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:        # left by an earlier process with the same pid
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TEMP_SUFFIX, dir=dst.parent)
         os.chmod(tmp, 0o644)
         return fd, tmp

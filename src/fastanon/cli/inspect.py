@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -48,6 +47,8 @@ def inspect(file: Path, preset: str | None, policy_file: Path | None, key: str |
     warnings = [f for f in findings if f.kind == "warning"]
     elements = [f for f in findings if f.kind == "element"]
     if as_json:
+        import json
+
         click.echo(json.dumps({"file": str(file), "policy": name,
                                "summary": summarize(findings),
                                "warnings": [w.as_dict() for w in warnings],

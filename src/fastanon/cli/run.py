@@ -9,12 +9,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..batch import Interrupted, Job, Outcome, Summary, run as run_batch
 from ..errors import FastanonError, PolicyError
-from ..masks import Mask, MaskRules
+
+if TYPE_CHECKING:
+    from ..batch import Outcome, Summary
 from ._options import key_options, load_key, load_policy, policy_options
 
 EXIT_INTERRUPTED = 130          # the shell's convention for a run stopped by SIGINT
@@ -90,6 +92,8 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
       fastanon run --preset internal --workers 4 --audit audit.csv study/ out/
       fastanon run --mask 0,0,640,48 --burned-in-annotation no us/ us-anon/
     """
+    from ..batch import Interrupted, Job, run as run_batch   # the engine, when a run starts
+
     policy, name = load_policy(preset, policy_file)
     masks = _masks(mask_texts, masks_file, rules_file, burned_in)
     dst_path = Path(dst)
@@ -164,6 +168,8 @@ def _rate(summary: Summary) -> str:
 def _masks(texts: tuple[str, ...], masks_file: Path | None, rules_file: Path | None,
            burned_in: str):
     """The masks of the run: a tuple of Mask (every file) or MaskRules (chosen per file)."""
+    from ..masks import Mask, MaskRules
+
     if rules_file and (texts or masks_file):
         raise click.UsageError("--mask-rules chooses masks per file; it cannot be combined with "
                                "--mask or --masks, which apply to every file")
@@ -186,6 +192,8 @@ def _masks(texts: tuple[str, ...], masks_file: Path | None, rules_file: Path | N
 def _masks_from_file(path: Path) -> tuple:
     """masks = ["X,Y,W,H[@FRAMES]", {x = , y = , width = , height = , frames = [...]}, ...]"""
     import tomllib
+
+    from ..masks import Mask
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
