@@ -10,38 +10,29 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-# Defined Terms of Specific Character Set (PS3.3 Table C.12-2, C.12-3, C.12-4, C.12-5).
-_CODECS = {"": "ascii", "ISO_IR 6": "ascii", "ISO 2022 IR 6": "ascii",
-           "ISO_IR 100": "latin_1", "ISO_IR 101": "iso8859_2", "ISO_IR 109": "iso8859_3",
-           "ISO_IR 110": "iso8859_4", "ISO_IR 144": "iso8859_5", "ISO_IR 127": "iso8859_6",
-           "ISO_IR 126": "iso8859_7", "ISO_IR 138": "iso8859_8", "ISO_IR 148": "iso8859_9",
-           "ISO_IR 203": "iso8859_15", "ISO_IR 13": "shift_jis", "ISO_IR 166": "tis_620",
-           "ISO_IR 192": "utf_8", "GB18030": "gb18030", "GBK": "gbk",
-           "ISO 2022 IR 100": "latin_1", "ISO 2022 IR 101": "iso8859_2",
-           "ISO 2022 IR 109": "iso8859_3", "ISO 2022 IR 110": "iso8859_4",
-           "ISO 2022 IR 144": "iso8859_5", "ISO 2022 IR 127": "iso8859_6",
-           "ISO 2022 IR 126": "iso8859_7", "ISO 2022 IR 138": "iso8859_8",
-           "ISO 2022 IR 148": "iso8859_9", "ISO 2022 IR 203": "iso8859_15",
-           "ISO 2022 IR 13": "shift_jis", "ISO 2022 IR 166": "tis_620"}
-# Escape sequence → (codec, whether the escape stays in front of the bytes for the codec).
-_ESCAPES = {b"\x1b(B": ("ascii", False), b"\x1b(J": ("ascii", False),
-            b"\x1b)I": ("shift_jis", False), b"\x1b$B": ("iso2022_jp", True),
-            b"\x1b$(D": ("iso2022_jp_2", True), b"\x1b$)C": ("euc_kr", False),
-            b"\x1b$)A": ("gb2312", False), b"\x1b-A": ("latin_1", False),
-            b"\x1b-B": ("iso8859_2", False), b"\x1b-C": ("iso8859_3", False),
-            b"\x1b-D": ("iso8859_4", False), b"\x1b-L": ("iso8859_5", False),
-            b"\x1b-G": ("iso8859_6", False), b"\x1b-F": ("iso8859_7", False),
-            b"\x1b-H": ("iso8859_8", False), b"\x1b-M": ("iso8859_9", False),
-            b"\x1b-T": ("tis_620", False), b"\x1b-b": ("iso8859_15", False)}
-# The escape a term designates, for encoding (PS3.3 Table C.12-4, C.12-5).
-_TERM_ESCAPES = {"ISO 2022 IR 87": b"\x1b$B", "ISO 2022 IR 159": b"\x1b$(D",
-                 "ISO 2022 IR 149": b"\x1b$)C", "ISO 2022 IR 58": b"\x1b$)A",
-                 "ISO 2022 IR 13": b"\x1b)I", "ISO 2022 IR 100": b"\x1b-A",
-                 "ISO 2022 IR 101": b"\x1b-B", "ISO 2022 IR 109": b"\x1b-C",
-                 "ISO 2022 IR 110": b"\x1b-D", "ISO 2022 IR 144": b"\x1b-L",
-                 "ISO 2022 IR 127": b"\x1b-G", "ISO 2022 IR 126": b"\x1b-F",
-                 "ISO 2022 IR 138": b"\x1b-H", "ISO 2022 IR 148": b"\x1b-M",
-                 "ISO 2022 IR 166": b"\x1b-T", "ISO 2022 IR 203": b"\x1b-b"}
+# ISO 2022 code elements (PS3.3 Tables C.12-3, C.12-4, C.12-5): Defined Term → (escape
+# sequence, Python codec, whether the escape stays in front of the bytes for the codec).
+_EXTENSIONS = {
+    "ISO 2022 IR 6": (b"\x1b(B", "ascii", False), "ISO 2022 IR 13": (b"\x1b)I", "shift_jis", False),
+    "ISO 2022 IR 87": (b"\x1b$B", "iso2022_jp", True),
+    "ISO 2022 IR 159": (b"\x1b$(D", "iso2022_jp_2", True),
+    "ISO 2022 IR 149": (b"\x1b$)C", "euc_kr", False),
+    "ISO 2022 IR 58": (b"\x1b$)A", "gb2312", False),
+    **{f"ISO 2022 IR {n}": (b"\x1b-" + final, codec, False) for n, final, codec in (
+        (100, b"A", "latin_1"), (101, b"B", "iso8859_2"), (109, b"C", "iso8859_3"),
+        (110, b"D", "iso8859_4"), (144, b"L", "iso8859_5"), (127, b"G", "iso8859_6"),
+        (126, b"F", "iso8859_7"), (138, b"H", "iso8859_8"), (148, b"M", "iso8859_9"),
+        (166, b"T", "tis_620"), (203, b"b", "iso8859_15"))}}
+_ESCAPES = {escape: (codec, kept) for escape, codec, kept in _EXTENSIONS.values()}
+_ESCAPES[b"\x1b(J"] = ("ascii", False)             # JIS X 0201 Roman, read as ASCII
+# The first value names the set values start in (PS3.3 Table C.12-2): single-byte sets, with or
+# without code extensions, and the sets that do without them.
+_CODECS = {"": "ascii", "ISO_IR 192": "utf_8", "GB18030": "gb18030", "GBK": "gbk",
+           **{term: codec for term, (_, codec, kept) in _EXTENSIONS.items()
+              if not kept and codec not in ("euc_kr", "gb2312")},
+           **{term.replace("ISO 2022 IR", "ISO_IR"): codec
+              for term, (_, codec, kept) in _EXTENSIONS.items()
+              if not kept and codec not in ("euc_kr", "gb2312")}}
 _ESCAPE = re.compile(rb"\x1b(?:\$[()]?[@-Z]|[()\-][@-Za-z])")
 
 
@@ -90,10 +81,9 @@ class Charset:
                 out.append(run.encode("ascii"))
                 continue
             for term in self.terms:
-                escape = _TERM_ESCAPES.get(term)
-                codec = _ESCAPES.get(escape, (None, False))[0] if escape else None
-                if codec is None:
+                if term not in _EXTENSIONS:
                     continue
+                escape, codec, _ = _EXTENSIONS[term]
                 try:
                     raw = run.encode(codec)
                 except UnicodeEncodeError:
