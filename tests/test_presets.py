@@ -187,3 +187,15 @@ def test_instance_uids_the_table_does_not_list_are_remapped_consistently(tmp_pat
     retain.write_text('extends = "research"\n[options]\nretain_uids = true\n')
     kept = pydicom.dcmread(io.BytesIO(fastanon.anonymize(derived, Policy.from_file(retain), key=key)))
     assert kept.MultiFrameSourceSOPInstanceUID == source_uid
+
+
+def test_identity_tags_are_the_patient_and_contact_rows_of_the_full_table():
+    """identity_tags classifies only as far as it needs: the same rows as the full table."""
+    from fastanon.elements import dictionary_entry
+    from fastanon.presets._profile_table import PROFILE
+
+    table = categories.sensitive_tags()
+    expected = sorted(tag for tag, *_ in PROFILE if isinstance(tag, int) and tag != 0x00120062
+                      and table.get(tag) in ("patient identity", "contact")
+                      and (dictionary_entry(tag) or ("",))[0] != "SQ")
+    assert list(categories.identity_tags()) == expected and 0x00100010 in expected

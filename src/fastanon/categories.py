@@ -62,8 +62,10 @@ def _rules():
     return listed, rules
 
 
-def _classify(tag: int, name: str, vr: str | None) -> str:
-    listed, rules = _rules()
+def _classify(tag: int, name: str, vr: str | None, rules: list | None = None) -> str:
+    """The first category claiming an attribute (of `rules`, by default all of them)."""
+    listed, every = _rules()
+    rules = every if rules is None else rules
     if tag in listed:
         return listed[tag]
     for category, pattern, vrs in rules:
@@ -144,21 +146,13 @@ def identity_tags() -> tuple[int, ...]:
     """The attributes of Table E.1-1 that say who the patient is or how to reach them (the
     patient identity and contact categories): what PatientIdentityRemoved YES promises are gone.
     Sequences are not listed: kept, they are recursed into, and their content has rows of its own.
-    (Classified as _classify does, stopping at the last of the two categories: every run of
-    research asks, so the whole table is not built for it.)"""
-    listed, rules = _rules()
+    (Classified by the categories up to the last of the two: every run of research asks, so
+    the whole table is not built for it.)"""
+    rules = _rules()[1]
     wanted = ("patient identity", "contact")
-    last = max(i for i, (name, _, _) in enumerate(rules) if name in wanted)
-    out = []
-    for tag, name, *_ in PROFILE:
-        if not isinstance(tag, int) or tag == 0x00120062:
-            continue
-        if (dictionary_entry(tag) or ("",))[0] == "SQ":
-            continue
-        category = listed.get(tag)
-        if category is None:
-            category = next((c for c, pattern, _ in rules[:last + 1]
-                             if pattern is not None and pattern.search(name)), None)
-        if category in wanted:
-            out.append(tag)
+    first = rules[:max(i for i, (name, _, _) in enumerate(rules) if name in wanted) + 1]
+    out = [tag for tag, name, *_ in PROFILE
+           if isinstance(tag, int) and tag != 0x00120062
+           and (dictionary_entry(tag) or ("",))[0] != "SQ"
+           and _classify(tag, name, None, first) in wanted]
     return tuple(sorted(out))

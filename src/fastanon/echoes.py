@@ -31,7 +31,9 @@ _TITLES = frozenset({"DR", "MR", "MRS", "MS", "MISS", "PROF"})
 # VRs whose value is an identifier: an echo in it makes the whole value a pseudonym.
 _ID_VRS = frozenset({"AE", "CS", "SH"})
 _ID_WORDS = re.compile(r"(ID|IDs|Number|Numbers|Identifier|Locator)$")
-_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT", "CS", "AE", "UN", "OB"})
+# VRs whose values can repeat text: the `clean` action's, and identifiers (AE, CS) besides.
+CLEANED_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "OB", "UN"})
+_TEXT_VRS = CLEANED_VRS | {"AE", "CS"}
 _SEPARATORS = " ,;:-_/^=()[]."
 REFERENCED_FILE_ID = 0x00041500
 _FILE_ID = re.compile(r"[A-Za-z0-9_]{1,8}")

@@ -13,8 +13,8 @@ from .elements import (KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, PIXEL_DATA, is_
                        tag_text)
 from .categories import categories, category_of
 from .pipeline import Output, plan_of, prepare
-from .echoes import ECHO_SOURCES
-from .plan import CLEANED_VRS, FileContext, Plan
+from .echoes import CLEANED_VRS, ECHO_SOURCES
+from .plan import FileContext, Plan
 from .policy import as_policy
 from .scan import NATIVE_SYNTAXES, Parsed, parse
 

@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 from . import dates, uids
 from .categories import identity_tags, is_safe_private, safe_private_creators
 from .charsets import Charset
-from .echoes import HASH_LENGTH, Echoes
+from .echoes import CLEANED_VRS, HASH_LENGTH, Echoes
 from .elements import (KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
                        SPECIFIC_CHARACTER_SET, Element, is_private_creator, keyword,
                        tag_text)
@@ -46,7 +46,6 @@ CID_7050 = {
     "retain_safe_private": ("113111", "Retain Safe Private Option"),
     "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
 }
-CLEANED_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "OB", "UN"})
 _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 # What a `replace` text must look like to stay valid for its VR (PS3.5 Table 6.2-1); else a dummy.
 _VALID = {
@@ -253,7 +252,8 @@ class Plan:
 def code_item(option: str) -> list:
     """One item of DeidentificationMethodCodeSequence (0012,0064): a CID 7050 code."""
     value, meaning = CID_7050[option]
-    return [(0x00080100, "SH", text_value("SH", value)), (0x00080102, "SH", text_value("SH", "DCM")),
+    return [(0x00080100, "SH", text_value("SH", value)),
+            (0x00080102, "SH", text_value("SH", "DCM")),
             (0x00080104, "LO", text_value("LO", meaning))]
 
 
