@@ -22,8 +22,9 @@ def test_names_and_load():
 def test_internal_hides_identity_and_contact_only():
     internal = Policy.preset("internal")
     assert internal.action_for(0x00100010).name == "hash"        # PatientName
-    assert internal.action_for(0x00100030).name == "empty"       # PatientBirthDate
-    assert internal.action_for(0x00101040).name == "remove"      # PatientAddress
+    # Type-aware: emptied / removed, unless the file's IOD requires a value (plan.TYPED).
+    assert internal.action_for(0x00100030).name == "Z"           # PatientBirthDate
+    assert internal.action_for(0x00101040).name == "X"           # PatientAddress
     for kept in (0x00080020, 0x00080080, 0x00081010, 0x0020000D, 0x00081030, 0x00090010):
         assert internal.action_for(kept).name == "keep"
 

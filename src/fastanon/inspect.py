@@ -108,10 +108,11 @@ def walk(parsed: Parsed, output: Output | None = None):
     (element, path, planned action, reason when inherited from a removed sequence, context).
     Paths are depth-aware ("SourceImageSequence[0].ReferencedSOPInstanceUID"); without an
     output every action is "keep"."""
-    context = output.context if output is not None else FileContext.of(parsed.dataset)
+    context = output.context if output is not None else FileContext.of(parsed.dataset,
+                                                                         parsed.meta)
     regions = [(parsed.dataset, context, output.decisions if output else {})]
     if parsed.meta is not None:
-        regions.insert(0, (parsed.meta, FileContext(parsed.meta, False, "ascii", context.cache),
+        regions.insert(0, (parsed.meta, context.of_meta(parsed.meta),
                            output.meta_decisions if output else {}))
     for region, region_context, decisions in regions:
         paths: dict[int, str] = {}

@@ -145,7 +145,7 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     ({'remove': 1}, True)
     """
     data = parsed.dataset
-    context = FileContext.of(data)
+    context = FileContext.of(data, parsed.meta)
     names = [action.name for action in plan.actions]
     decisions = plan.decisions(data, context)
     actions = Counter(names[code] for code, _ in decisions.values())
@@ -163,8 +163,7 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     meta_patches: list = []
     if parsed.meta is not None:
         meta = parsed.meta
-        meta_decisions = plan.decisions(meta, FileContext(meta, False, "ascii", context.cache),
-                                        echoes=False)
+        meta_decisions = plan.decisions(meta, context.of_meta(meta), echoes=False)
         actions.update(names[code] for code, _ in meta_decisions.values())
         meta_edits = {index: value for index, (_, value) in meta_decisions.items()}
         _follow_sop_instance(parsed, edits, meta_edits)

@@ -17,18 +17,41 @@ from . import dates, uids
 from .categories import identity_tags, is_safe_private, safe_private_creators
 from .charsets import Charset
 from .echoes import CLEANED_VRS, HASH_LENGTH, Echoes
-from .elements import (KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
+from .elements import (DIRECTORY_RECORDS, KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
                        SPECIFIC_CHARACTER_SET, Element, is_private_creator, keyword,
                        tag_text)
 from .errors import PolicyError
+from .iods import UNKNOWN, Iod, Requirement, file_meta, iod_of
 from .values import dummy, replacement, text_value
 
 # `clean` keeps a text but blanks the patient's identifying values echoed in it (the name parts,
 # IDs and birth date of the same file): the cleaning fastanon does for PS3.15's Clean Descriptors.
-ACTIONS = ("keep", "remove", "empty", "replace", "uid", "shift", "hash", "clean")
+# `dummy` writes a value valid for the VR that carries nothing of the original (PS3.15 E.1-1 "D"):
+# a new UID for UI, one dummy code for a code sequence; another sequence keeps its structure and
+# the policy applies inside it.
+# The PS3.15 codes below are type-aware (TYPED): each resolves, per file, by the attribute's Type
+# in the file's IOD (PS3.3) — remove (X) where it may be absent, empty (Z) where it must be
+# present, a dummy (D) where it must have a value.
+TYPED = ("X", "Z", "X/Z", "X/D", "X/Z/D", "Z/D")
+ACTIONS = ("keep", "remove", "empty", "replace", "uid", "shift", "hash", "clean", "dummy") + TYPED
 KEEP = object()          # decide() result: leave the element as it is
 
+# What each code becomes for an attribute of Type 1/1C, 2/2C, 3 (or absent from the IOD) and
+# where no table says (unknown SOP Class, or an unlisted place): PS3.15 E.1-1's compound codes read
+# "X where Type 3, Z where Type 2, D where Type 1"; an unknown place takes the choice that keeps
+# the file valid whatever the Type may be, except for plain X (the profile asks for removal).
+_BY_TYPE = {"X": "DZXX", "Z": "DZZZ", "X/Z": "DZXZ", "X/D": "DZXD", "X/Z/D": "DZXD",
+            "Z/D": "DZZD"}
+_LETTERS = {"X": "remove", "Z": "empty", "D": "dummy"}
+_KINDS = {"1": 0, "2": 1, "3": 2, None: 3}
+VERIFYING_OBSERVERS, VERIFICATION_FLAG = 0x0040A073, 0x0040A493
+DIRECTORY_RECORD_TYPE = 0x00041430
+# A dummy code (PS3.3 8.1): a local coding scheme ("99" prefix, PS3.3 8.2) that names nothing.
+_DUMMY_CODE = [(0x00080100, "SH", b"0 "), (0x00080102, "SH", b"99FASTANON"),
+               (0x00080104, "LO", b"ANONYMIZED")]
+
 PATIENT_ID = 0x00100020
+SOP_CLASS, MEDIA_SOP_CLASS = 0x00080016, 0x00020002
 PATIENT_IDENTITY_REMOVED, DEID_CODES, BURNED_IN_ANNOTATION = 0x00120062, 0x00120064, 0x00280301
 # PS3.16 CID 7050 "De-identification Method": the profile and each option (PS3.15 E.1.1).
 CID_7050 = {
@@ -78,13 +101,31 @@ class Action:
             text = text or None
         else:
             raise PolicyError(f"not an action: {spec!r}")
-        name = name.strip().lower()
+        name = name.strip()
+        name = name.upper() if name.upper() in TYPED else name.lower()
         if name not in ACTIONS:
             raise PolicyError(f"unknown action {name!r}; expected one of {', '.join(ACTIONS)}")
         return cls(name, text)
 
     def __str__(self) -> str:
         return self.name if self.text is None else f"{self.name}:{self.text}"
+
+    @property
+    def typed(self) -> bool:
+        """A PS3.15 code that resolves by the attribute's Type in each file's IOD."""
+        return self.name in _BY_TYPE
+
+
+def resolve(action: Action, requirement: Requirement) -> Action:
+    """The action a type-aware code takes for an attribute with this requirement.
+
+    >>> from fastanon.iods import Requirement
+    >>> [resolve(Action("X/Z"), Requirement(k)).name for k in ("1", "2", "3", None)]
+    ['dummy', 'empty', 'remove', 'empty']
+    """
+    if not action.typed:
+        return action
+    return Action(_LETTERS[_BY_TYPE[action.name][_KINDS[requirement.kind]]])
 
 
 class Plan:
@@ -101,31 +142,38 @@ class Plan:
         self.uid_cache: dict[str, str] = {}
         self.actions: list[Action] = [Action("keep")]
         self.special: dict[int, Callable] = {}    # code → handler(file, element) for rules
-        codes: dict[object, int] = {Action("keep"): 0}
-
-        def code(action: Action, rule: str | None = None) -> int:
-            marker = (rule, action) if rule else action
-            if marker not in codes:
-                if len(self.actions) == 255:
-                    raise PolicyError("a policy may use at most 254 distinct actions")
-                codes[marker] = len(self.actions)
-                self.actions.append(action)
-            return codes[marker]
+        self._codes: dict[object, int] = {Action("keep"): 0}
+        code = self.code
 
         masks = list(policy.masks)
-        mask_codes = [code(a) for _, _, a in masks]
+        # Rules for ranges of tags (overlays, curves, private blocks) remove or keep whole groups
+        # or blocks, so a type-aware code takes its form for an attribute of unknown Type.
+        mask_codes = [code(resolve(a, UNKNOWN)) for _, _, a in masks]
         # Elements kept that repeat the patient's identity are cleaned: a code of their own.
         self.echo_code = code(Action("clean"), "echoes") if policy.clean_echoes else 0
-        private_code = code(policy.private)
-        creator_code = code(policy.private_creator)
+        private_code = code(resolve(policy.private, UNKNOWN))
+        creator_code = code(resolve(policy.private_creator, UNKNOWN))
         if policy.safe_private:
             private_code = code(Action("remove"), "safe")
             creator_code = private_code
             self.special[private_code] = self._safe_private
         items = sorted(policy.tags.items())
+        # Type-aware codes: resolved once per IOD (selection_for); here, for files whose IOD is
+        # not known, as for an unknown Type.
+        self.typed = [(position, tag, action) for position, (tag, action) in enumerate(items)
+                      if action.typed]
+        self._selections: dict[str, tuple] = {}
+        self._nested: dict[int, int] = {}   # top-level-only code → the code for nested elements
+        if self.typed:
+            for name in _LETTERS.values():
+                code(Action(name))
+            for action in {action for _, _, action in self.typed}:
+                for name in _LETTERS.values():
+                    self._nested[code(Action(name), ("top", action))] = self._typed_code(action)
+            self.consistency_code = code(Action("replace", "UNVERIFIED"), "consistency")
         self.selection = (
             array("I", [tag for tag, _ in items]),
-            array("B", [code(action) for _, action in items]),
+            array("B", [code(resolve(action, UNKNOWN)) for _, action in items]),
             array("I", [m for m, _, _ in masks]),
             array("I", [v for _, v, _ in masks]),
             array("B", mask_codes),
@@ -155,6 +203,75 @@ class Plan:
                            **policy.generators}
         self.encoded_additions: dict = {}     # the additions' bytes per encoding (pipeline)
 
+    def code(self, action: Action, rule: str | None = None) -> int:
+        """The action code of an action (one per distinct action, or per rule)."""
+        marker = (rule, action) if rule else action
+        found = self._codes.get(marker)
+        if found is None:
+            if len(self.actions) == 255:
+                raise PolicyError("a policy may use at most 254 distinct actions")
+            found = self._codes[marker] = len(self.actions)
+            self.actions.append(action)
+        return found
+
+    def _typed_code(self, action: Action) -> int:
+        """The code of a type-aware action whose resolution depends on the element's place."""
+        marker = ("typed", action)
+        if marker not in self._codes:
+            code = self.code(action, "typed")
+            self.special[code] = lambda file, element: self._resolve_at(file, element, action)
+        return self._codes[marker]
+
+    def selection_for(self, iod: Iod | None) -> tuple:
+        """The selection arrays with type-aware codes resolved for one IOD (cached per IOD): an
+        attribute of one Type wherever the IOD has it gets a plain code (decided in C); one whose
+        Type depends on its place is resolved per element (requirement_at), and so is one the
+        IOD has only at the top level when it is met inside a sequence."""
+        if iod is None or not self.typed:
+            return self.selection
+        found = self._selections.get(iod.name)
+        if found is None:
+            codes = array("B", self.selection[1])
+            for position, tag, action in self.typed:
+                requirement = iod.requirement(tag)
+                if requirement is None:
+                    codes[position] = self._typed_code(action)
+                elif requirement.module:     # listed at the top level only
+                    codes[position] = self.code(resolve(action, requirement), ("top", action))
+                else:                        # not in the IOD: the same wherever it is
+                    codes[position] = self.code(resolve(action, requirement))
+            found = self._selections[iod.name] = (self.selection[0], codes, *self.selection[2:])
+        return found
+
+    def requirement(self, file: "FileContext", element: Element) -> Requirement:
+        """What the file's IOD requires of this element, at its place."""
+        if file.iod is None:
+            return UNKNOWN
+        found = file.iod.requirement(element.tag)
+        if found is not None and (not found.module or not element.depth):
+            return found
+        return file.iod.requirement_at(element.tag, file.path(element))
+
+    def _resolve_at(self, file: "FileContext", element: Element, action: Action):
+        resolved = resolve(action, self.requirement(file, element))
+        if resolved.name == "remove":
+            return None
+        if resolved.name == "empty":
+            return b""
+        return self._dummy(file, element)
+
+    def _dummy(self, file: "FileContext", element: Element):
+        """A value valid for the element's VR that carries nothing of the original (E.1-1 "D")."""
+        if element.kind == KIND_SEQUENCE:
+            if (keyword(element.tag) or "").endswith("CodeSequence"):
+                return file.encode_items([_DUMMY_CODE])
+            return KEEP          # the structure stays; the policy applies inside it
+        if element.kind == KIND_FRAGMENTS:
+            return b""
+        if element.vr == "UI":
+            return _uid(self, file, element, Action("uid"))
+        return _replace(element.vr, file, None)
+
     def decisions(self, region, context: "FileContext", echoes: bool = True
                   ) -> dict[int, tuple[int, bytes | None]]:
         """{index: (action code, None to remove or the new value bytes)} of every element of a
@@ -165,8 +282,11 @@ class Plan:
         out = {}
         skip_until = -1
         static = self.static
+        nested = self._nested
         row = region.table.row
-        for index, code in region.table.select(*self.selection):
+        for index, code in region.table.select(*self.selection_for(context.iod)):
+            if code in nested and row(index)[4]:
+                code = nested[code]         # an attribute of the top level, met in a sequence
             if code in static:                  # remove / empty: the same for every element
                 _, _, kind, _, _, _, start, _, _, end = row(index)
                 if start < skip_until or kind == KIND_ITEM:
@@ -184,7 +304,23 @@ class Plan:
             skip_until = end
         if self.echo_code and echoes:
             self._echo_decisions(region, context, out)
+        if self.typed:
+            self._consistent(region, context, out)
         return out
+
+    def _consistent(self, region, context: "FileContext", out: dict) -> None:
+        """Attributes whose condition the decisions changed (PS3.3 C.17.2): a document without
+        its verifying observer is no longer VERIFIED (VerifyingObserverSequence is Type 1C on
+        VerificationFlag = VERIFIED)."""
+        table = region.table
+        observers = table.find(VERIFYING_OBSERVERS, -1)
+        flag = table.find(VERIFICATION_FLAG, -1)
+        if observers < 0 or flag < 0 or observers not in out or flag in out:
+            return
+        if out[observers][1] not in (None, b""):
+            return
+        if context.text(region.element(flag)).upper() == "VERIFIED":
+            out[flag] = (self.consistency_code, b"UNVERIFIED")
 
     def echoes(self, context: "FileContext") -> Echoes:
         """The patient's identifying values of a data set, collected once per file."""
@@ -224,6 +360,8 @@ class Plan:
             return KEEP
         if name == "remove":
             return None
+        if name == "dummy":
+            return self._dummy(file, element)
         if name == "empty" or element.kind in (KIND_SEQUENCE, KIND_FRAGMENTS):
             if element.kind == KIND_SEQUENCE and name not in ("empty", "replace"):
                 return KEEP      # uid/shift/hash/clean on a sequence: recurse into it
@@ -341,14 +479,54 @@ class FileContext:
     cache: dict = field(default_factory=dict)
     charset: Charset = Charset(("",))
     echoes: Echoes | None = None    # the patient's identifying values (Plan.echoes)
+    iod: Iod | None = None          # what the file's IOD requires (type-aware actions)
 
     @classmethod
-    def of(cls, region) -> "FileContext":
-        """The context of a scanned data set, in its own character set (0008,0005)."""
+    def of(cls, region, meta=None) -> "FileContext":
+        """The context of a scanned data set, in its own character set (0008,0005), of the IOD
+        its SOP Class UID names (or, for a DICOMDIR, the file meta's Media Storage SOP Class)."""
         raw = region.top_value(SPECIFIC_CHARACTER_SET)
         charset = Charset.of(raw.decode("ascii", "replace") if raw else "")
         encoding = "ascii" if charset.extended else charset.codec
-        return cls(region, region.big, encoding, charset=charset)
+        sop_class = region.attribute(SOP_CLASS)
+        if not sop_class and meta is not None:
+            sop_class = meta.attribute(MEDIA_SOP_CLASS)
+        iod = iod_of(sop_class) if isinstance(sop_class, str) else None
+        return cls(region, region.big, encoding, charset=charset, iod=iod)
+
+    def of_meta(self, meta) -> "FileContext":
+        """The context of the file meta information of this data set's file (PS3.10 §7.1)."""
+        return FileContext(meta, False, "ascii", self.cache, iod=file_meta())
+
+    def path(self, element: Element) -> tuple:
+        """The tags of the sequences enclosing an element, from the top; in a DICOMDIR's
+        Directory Record Sequence, followed by the record's Directory Record Type."""
+        row = self.region.table.row
+        out = []
+        item = element.parent
+        while item >= 0:
+            sequence = row(item)[5]
+            tag = row(sequence)[0]
+            if tag == DIRECTORY_RECORDS:
+                out.append(self.creator_text(item, DIRECTORY_RECORD_TYPE))
+            out.append(tag)
+            item = row(sequence)[5]
+        return tuple(reversed(out))
+
+    def creator_text(self, parent: int, tag: int) -> str:
+        """The text of an element of one item (cached)."""
+        key = ("in item", parent, tag)
+        found = self.cache.get(key)
+        if found is None:
+            index = self.region.table.find(tag, parent)
+            found = self.cache[key] = self.text(self.region.element(index)) if index >= 0 else ""
+        return found
+
+    def encode_items(self, items: list) -> bytes:
+        """The value of a sequence of new items in this region's encoding."""
+        from .rewrite import encode_value
+
+        return encode_value("SQ", items, self.region.implicit, self.region.big)
 
     def value(self, element: Element) -> bytes:
         if element.kind != KIND_ELEMENT:

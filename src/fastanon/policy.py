@@ -16,14 +16,19 @@ from . import presets
 from .categories import default_action, tags_in
 from .elements import dictionary_entry, is_private, parse_tag, tag_text
 from .errors import PolicyError
+from .iods import Requirement
 from .plan import (CID_7050, DEID_CODES, PATIENT_IDENTITY_REMOVED, Action, Plan,
-                   code_item)
+                   code_item, resolve)
 from .presets._profile_table import EDITION, OPTIONS, PROFILE
 from .values import text_value
 
 # How an option's "C" (clean) is carried out; options not listed here have no cleaning: remove.
 _CLEANING = {"retain_long_modified_dates": "shift", "clean_descriptors": "clean",
-             "retain_safe_private": "safe"}
+             "clean_structured_content": "clean", "retain_safe_private": "safe"}
+CONTENT_SEQUENCE, TEXT_VALUE = 0x0040A730, 0x0040A160
+# `hide` gives a category's default action the form that keeps the file valid (plan.TYPED).
+_CONFORMING = {"remove": "X", "empty": "Z"}
+OPTIONAL = Requirement("3")
 
 OVERLAYS = (0xFFE10000, 0x60000000)     # even groups 6000-601E (PS3.3 C.9.2)
 CURVES = (0xFFE10000, 0x50000000)       # even groups 5000-501E (retired curves)
@@ -64,8 +69,8 @@ class Policy:
     >>> p = Policy.from_mapping({"PatientName": "replace", (0x0010, 0x0020): "empty"})
     >>> p.action_for(0x00100010)
     Action(name='replace', text=None)
-    >>> Policy.preset("research").action_for(0x00100010).name
-    'empty'
+    >>> Policy.preset("research").action_for(0x00100010).name   # PatientName: Z, by its Type
+    'Z'
     """
 
     name: str = "custom"
@@ -220,15 +225,26 @@ def build(spec: dict) -> Policy:
                     safe = True
                     private = creator = Action("remove")
                 else:
-                    private = creator = _code_action(code, None, option)
+                    private = creator = resolve(_code_action(code, None, option), OPTIONAL)
                 private_reason = why
             elif isinstance(tag, str):
-                masks.append((*_WILDCARDS[tag], _code_action(code, None, option)))
+                # A whole group goes (curves, overlays): its attributes' Types do not apply.
+                masks.append((*_WILDCARDS[tag], resolve(_code_action(code, None, option),
+                                                        OPTIONAL)))
                 mask_reasons.append(f"{why} ({row_name})")
             else:
                 entry = dictionary_entry(tag)
                 tags[tag] = _code_action(code, entry[0] if entry else None, option)
                 reasons[tag] = why
+        content = tags.get(CONTENT_SEQUENCE)
+        if content is not None and content.name in ("dummy", "clean"):
+            # E.1-1 D for Content Sequence: dummy content. Its structure stays, every value in it
+            # follows its own row, and its texts (not in the table) get a dummy; Clean Structured
+            # Content (C) cleans them instead.
+            tags[TEXT_VALUE] = Action(content.name)
+            reasons[TEXT_VALUE] = (f"{reasons[CONTENT_SEQUENCE]} for Content Sequence: the "
+                                   + ("texts in it are cleaned" if content.name == "clean"
+                                      else "texts in it get a dummy"))
         if "retain_uids" not in options:
             for tag in UNLISTED_INSTANCE_UIDS:
                 tags.setdefault(tag, Action("uid"))
@@ -242,8 +258,9 @@ def build(spec: dict) -> Policy:
             safe = False
             continue
         for tag in tags_in(category):
-            tags[tag] = Action.of(default_action(tag))
-            reasons[tag] = f"policy {name}: hides {category} ({tags[tag]})"
+            default = default_action(tag)
+            tags[tag] = Action.of(_CONFORMING.get(default, default))
+            reasons[tag] = f"policy {name}: hides {category} ({_describe(tags[tag])})"
     for category, value in spec.get("categories", {}).items():
         action = _action(value, f"category {category!r}")
         if category == "private tags":
@@ -316,31 +333,37 @@ def _resolve(basic: str, row_options: dict, options: set, compound: str | None):
         code = cells[option]
         return code, f"PS3.15 E.1-1 ({EDITION}) {option} option: {code}", option
     why = f"PS3.15 E.1-1 ({EDITION}) basic profile: {basic}"
-    if "/" not in basic:
-        return basic, why, None
     if compound:
-        return compound, f"{why}, resolved to {compound} (type of the attribute in common IODs)", None
+        return compound, f"{why}, here {compound}", None
     if basic == "X/Z/U*":
         return "K", f"{why}, kept so the references inside stay (their UIDs are replaced)", None
-    return basic[0], f"{why}, resolved to {basic[0]} (the strictest form)", None
+    if basic in ("X", "Z") or "/" in basic:
+        return basic, f"{why}, by the attribute's Type in the file's IOD", None
+    return basic, why, None
+
+
+def _describe(action: Action) -> str:
+    """An action in words, type-aware codes with what they become."""
+    if action.name in ("X", "X/Z", "X/D", "X/Z/D"):
+        return f"{action.name}: removed; where the IOD requires it, emptied (Type 2) or a dummy (Type 1)"
+    if action.name in ("Z", "Z/D"):
+        return f"{action.name}: emptied; a dummy where the IOD requires a value (Type 1)"
+    return str(action)
 
 
 def _code_action(code: str, vr: str | None, option: str | None) -> Action:
     if code == "D":
-        return Action("uid") if vr == "UI" else Action("replace")   # a new UID is a valid dummy
+        return Action("uid") if vr == "UI" else Action("dummy")   # a new UID is a valid dummy
     if code == "C":
         cleaning = _CLEANING.get(option)
         return Action(cleaning) if cleaning in ("shift", "clean") else Action("remove")
-    simple = {"X": "remove", "Z": "empty", "K": "keep", "U": "uid"}
-    if code not in simple:
-        code_name = code if len(code) == 1 else code[0]
-        if code_name in simple:
-            return Action(simple[code_name])
-        try:
-            return Action.of(code)       # an action name given in [compound]
-        except PolicyError:
-            raise PolicyError(f"unknown PS3.15 action code {code!r}") from None
-    return Action(simple[code])
+    simple = {"K": "keep", "U": "uid"}
+    if code in simple:
+        return Action(simple[code])
+    try:
+        return Action.of(code)           # X, Z, a compound code, or an action from [compound]
+    except PolicyError:
+        raise PolicyError(f"unknown PS3.15 action code {code!r}") from None
 
 
 def _additions(spec: dict, name: str, options: set, safe: bool) -> tuple:
