@@ -69,7 +69,9 @@ def wanted_tags() -> set[int]:
 
 def tables(highdicom: Path) -> tuple[dict, dict, dict]:
     folder = highdicom / "_standard"
-    load = lambda name: json.loads((folder / name).read_text())     # noqa: E731
+    def load(name):
+        return json.loads((folder / name).read_text())
+
     return (load("module_attribute_map.json"), load("iod_module_map.json"),
             load("sop_class_iod_map.json"))
 

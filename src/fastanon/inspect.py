@@ -14,7 +14,7 @@ from .elements import (KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, PIXEL_DATA, is_
 from .categories import categories, category_of
 from .pipeline import Output, plan_of, prepare
 from .echoes import CLEANED_VRS, ECHO_SOURCES
-from .plan import FileContext, Plan
+from .plan import FileContext, Plan, resolve
 from .policy import as_policy
 from .scan import NATIVE_SYNTAXES, Parsed, parse
 
@@ -91,6 +91,12 @@ def inspect(data, policy="research", *, key: bytes | str | None = None,
             continue
         alternatives = categories()[category].alternatives if category else ()
         reason = inherited or policy.reason_for(element.tag)
+        if not inherited and policy.action_for(element.tag).typed:
+            requirement = plan.requirement(context, element)
+            resolved = resolve(policy.action_for(element.tag), requirement).name
+            shown = "kept as a structure, the rules applied inside" if (
+                resolved == "dummy" and action == "keep") else resolved
+            reason += f"; here {shown}: {requirement}"
         decided = output.decisions.get(element.index) if context is output.context else None
         if decided is not None and decided[0] == plan.echo_code:
             echoes = output.context.echoes
@@ -136,7 +142,8 @@ def walk(parsed: Parsed, output: Output | None = None):
                 yield element, path, "keep", "", region_context
                 continue
             code, value = decided
-            action = output.plan.actions[code].name
+            planned = output.plan.actions[code]
+            action = ("empty" if value == b"" else "dummy") if planned.typed else planned.name
             if value is None:
                 action = "remove"
                 gone_until, gone_reason = element.end, f"inside {path}, which is removed"

@@ -33,7 +33,8 @@ class Requirement:
                     else "the IOD is not known (SOP Class not in PS3.3)")
         if not self.module:
             return f"not in the {self.iod} IOD" if self.iod else "optional"
-        return f"Type {self.type} in the {self.module} module"
+        where = f" of the {self.iod} IOD" if self.iod else ""
+        return f"Type {self.type} in the {self.module} module{where}"
 
 
 UNKNOWN = Requirement(None)
@@ -71,19 +72,19 @@ class Iod:
 
     def _requirement(self, entries) -> Requirement:
         """The strictest of some entries (1 before 2 before 3)."""
-        path, type_, module = min(entries, key=lambda e: (_kind(e[1]), len(e[0])))
+        _, type_, module = min(entries, key=lambda e: (_kind(e[1]), len(e[0])))
         return Requirement(_kind(type_), type_, self._module_titles[module], self.title)
 
     def requirement(self, tag: int) -> Requirement | None:
         """The attribute's requirement wherever it may sit, or None when that depends on where
         (requirement_at): an attribute this IOD does not list may be absent anywhere; one listed
-        only at the top level, with one Type, has that Type."""
+        only at the top level has its strictest Type there."""
         entries = self.entries(tag)
         if self._records:
             return None
         if not entries:
             return Requirement("3", "3", "", self.title)
-        if any(path for path, _, _ in entries) or len({_kind(t) for _, t, _ in entries}) > 1:
+        if any(path for path, _, _ in entries):
             return None
         return self._requirement(entries)
 
@@ -127,7 +128,7 @@ def iod_of(sop_class: str | None) -> Iod | None:
     >>> iod_of("1.2.840.10008.5.1.4.1.1.481.5").title
     'RT Plan'
     >>> str(iod_of("1.2.840.10008.5.1.4.1.1.481.5").requirement_at(0x00081070, ()))
-    'Type 2 in the RT Series module'
+    'Type 2 in the RT Series module of the RT Plan IOD'
     """
     if not sop_class:
         return None

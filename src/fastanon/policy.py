@@ -235,7 +235,8 @@ def build(spec: dict) -> Policy:
             else:
                 entry = dictionary_entry(tag)
                 tags[tag] = _code_action(code, entry[0] if entry else None, option)
-                reasons[tag] = why
+                reasons[tag] = why + (", by the attribute's Type in the file's IOD"
+                                      if tags[tag].typed else "")
         content = tags.get(CONTENT_SEQUENCE)
         if content is not None and content.name in ("dummy", "clean"):
             # E.1-1 D for Content Sequence: dummy content. Its structure stays, every value in it
@@ -337,8 +338,6 @@ def _resolve(basic: str, row_options: dict, options: set, compound: str | None):
         return compound, f"{why}, here {compound}", None
     if basic == "X/Z/U*":
         return "K", f"{why}, kept so the references inside stay (their UIDs are replaced)", None
-    if basic in ("X", "Z") or "/" in basic:
-        return basic, f"{why}, by the attribute's Type in the file's IOD", None
     return basic, why, None
 
 

@@ -62,6 +62,14 @@ def _describe(policy) -> str:
     if policy.additions:
         lines.append("  written into every output: "
                      + ", ".join(keyword(tag) or tag_text(tag) for tag, *_ in policy.additions))
+    if any(action.typed for action in policy.tags.values()):
+        lines += ["", "Type-aware codes (PS3.15 E.1-1), resolved in each file by the attribute's "
+                  "Type in its IOD (PS3.3)",
+                  "  X, X/Z, X/D, X/Z/D  removed where Type 3; emptied where Type 2, a dummy where "
+                  "Type 1",
+                  "  Z, Z/D              emptied; a dummy where Type 1",
+                  "  where no table says (unknown SOP Class or place): X removes, X/Z and Z "
+                  "empty, the others write a dummy"]
     by_category: dict[str, list] = {}
     for tag, action in sorted(policy.tags.items()):
         by_category.setdefault(category_of(tag) or "other", []).append((tag, action))

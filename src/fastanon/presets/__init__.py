@@ -12,8 +12,8 @@ A preset or policy file says, in words a data-protection officer reads, what hap
     PatientAge = "keep"
 
 Keys: `name`, `description`, `extends`, `profile = "basic"` (start from Table E.1-1's Basic
-Profile column), `[options]`, `[compound]` (how a compound code such as X/Z/D resolves for one
-attribute), `hide = [categories]` (each attribute of those categories gets its default action from
+Profile column), `[options]`, `[compound]` (another action for one row's code, instead of
+its resolution by the attribute's Type), `hide = [categories]` (each attribute of those categories gets its default action from
 categories.toml), `[categories]`, `[tags]`, `private = "remove" | "keep" | "safe"`, `overlays`,
 `curves` (the 60xx and 50xx repeating groups), `group_lengths`, `clean_echoes` (kept elements
 that repeat the patient's name, IDs, accession number, birth date, address or telephone are
