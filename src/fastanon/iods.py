@@ -2,8 +2,9 @@
 
 PS3.15 Annex E's compound actions (X/Z, X/D, X/Z/D, Z/D) depend on the attribute's Type in the
 file's IOD: a Type 3 attribute may go, a Type 2 one must stay (empty will do), a Type 1 one must
-keep a value (a dummy). The Types come from the generated table _iod_types.py (PS3.3's module
-tables, DICOMDIR records, the file meta), loaded the first time a file asks.
+keep a value (a dummy). The Types come from the generated tables _iod_types.py (per IOD, the top
+level) and _iod_paths.py (inside sequences), made from PS3.3's module tables, DICOMDIR records
+and the file meta, each loaded the first time a file asks.
 """
 
 from __future__ import annotations
@@ -54,19 +55,27 @@ class Iod:
         self.title, modules = _iod_types.IODS[name]
         self.modules = frozenset(modules)
         self._module_titles = _iod_types.MODULES
-        self._types = _iod_types.TYPES
         self._records = frozenset(_iod_types.RECORD_TYPES) if name == DIRECTORY_IOD else frozenset()
+        self._top: dict[int, tuple] = {}        # tag → (Type, module number), or () if nested only
+        for entry in _iod_types.TOP[name].split():
+            tag, _, rest = entry.partition(":")
+            type_, _, module = rest.partition(":")
+            self._top[int(tag, 16)] = (type_, int(module)) if module else ()
         self._entries: dict[int, tuple] = {}
+        self._optional = Requirement("3", "3", "", self.title)
 
     def __repr__(self) -> str:
         return f"Iod({self.name!r})"
 
     def entries(self, tag: int) -> tuple:
-        """((path, Type, module number), ...) of the attribute in this IOD's modules."""
+        """((path, Type, module number), ...) of the attribute in this IOD's modules (the
+        generated table of paths is loaded the first time a nested place is asked for)."""
         found = self._entries.get(tag)
         if found is None:
+            from . import _iod_paths
+
             found = self._entries[tag] = tuple(
-                (path, type_, module) for module, path, type_ in self._types.get(tag, ())
+                (path, type_, module) for module, path, type_ in _iod_paths.TYPES.get(tag, ())
                 if module in self.modules)
         return found
 
@@ -76,26 +85,26 @@ class Iod:
         return Requirement(_kind(type_), type_, self._module_titles[module], self.title)
 
     def requirement(self, tag: int) -> Requirement | None:
-        """The attribute's requirement wherever it may sit, or None when that depends on where
-        (requirement_at): an attribute this IOD does not list may be absent anywhere; one listed
-        only at the top level has its strictest Type there."""
-        entries = self.entries(tag)
-        if self._records:
+        """The attribute's requirement when it is the same wherever it may sit — an attribute
+        this IOD does not list may be absent anywhere — else None (see requirement_at)."""
+        if self._records or tag in self._top:
             return None
-        if not entries:
-            return Requirement("3", "3", "", self.title)
-        if any(path for path, _, _ in entries):
-            return None
-        return self._requirement(entries)
+        return self._optional
 
     def requirement_at(self, tag: int, path: tuple) -> Requirement:
         """The requirement of the attribute at one place: path holds the tags of the enclosing
         sequences from the top (for a DICOMDIR record, (0004,1220) and the record's type)."""
-        entries = self.entries(tag)
-        if not entries:
+        top = self._top.get(tag)
+        if top is None:
             if self._records and path and path[-1] not in self._records:
                 return Requirement(None, iod=self.title)
-            return Requirement("3", "3", "", self.title)
+            return self._optional
+        if not path:
+            if not top:
+                return Requirement(None, iod=self.title)
+            type_, module = top
+            return Requirement(_kind(type_), type_, self._module_titles[module], self.title)
+        entries = self.entries(tag)
         for candidate in _candidates(path):
             here = [e for e in entries if e[0] == candidate]
             if here:

@@ -44,6 +44,7 @@ _BY_TYPE = {"X": "DZXX", "Z": "DZZZ", "X/Z": "DZXZ", "X/D": "DZXD", "X/Z/D": "DZ
             "Z/D": "DZZD"}
 _LETTERS = {"X": "remove", "Z": "empty", "D": "dummy"}
 _KINDS = {"1": 0, "2": 1, "3": 2, None: 3}
+OPTIONAL = Requirement("3")
 VERIFYING_OBSERVERS, VERIFICATION_FLAG = 0x0040A073, 0x0040A493
 DIRECTORY_RECORD_TYPE = 0x00041430
 # A dummy code (PS3.3 8.1): a local coding scheme ("99" prefix, PS3.3 8.2) that names nothing.
@@ -223,23 +224,25 @@ class Plan:
         return self._codes[marker]
 
     def selection_for(self, iod: Iod | None) -> tuple:
-        """The selection arrays with type-aware codes resolved for one IOD (cached per IOD): an
-        attribute of one Type wherever the IOD has it gets a plain code (decided in C); one whose
-        Type depends on its place is resolved per element (requirement_at), and so is one the
-        IOD has only at the top level when it is met inside a sequence."""
+        """The selection arrays with type-aware codes resolved for one IOD (cached per IOD), read
+        in C: an attribute the IOD does not list gets one code; another, the code of its Type at
+        the top level, and inside sequences it is resolved per element by its place
+        (requirement_at)."""
         if iod is None or not self.typed:
             return self.selection
         found = self._selections.get(iod.name)
         if found is None:
             codes = array("B", self.selection[1])
+            optional = {}                    # action → its code where the IOD does not list it
             for position, tag, action in self.typed:
-                requirement = iod.requirement(tag)
-                if requirement is None:
-                    codes[position] = self._typed_code(action)
-                elif requirement.module:     # listed at the top level only
-                    codes[position] = self.code(resolve(action, requirement), ("top", action))
-                else:                        # not in the IOD: the same wherever it is
-                    codes[position] = self.code(resolve(action, requirement))
+                if iod.requirement(tag) is not None:   # not in the IOD: the same anywhere
+                    found = optional.get(action)
+                    if found is None:
+                        found = optional[action] = self.code(resolve(action, OPTIONAL))
+                    codes[position] = found
+                else:                        # resolved for the top level, per element inside
+                    top = iod.requirement_at(tag, ())
+                    codes[position] = self.code(resolve(action, top), ("top", action))
             found = self._selections[iod.name] = (self.selection[0], codes, *self.selection[2:])
         return found
 
@@ -247,10 +250,7 @@ class Plan:
         """What the file's IOD requires of this element, at its place."""
         if file.iod is None:
             return UNKNOWN
-        found = file.iod.requirement(element.tag)
-        if found is not None and (not found.module or not element.depth):
-            return found
-        return file.iod.requirement_at(element.tag, file.path(element))
+        return file.iod.requirement_at(element.tag, file.path(element) if element.depth else ())
 
     def _resolve_at(self, file: "FileContext", element: Element, action: Action):
         resolved = resolve(action, self.requirement(file, element))
