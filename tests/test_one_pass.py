@@ -55,8 +55,9 @@ def test_run_rename_mapping_opens_and_scans_each_input_once(tmp_path, monkeypatc
     monkeypatch.undo()
     assert result.exit_code == 1 and "13 written" in result.stderr     # the truncated file fails
     assert {p: opened.count(p) for p in inputs} == {p: 1 for p in inputs}
-    # Two scans per DICOM input (file meta, data set), none of any output: nothing is masked.
-    assert len(scans) == 2 * len(dicom)
+    # Two scans per DICOM input (file meta, data set), and two of each output written (the
+    # re-read check, confirm.py): the failed input is scanned once, and has no output.
+    assert len(scans) == 2 * len(dicom) + 2 * 13
     with real_open(tmp_path / "map.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 13

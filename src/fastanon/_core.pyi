@@ -23,6 +23,7 @@ SCAN_BAD_UNDEFINED: int
 SCAN_STRAY_DELIMITER: int
 SCAN_NO_MEMORY: int
 SCAN_BAD_VR: int
+SCAN_HIDDEN_DATA: int   # a delimiter inside a defined length, with data after it
 
 BLANK_OK: int
 BLANK_OUT_OF_BOUNDS: int

@@ -31,6 +31,7 @@ cdef enum:
     S_STRAY_DELIMITER = 7
     S_NO_MEMORY = 8
     S_BAD_VR = 9
+    S_HIDDEN_DATA = 10
 
 KIND_ELEMENT = K_ELEMENT
 KIND_SEQUENCE = K_SEQUENCE
@@ -51,6 +52,7 @@ SCAN_BAD_UNDEFINED = S_BAD_UNDEFINED
 SCAN_STRAY_DELIMITER = S_STRAY_DELIMITER
 SCAN_NO_MEMORY = S_NO_MEMORY
 SCAN_BAD_VR = S_BAD_VR
+SCAN_HIDDEN_DATA = S_HIDDEN_DATA
 
 cdef extern from *:
     """
@@ -240,8 +242,11 @@ cdef int64_t walk_items(Walker* w, int64_t pos, int64_t limit, int64_t seq, int 
         tag = rdtag(w.buf + pos, big)
         length = rd32(w.buf + pos + 4, big)
         if tag == SEQ_END:
-            # a delimiter in a defined-length sequence is tolerated and kept as it is
-            return pos + 8 if limit < 0 else limit
+            if limit < 0 or pos + 8 == limit:
+                return pos + 8      # a delimiter ending a defined length: tolerated, kept
+            # Bytes after it inside the defined length: readers disagree on whether they
+            # belong to the sequence, and they would pass unexamined. Refused.
+            return fail(w, S_HIDDEN_DATA, pos, w.entries[seq].tag, limit - pos - 8)
         if tag != ITEM:
             return fail(w, S_BAD_ITEM, pos, tag, length)
         i = add(w, tag, 0, K_ITEM, (F_BIG if big else 0) | (F_UNDEFINED if length == UNDEFINED else 0),
@@ -290,7 +295,11 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
             if limit == -1:
                 return pos + 8
             if limit >= 0:
-                return limit        # stray delimiter in a defined-length item: kept as it is
+                if pos + 8 == limit:
+                    return limit    # a delimiter ending a defined-length item: tolerated, kept
+                # Elements after it in the item would pass unexamined (readers stop there).
+                return fail(w, S_HIDDEN_DATA, pos,
+                            w.entries[parent].tag if parent >= 0 else tag, limit - pos - 8)
             return fail(w, S_STRAY_DELIMITER, pos, tag, 0)
         vr = 0
         el_implicit = implicit
@@ -528,6 +537,72 @@ cdef class Table:
             if code:
                 out.append((i, code))
         return out
+
+
+cdef inline int64_t subtree_end(Entry* e, int64_t n, int64_t i) noexcept nogil:
+    """The index after entry i and everything inside it (its descendants follow it)."""
+    cdef int64_t k = i + 1
+    while k < n and e[k].start < e[i].end:
+        k += 1
+    return k
+
+
+def expect(Table planned, Table out, const int64_t[::1] removed, const int64_t[::1] replaced,
+           const int64_t[::1] new_lengths, const int64_t[::1] insert_before,
+           const uint32_t[::1] insert_tags, const int64_t[::1] insert_lengths):
+    """Check that out (a re-scanned output) is planned (the input's table) with the planned
+    edits: the entries removed (sorted indices, each with all it holds), replaced ones (sorted,
+    with their new value length, -1 for a container whose content is new) and top-level
+    insertions (before an input index, len(planned) for the end; length -1 for a sequence).
+    Every other entry must come back with its tag, depth and kind, and an element or fragment
+    with its length. Returns (planned index, out index) of the first difference, or None; and
+    the out indices of the replaced entries, in order."""
+    cdef Entry* a = planned.entries
+    cdef Entry* b = out.entries
+    cdef int64_t n = planned.n, m = out.n
+    cdef int64_t i = 0, j = 0, r = 0, p = 0, q = 0, length
+    cdef int64_t nr = removed.shape[0], np = replaced.shape[0], nq = insert_before.shape[0]
+    found = []
+    while i < n or q < nq:
+        if q < nq and insert_before[q] <= i and (i >= n or a[i].parent == -1):
+            if j >= m or b[j].tag != insert_tags[q] or b[j].depth != 0:
+                return (i, j), found
+            length = insert_lengths[q]
+            if length >= 0 and b[j].vlen != <uint32_t>length:
+                return (i, j), found
+            j = subtree_end(b, m, j)
+            q += 1
+            continue
+        if i >= n:
+            break
+        while r < nr and removed[r] < i:
+            r += 1
+        if r < nr and removed[r] == i:
+            i = subtree_end(a, n, i)
+            continue
+        if j >= m or b[j].tag != a[i].tag or b[j].depth != a[i].depth:
+            return (i, j), found
+        while p < np and replaced[p] < i:
+            p += 1
+        if p < np and replaced[p] == i:
+            length = new_lengths[p]
+            if length >= 0 and (b[j].kind != K_ELEMENT or b[j].vlen != <uint32_t>length):
+                return (i, j), found
+            found.append(j)
+            i = subtree_end(a, n, i)
+            j = subtree_end(b, m, j)
+            continue
+        if b[j].kind != a[i].kind:
+            return (i, j), found
+        if (a[i].kind == K_ELEMENT or (a[i].kind == K_ITEM and a[i].parent >= 0
+                                       and a[a[i].parent].kind == K_FRAGMENTS)):
+            if b[j].vlen != a[i].vlen:
+                return (i, j), found
+        i += 1
+        j += 1
+    if j != m:
+        return (i, j), found
+    return None, found
 
 
 def scan(const uint8_t[::1] buf, int64_t start, bint implicit, bint big,

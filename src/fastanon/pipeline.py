@@ -25,6 +25,7 @@ from . import rewrite
 from .elements import (DIRECTORY_RECORDS, FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
                        SOP_INSTANCE)
 from .errors import FastanonError, PolicyError
+from .confirm import confirm
 from .plan import FileContext, Plan
 from .policy import as_policy
 from .scan import Parsed, Region, parse
@@ -67,6 +68,11 @@ class Output:
     rule: str | None = None     # the mask rule that chose them
     decompress: bool = False    # decode compressed Pixel Data so that the masks can apply
     warnings: list = field(default_factory=list)     # what the audit should say of this file
+    # What a re-read of the output must find (confirm.py): every edit of both regions, and the
+    # new top-level elements as (input index they go before, tag, value length or -1).
+    edits: dict = field(default_factory=dict)
+    meta_edits: dict = field(default_factory=dict)
+    inserted: list = field(default_factory=list)
 
     def identifiers(self, tags) -> dict[int, tuple[str, str]]:
         """{tag: (original text, new text)} of top-level data set attributes ('' when absent
@@ -158,9 +164,11 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
         for file_id, *uids in file_references(data):
             new = [_texts(data, context, decisions, i)[1] if i is not None else "" for i in uids]
             edits[file_id] = pad("CS", "\\".join(file_ids(*new)).encode("ascii"))
-    inserts = _additions(data, plan, edits, masked) if plan.additions or masked else []
+    inserted: list = []
+    inserts = _additions(data, plan, edits, masked, inserted) if plan.additions or masked else []
     meta_decisions: dict = {}
     meta_patches: list = []
+    meta_edits: dict = {}
     if parsed.meta is not None:
         meta = parsed.meta
         meta_decisions = plan.decisions(meta, context.of_meta(meta), echoes=False)
@@ -170,7 +178,7 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
         meta_patches = rewrite.patches(meta, meta_edits)
     parts = _parts(parsed, plan, edits, inserts, meta_patches)
     output = Output(parsed, plan, context, decisions, meta_decisions, parts, actions, chosen,
-                    rule, decompress)
+                    rule, decompress, edits=edits, meta_edits=meta_edits, inserted=inserted)
     if masks and not chosen and context.top_text(BURNED_IN_ANNOTATION).upper() == "YES":
         output.warnings.append(f"{parsed.name}: Burned In Annotation is YES and no mask rule "
                                "matched: the text in its pixels is still there")
@@ -269,31 +277,34 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
 
 
 
-def _additions(region: Region, plan: Plan, edits: dict, masked: bool) -> list:
+def _additions(region: Region, plan: Plan, edits: dict, masked: bool, inserted: list) -> list:
     """The plan's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1; with masks,
     Burned In Annotation NO): an existing element gets the new value, a missing one is inserted
     in tag order; the group length of a group that grows is removed (retired outside group 0002,
-    PS3.5 §7.2)."""
+    PS3.5 §7.2). inserted gets (index before which, tag, value length or -1) of each new one."""
     implicit, big = region.implicit, region.big
     if len(region.table):       # the encoding the elements really use (some files contradict
         flags = region.table.row(0)[3]      # their transfer syntax; the scanner follows them)
         implicit, big = bool(flags & FLAG_IMPLICIT), bool(flags & FLAG_BIG)
     encoded = _encoded(plan, masked, implicit, big)
-    new = []
-    for tag, value, element in encoded:
+    new, lengths = [], {}
+    for tag, value, element, vr in encoded:
         index = region.table.find(tag, -1)
         if index >= 0:
             edits[index] = value
             continue
         new.append((tag, element))
+        lengths[tag] = -1 if vr == "SQ" else len(value)
         length = region.table.find(tag & 0xFFFF0000, -1)
         if length >= 0:
             edits[length] = rewrite.REMOVE
-    return rewrite.insertions(region, new)
+    patches, before = rewrite.insertions(region, new)
+    inserted.extend((at, tag, lengths[tag]) for at, (tag, _) in zip(before, sorted(new)))
+    return patches
 
 
 def _encoded(plan: Plan, masked: bool, implicit: bool, big: bool) -> list:
-    """(tag, value bytes, whole element bytes) of the plan's additions, encoded once per plan,
+    """(tag, value bytes, whole element bytes, VR) of the plan's additions, encoded once per plan,
     encoding and masked or not."""
     key = (masked, implicit, big)
     found = plan.encoded_additions.get(key)
@@ -301,7 +312,7 @@ def _encoded(plan: Plan, masked: bool, implicit: bool, big: bool) -> list:
         additions = plan.masked_additions if masked else plan.additions
         found = plan.encoded_additions[key] = [
             (tag, rewrite.encode_value(vr, value, implicit, big),
-             rewrite.encode_element(tag, vr, value, implicit, big))
+             rewrite.encode_element(tag, vr, value, implicit, big), vr)
             for tag, vr, value in additions]
     return found
 
@@ -361,11 +372,14 @@ def render(output: Output, name: str | None = None) -> tuple[bytes, MaskReport]:
     name = name or output.parsed.name
     result = rewrite.join(output.parsed.source, output.parts)
     if not output.masks:
+        confirm(output, result, name)
         return result, MaskReport(name)
     buf = bytearray(result)
     new, report = blank(buf, output.masks, name, decompress=output.decompress)
     report.rule = output.rule
-    return (bytes(buf) if new is None else new), report
+    result = bytes(buf) if new is None else new
+    confirm(output, result, name, pixels_new=new is not None)
+    return result, report
 
 
 def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | None = None,
@@ -468,8 +482,11 @@ def write(source: Source, output: Output, dst) -> Report:
     if isinstance(source.data, mmap.mmap):
         with _atomic_output(dst) as fd_out:
             written = rewrite.write(source.fd, source.data, fd_out, output.parts)
+            pixels_new = False
             if output.masks:
-                written, warnings = _blank_file(fd_out, written, output, str(dst))
+                written, warnings, pixels_new = _blank_file(fd_out, written, output, str(dst))
+            with mmap.mmap(fd_out, written, access=mmap.ACCESS_READ) as mapped:
+                confirm(output, mapped, str(dst), pixels_new)
     else:
         result, report = render(output, str(dst))
         warnings = report.warnings
@@ -479,9 +496,10 @@ def write(source: Source, output: Output, dst) -> Report:
                   output.warnings + list(warnings))
 
 
-def _blank_file(fd: int, size: int, output: Output, name: str) -> tuple[int, list]:
+def _blank_file(fd: int, size: int, output: Output, name: str) -> tuple[int, list, bool]:
     """Blank the masks in an output file just written: mapped, only the rows they cover are
-    touched; a decompressed file replaces the file's content. (new size, warnings)."""
+    touched; a decompressed file replaces the file's content. (new size, warnings, whether
+    the Pixel Data was decoded)."""
     from .pixels import blank
 
     if size <= 0:
@@ -494,7 +512,7 @@ def _blank_file(fd: int, size: int, output: Output, name: str) -> tuple[int, lis
         while done < len(new):
             done += os.pwrite(fd, view[done:], done)
         size = len(new)
-    return size, report.warnings
+    return size, report.warnings, new is not None
 
 
 @contextlib.contextmanager

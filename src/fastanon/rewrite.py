@@ -278,13 +278,15 @@ def encode_element(tag: int, vr: str, value, implicit: bool, big: bool) -> bytes
     return head + vr.encode("ascii") + struct.pack(end + "H", len(value)) + value
 
 
-def insertions(region: Region, new: list[tuple[int, bytes]]) -> list[Patch]:
+def insertions(region: Region, new: list[tuple[int, bytes]]) -> tuple[list[Patch], list[int]]:
     """Zero-length patches that insert encoded top-level elements (tag, bytes) in ascending tag
-    order (PS3.5 §7.1). The caller must not also add an element whose tag is already present,
-    and should remove the group length (gggg,0000) of a group that grows."""
+    order (PS3.5 §7.1), and for each new element (in tag order) the index of the entry it goes
+    before (len(table): the end). The caller must not also add an element whose tag is already
+    present, and should remove the group length (gggg,0000) of a group that grows."""
     table = region.table
     pending = sorted(new)
     at: dict[int, list[bytes]] = {}
+    before: list[int] = []
     index, count = 0, len(table)
     while pending and index < count:
         tag, _, _, _, _, parent, start, _, _, _ = table.row(index)
@@ -293,6 +295,8 @@ def insertions(region: Region, new: list[tuple[int, bytes]]) -> list[Patch]:
             continue                    # inside a sequence: only top-level positions count
         while pending and pending[0][0] < tag:
             at.setdefault(start, []).append(pending.pop(0)[1])
+            before.append(index - 1)
     if pending:
         at.setdefault(table.stop, []).extend(raw for _, raw in pending)
-    return [(position, position, b"".join(raws)) for position, raws in sorted(at.items())]
+        before += [count] * len(pending)
+    return [(position, position, b"".join(raws)) for position, raws in sorted(at.items())], before

@@ -44,6 +44,8 @@ _MESSAGES = {
     _core.SCAN_STRAY_DELIMITER: "an item delimiter (FFFE,E00D) outside any item",
     _core.SCAN_NO_MEMORY: "out of memory while scanning",
     _core.SCAN_BAD_VR: "unknown value representation '{vr}' (PS3.5 Table 6.2-1)",
+    _core.SCAN_HIDDEN_DATA: "a delimiter inside a defined-length item or sequence, with "
+                            "{length:,} bytes after it that readers would not see (PS3.5 §7.5)",
 }
 
 

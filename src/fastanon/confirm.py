@@ -1,0 +1,99 @@
+"""The re-read check: an output is scanned again and must be its input with the planned edits.
+
+Before an output is renamed into place or returned, pipeline.py hands its bytes here. The kernel
+(_core.expect) walks the input's table and the output's side by side: every element the plan
+kept comes back with its tag, depth, kind and length, each replaced one with its new length,
+each removed one gone, each new one where it was inserted; the planned new values are compared
+byte for byte. Anything else — an encoding that reads differently once an element is gone, a
+meta group that swallows the data set, a value that changed length — is a FastanonError naming
+the file, and nothing is written.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+from . import _core
+from .elements import (KIND_ELEMENT, KIND_FRAGMENTS, KIND_SEQUENCE, PIXEL_DATA, TRANSFER_SYNTAX,
+                       tag_text)
+from .errors import FastanonError
+from .scan import Region, parse
+
+PRIVATE_INFORMATION = (0x00020100, 0x00020102)    # the meta padding that aligns Pixel Data
+
+
+def confirm(output, data, name: str, pixels_new: bool = False) -> None:
+    """Raise a FastanonError unless data (the output's bytes) reads back as output planned it.
+    pixels_new: the Pixel Data was decoded for masks (its content and the transfer syntax are
+    new)."""
+    try:
+        again = parse(data, name)
+    except FastanonError as exc:
+        raise FastanonError(f"{name}: the output would not read back ({exc}); not written") from None
+    try:
+        planned = output.parsed
+        edits = dict(output.edits)
+        if pixels_new:
+            pixel = planned.dataset.table.find(PIXEL_DATA, -1)
+            if pixel >= 0:
+                edits[pixel] = b""      # content new: only its place is checked
+        _same(planned.dataset, again.dataset, edits, output.inserted, name, "data set")
+        if (planned.meta is None) != (again.meta is None):
+            raise FastanonError(f"{name}: the output's file meta information would read back "
+                                f"{'missing' if again.meta is None else 'added'}; not written")
+        if planned.meta is not None:
+            meta_edits = dict(output.meta_edits)
+            if pixels_new:
+                syntax = planned.meta.table.find(TRANSFER_SYNTAX, -1)
+                if syntax >= 0:
+                    meta_edits[syntax] = _NEW_CONTENT
+            tags = again.meta.table.tags()
+            kept = {planned.meta.table.find(tag, -1) for tag in PRIVATE_INFORMATION} - {-1}
+            kept = {i for i in kept if meta_edits.get(i, b"") is not None}
+            padding = [(len(planned.meta.table), tag, -1) for tag in PRIVATE_INFORMATION
+                       if tags[-2:] == list(PRIVATE_INFORMATION) and not kept]
+            _same(planned.meta, again.meta, meta_edits, padding, name, "file meta information")
+    finally:
+        again.release()
+
+
+_NEW_CONTENT = object()     # an edit whose new value is not known here (checked for place only)
+
+
+def _same(planned: Region, again: Region, edits: dict, inserted: list, name: str,
+          where: str) -> None:
+    table = planned.table
+    removed = sorted(i for i, value in edits.items() if value is None)
+    replaced = sorted(i for i, value in edits.items() if value is not None)
+    lengths = []
+    for index in replaced:
+        value = edits[index]
+        kind = table.row(index)[2]
+        lengths.append(-1 if value is _NEW_CONTENT or kind in (KIND_SEQUENCE, KIND_FRAGMENTS)
+                       else len(value))
+    inserted = sorted(inserted, key=lambda entry: (entry[0], entry[1]))
+    difference, found = _core.expect(
+        table, again.table, array("q", removed), array("q", replaced), array("q", lengths),
+        array("q", [at for at, _, _ in inserted]), array("I", [tag for _, tag, _ in inserted]),
+        array("q", [length for _, _, length in inserted]))
+    if difference is not None:
+        raise FastanonError(f"{name}: the output's {where} would not read back as planned "
+                            f"({_describe(planned, again, *difference)}); not written")
+    for index, at in zip(replaced, found):
+        value = edits[index]
+        if value is _NEW_CONTENT or table.row(index)[2] != KIND_ELEMENT:
+            continue
+        element = again.element(at)
+        if again.value(element) != value:
+            raise FastanonError(f"{name}: {tag_text(element.tag)} at byte {element.start:,} "
+                                f"of the output's {where} would not read back with its new "
+                                "value; not written")
+
+
+def _describe(planned: Region, again: Region, i: int, j: int) -> str:
+    def entry(region: Region, index: int) -> str:
+        if index >= len(region.table):
+            return "the end"
+        tag, _, _, _, depth, _, start, _, vlen, _ = region.table.row(index)
+        return f"{tag_text(tag)} at depth {depth}, byte {start:,}, length {vlen:,}"
+    return f"planned {entry(planned, i)}; found {entry(again, j)}"
