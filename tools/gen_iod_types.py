@@ -63,7 +63,6 @@ def wanted_tags() -> set[int]:
     for tag in DicomDictionary:
         if category_of(tag) not in (None, "other", "uids"):
             out.add(tag)
-    out.update({0x0040A160, 0x0040A493})   # TextValue (D content), VerificationFlag (consistency)
     return out
 
 
@@ -91,7 +90,7 @@ def generate(highdicom: Path) -> tuple[str, str]:
 
     def add(module: str, path: tuple, keyword: str, kind: str) -> None:
         tag = tag_for_keyword(keyword)
-        if tag is None or tag not in wanted:
+        if tag is None:
             return
         types[tag].add((number[module], path, kind if kind in ("1", "1C", "2", "2C") else "3"))
 
@@ -140,7 +139,8 @@ def generate(highdicom: Path) -> tuple[str, str]:
         "MODULES: module titles. IODS: IOD name → (title, module numbers). SOP_CLASSES: SOP Class",
         "UID → IOD name. TOP: IOD name → the attributes Type 1, 1C, 2 or 2C somewhere, each as",
         "\"tag:Type:module\" (its strictest Type at the top level of the data set) or \"tag:n\" (in the",
-        "IOD only inside sequences: _iod_paths.py has where). An attribute not listed is Type 3.",
+        "IOD only inside sequences: _iod_paths.py has where, for the attributes a preset may remove",
+        "or empty). An attribute not listed is Type 3.",
         '"""',
         "",
         f'SOURCE = "highdicom {HIGHDICOM} (PS3.3), PS3.3 Annex F.5, PS3.10 Table 7.1-1"',
@@ -168,7 +168,9 @@ def generate(highdicom: Path) -> tuple[str, str]:
         "",
         "TYPES = {",
     ]
-    for tag in sorted(types):
+    # Inside sequences, only the attributes a preset may remove or empty (the paths of all the
+    # others would take 4 MB): elsewhere a type-aware code meets an unknown place.
+    for tag in sorted(t for t in types if t in wanted):
         entries = sorted(types[tag], key=lambda e: (e[0], len(e[1]), e[1], e[2]))
         body = ", ".join(f"({m}, {_path(p)}, {k!r})" for m, p, k in entries)
         paths.append(f"    0x{tag:08X}: ({body},),")

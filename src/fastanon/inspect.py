@@ -94,7 +94,7 @@ def inspect(data, policy="research", *, key: bytes | str | None = None,
         if not inherited and policy.action_for(element.tag).typed:
             requirement = plan.requirement(context, element)
             resolved = resolve(policy.action_for(element.tag), requirement).name
-            shown = "kept as a structure, the rules applied inside" if (
+            shown = "dummy content (its structure kept, every value in it a dummy)" if (
                 resolved == "dummy" and action == "keep") else resolved
             reason += f"; here {shown}: {requirement}"
         decided = output.decisions.get(element.index) if context is output.context else None

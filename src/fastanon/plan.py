@@ -17,12 +17,13 @@ from . import dates, uids
 from .categories import identity_tags, is_safe_private, safe_private_creators
 from .charsets import Charset
 from .echoes import CLEANED_VRS, HASH_LENGTH, Echoes
-from .elements import (DIRECTORY_RECORDS, KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
+from .elements import (DIRECTORY_RECORDS, FLAG_BIG, FLAG_IMPLICIT, KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
                        SPECIFIC_CHARACTER_SET, Element, is_private_creator, keyword,
                        tag_text)
 from .errors import PolicyError
 from .iods import UNKNOWN, Iod, Requirement, file_meta, iod_of
 from .values import dummy, replacement, text_value
+from .elements import BINARY_NUMBER_VRS, BYTES_VRS
 
 # `clean` keeps a text but blanks the patient's identifying values echoed in it (the name parts,
 # IDs and birth date of the same file): the cleaning fastanon does for PS3.15's Clean Descriptors.
@@ -35,6 +36,7 @@ from .values import dummy, replacement, text_value
 TYPED = ("X", "Z", "X/Z", "X/D", "X/Z/D", "Z/D")
 ACTIONS = ("keep", "remove", "empty", "replace", "uid", "shift", "hash", "clean", "dummy") + TYPED
 KEEP = object()          # decide() result: leave the element as it is
+DUMMY_CONTENT = object() # decide() result for a sequence: its structure with dummy values
 
 # What each code becomes for an attribute of Type 1/1C, 2/2C, 3 (or absent from the IOD) and
 # where no table says (unknown SOP Class, or an unlisted place): PS3.15 E.1-1's compound codes read
@@ -46,6 +48,9 @@ _LETTERS = {"X": "remove", "Z": "empty", "D": "dummy"}
 _KINDS = {"1": 0, "2": 1, "3": 2, None: 3}
 OPTIONAL = Requirement("3")
 VERIFYING_OBSERVERS, VERIFICATION_FLAG = 0x0040A073, 0x0040A493
+CONCEPT_NAME_CODES = 0x0040A043
+# Sequences named "...CodeSequence" whose items are a person, not a code (PS3.3 Table 10-1).
+_PERSON_SEQUENCES = frozenset({0x00700086})     # ContentCreatorIdentificationCodeSequence
 DIRECTORY_RECORD_TYPE = 0x00041430
 # A dummy code (PS3.3 8.1): a local coding scheme ("99" prefix, PS3.3 8.2) that names nothing.
 _DUMMY_CODE = [(0x00080100, "SH", b"0 "), (0x00080102, "SH", b"99FASTANON"),
@@ -104,6 +109,7 @@ class Action:
             raise PolicyError(f"not an action: {spec!r}")
         name = name.strip()
         name = name.upper() if name.upper() in TYPED else name.lower()
+        name = {"d": "dummy", "k": "keep", "u": "uid"}.get(name, name)   # PS3.15's other codes
         if name not in ACTIONS:
             raise PolicyError(f"unknown action {name!r}; expected one of {', '.join(ACTIONS)}")
         return cls(name, text)
@@ -171,7 +177,8 @@ class Plan:
             for action in {action for _, _, action in self.typed}:
                 for name in _LETTERS.values():
                     self._nested[code(Action(name), ("top", action))] = self._typed_code(action)
-            self.consistency_code = code(Action("replace", "UNVERIFIED"), "consistency")
+        self.consistency_code = code(Action("replace", "UNVERIFIED"), "consistency")
+        self.dummy_code = code(Action("dummy"), "content")
         self.selection = (
             array("I", [tag for tag, _ in items]),
             array("B", [code(resolve(action, UNKNOWN)) for _, action in items]),
@@ -263,9 +270,9 @@ class Plan:
     def _dummy(self, file: "FileContext", element: Element):
         """A value valid for the element's VR that carries nothing of the original (E.1-1 "D")."""
         if element.kind == KIND_SEQUENCE:
-            if (keyword(element.tag) or "").endswith("CodeSequence"):
-                return file.encode_items([_DUMMY_CODE])
-            return KEEP          # the structure stays; the policy applies inside it
+            if _is_code_sequence(element.tag):
+                return file.encode_items(element, [_DUMMY_CODE])
+            return DUMMY_CONTENT     # the structure stays, with a dummy for every value in it
         if element.kind == KIND_FRAGMENTS:
             return b""
         if element.vr == "UI":
@@ -280,6 +287,7 @@ class Plan:
         a call per element; the others go through decide(). With echoes (a data set, not the
         file meta), kept elements that repeat the patient's identity are cleaned."""
         out = {}
+        trees = []
         skip_until = -1
         static = self.static
         nested = self._nested
@@ -299,14 +307,58 @@ class Plan:
                 result = self.decide(context, element, code)
                 if result is KEEP:
                     continue
+                if result is DUMMY_CONTENT:
+                    trees.append(index)
+                    continue
                 end = element.end
             out[index] = (code, result)
             skip_until = end
+        for index in trees:
+            self._dummy_content(region, context, index, out)
         if self.echo_code and echoes:
             self._echo_decisions(region, context, out)
-        if self.typed:
+        if self.policy.consistent:
             self._consistent(region, context, out)
         return out
+
+    def _dummy_content(self, region, context: "FileContext", tree: int, out: dict) -> None:
+        """Dummy content for a sequence (PS3.15 E.1-1 "D"): its items and nested sequences stay,
+        so the file keeps its structure; every value in them that the policy did not decide
+        becomes a dummy of the same multiplicity — texts, names, numbers, dates, bytes; a code
+        sequence one dummy code. Kept: coded strings (CS: value and relationship types), UIDs
+        (their own rows remap them) and the concept names that say what each item is."""
+        table = region.table
+        row = table.row
+        end = row(tree)[9]
+        code = self.dummy_code
+        skip_until = -1
+        index, count = tree + 1, len(table)
+        while index < count:
+            tag, vr, kind, _, _, _, start, _, _, stop = row(index)
+            if start >= end:
+                break
+            index += 1
+            if start < skip_until or kind == KIND_ITEM:
+                continue
+            if index - 1 in out:            # decided by its own rule: as it says
+                skip_until = stop
+                continue
+            if kind == KIND_SEQUENCE:
+                if tag == CONCEPT_NAME_CODES:
+                    skip_until = stop       # what the item is, not what it says
+                elif _is_code_sequence(tag):
+                    element = region.element(index - 1)
+                    out[index - 1] = (code, context.encode_items(element, [_DUMMY_CODE]))
+                    skip_until = stop
+                continue
+            element = region.element(index - 1)
+            if kind == KIND_FRAGMENTS:
+                out[index - 1] = (code, b"")
+                skip_until = stop
+                continue
+            if element.vr in _STRUCTURAL_VRS or not element.vlen:
+                continue
+            out[index - 1] = (code, _dummy_value(element, region.value(element), context))
 
     def _consistent(self, region, context: "FileContext", out: dict) -> None:
         """Attributes whose condition the decisions changed (PS3.3 C.17.2): a document without
@@ -385,6 +437,29 @@ class Plan:
         block = (tag >> 8) & 0xFF
         creator = file.creator(element.parent, (tag & 0xFFFF0000) | block)
         return KEEP if creator and is_safe_private(creator, tag) else None
+
+
+def _is_code_sequence(tag: int) -> bool:
+    """A sequence of code items (PS3.3 8.8): its dummy is one dummy code."""
+    return tag not in _PERSON_SEQUENCES and (keyword(tag) or "").endswith("CodeSequence")
+
+
+# Kept in dummy content: coded strings (value and relationship types), UIDs (their own rows remap
+# them), tags, integers and binary numbers (item references, frame numbers, coordinates, counts).
+_STRUCTURAL_VRS = frozenset({"CS", "UI", "AT", "IS"}) | frozenset(BINARY_NUMBER_VRS)
+
+
+def _dummy_value(element: Element, raw: bytes, file: "FileContext") -> bytes:
+    """A dummy with the value's multiplicity (a VM the IOD may check): zeros of the same size
+    for bytes, one dummy per value for texts that have several."""
+    vr = element.vr
+    if vr in BYTES_VRS or vr == "UN":
+        return bytes(len(raw))
+    if vr in ("LT", "ST", "UT", "UR"):
+        return dummy(vr, file.big, encoding=file.encoding)
+    count = raw.count(b"\\") + 1
+    one = dummy(vr, file.big, encoding=file.encoding).rstrip(b" \0")
+    return text_value(vr, "\\".join([one.decode("ascii")] * count))
 
 
 def code_item(option: str) -> list:
@@ -522,11 +597,20 @@ class FileContext:
             found = self.cache[key] = self.text(self.region.element(index)) if index >= 0 else ""
         return found
 
-    def encode_items(self, items: list) -> bytes:
-        """The value of a sequence of new items in this region's encoding."""
+    def encode_items(self, sequence: Element, items: list) -> bytes:
+        """A new value of a sequence: items in the encoding the sequence's items use (its first
+        element's; a UN sequence's, implicit VR little endian, PS3.5 §6.2.2)."""
         from .rewrite import encode_value
 
-        return encode_value("SQ", items, self.region.implicit, self.region.big)
+        table = self.region.table
+        implicit, big = self.region.implicit, self.region.big
+        if table.row(sequence.index)[1] == "UN":
+            implicit, big = True, False
+        first = sequence.index + 2
+        if first < len(table) and table.row(first)[5] == sequence.index + 1:
+            flags = table.row(first)[3]
+            implicit, big = bool(flags & FLAG_IMPLICIT), bool(flags & FLAG_BIG)
+        return encode_value("SQ", items, implicit, big)
 
     def value(self, element: Element) -> bytes:
         if element.kind != KIND_ELEMENT:

@@ -24,8 +24,7 @@ from .values import text_value
 
 # How an option's "C" (clean) is carried out; options not listed here have no cleaning: remove.
 _CLEANING = {"retain_long_modified_dates": "shift", "clean_descriptors": "clean",
-             "clean_structured_content": "clean", "retain_safe_private": "safe"}
-CONTENT_SEQUENCE, TEXT_VALUE = 0x0040A730, 0x0040A160
+             "retain_safe_private": "safe"}
 # `hide` gives a category's default action the form that keeps the file valid (plan.TYPED).
 _CONFORMING = {"remove": "X", "empty": "Z"}
 OPTIONAL = Requirement("3")
@@ -86,6 +85,9 @@ class Policy:
     clean_echoes: bool = False                # clean kept elements that repeat the identity
     echo_exempt: frozenset = frozenset()      # tags kept verbatim even when they repeat it
     echo_sources: tuple[int, ...] = ()        # more attributes whose values identify the patient
+    # Keep conditions consistent with what was removed (a report without its verifying observer
+    # is UNVERIFIED); off for a {tag: action} mapping, which applies exactly its actions.
+    consistent: bool = False
     # Top-level elements written into every output: (tag, VR, value bytes, or for SQ a list of
     # items, each a list of (tag, VR, value bytes)) — e.g. PatientIdentityRemoved (PS3.15 E.1).
     additions: tuple = ()
@@ -237,15 +239,6 @@ def build(spec: dict) -> Policy:
                 tags[tag] = _code_action(code, entry[0] if entry else None, option)
                 reasons[tag] = why + (", by the attribute's Type in the file's IOD"
                                       if tags[tag].typed else "")
-        content = tags.get(CONTENT_SEQUENCE)
-        if content is not None and content.name in ("dummy", "clean"):
-            # E.1-1 D for Content Sequence: dummy content. Its structure stays, every value in it
-            # follows its own row, and its texts (not in the table) get a dummy; Clean Structured
-            # Content (C) cleans them instead.
-            tags[TEXT_VALUE] = Action(content.name)
-            reasons[TEXT_VALUE] = (f"{reasons[CONTENT_SEQUENCE]} for Content Sequence: the "
-                                   + ("texts in it are cleaned" if content.name == "clean"
-                                      else "texts in it get a dummy"))
         if "retain_uids" not in options:
             for tag in UNLISTED_INSTANCE_UIDS:
                 tags.setdefault(tag, Action("uid"))
@@ -298,6 +291,7 @@ def build(spec: dict) -> Policy:
                   echo_exempt=frozenset(parse_tag(k) for k in spec.get("keep_echoes", ())),
                   echo_sources=tuple(parse_tag(k) for k in spec.get("identifying", ())),
                   additions=additions, reasons=reasons, mask_reasons=tuple(mask_reasons),
+                  consistent=True,
                   private_reason=private_reason)
 
 
