@@ -75,3 +75,11 @@ def blank(buf: Buffer, base: int, starts: Buffer, stride: int, nrows: int, patte
 def blank_bits(buf: Buffer, base: int, starts: Buffer, stride: int, nrows: int, nbits: int,
                value: bool) -> int:
     """As blank() for bit-packed pixels: starts, stride and nbits count bits from byte base."""
+
+def expect(planned: Table, out: Table, out_buf: Buffer, removed: Buffer, replaced: Buffer,
+           new_lengths: Buffer, values: Buffer, insert_before: Buffer, insert_tags: Buffer,
+           insert_lengths: Buffer) -> tuple[int, int] | None:
+    """None when out (re-scanned, its bytes out_buf) is planned with the planned edits: removed
+    and replaced (sorted int64 indices; new values one after another, int64 lengths, -1 for
+    content not known), top-level insertions (int64 index before, uint32 tag, int64 length or
+    -1); else (planned index, out index) of the first difference."""

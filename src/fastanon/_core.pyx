@@ -2,6 +2,7 @@
 """Byte loops only: walk DICOM element headers into a flat table, select elements by tag."""
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
+from libc.string cimport memcmp
 from libc.stdlib cimport malloc, realloc, free
 
 # Entry kinds.
@@ -547,29 +548,32 @@ cdef inline int64_t subtree_end(Entry* e, int64_t n, int64_t i) noexcept nogil:
     return k
 
 
-def expect(Table planned, Table out, const int64_t[::1] removed, const int64_t[::1] replaced,
-           const int64_t[::1] new_lengths, const int64_t[::1] insert_before,
-           const uint32_t[::1] insert_tags, const int64_t[::1] insert_lengths):
-    """Check that out (a re-scanned output) is planned (the input's table) with the planned
-    edits: the entries removed (sorted indices, each with all it holds), replaced ones (sorted,
-    with their new value length, -1 for a container whose content is new) and top-level
-    insertions (before an input index, len(planned) for the end; length -1 for a sequence).
-    Every other entry must come back with its tag, depth and kind, and an element or fragment
-    with its length. Returns (planned index, out index) of the first difference, or None; and
-    the out indices of the replaced entries, in order."""
+def expect(Table planned, Table out, const uint8_t[::1] out_buf, const int64_t[::1] removed,
+           const int64_t[::1] replaced, const int64_t[::1] new_lengths, const uint8_t[::1] values,
+           const int64_t[::1] insert_before, const uint32_t[::1] insert_tags,
+           const int64_t[::1] insert_lengths):
+    """Check that out (a re-scanned output whose bytes are out_buf) is planned (the input's
+    table) with the planned edits: the entries removed (sorted indices, each with all it holds),
+    the replaced ones (sorted; their new values one after another in values, new_lengths[k] its
+    length, or -1 for content not known here; a replaced sequence's content is not compared)
+    and top-level insertions (before an input index, len(planned) for the end; length -1 for a
+    sequence). Every other entry must come back with its tag, depth and kind, an element or a
+    fragment with its length. Returns None, or (planned index, out index) of the first
+    difference."""
     cdef Entry* a = planned.entries
     cdef Entry* b = out.entries
-    cdef int64_t n = planned.n, m = out.n
-    cdef int64_t i = 0, j = 0, r = 0, p = 0, q = 0, length
+    cdef int64_t n = planned.n, m = out.n, size = out_buf.shape[0]
+    cdef int64_t i = 0, j = 0, r = 0, p = 0, q = 0, length, offset = 0
     cdef int64_t nr = removed.shape[0], np = replaced.shape[0], nq = insert_before.shape[0]
-    found = []
+    if new_lengths.shape[0] != np:
+        raise ValueError("one new length per replaced entry")
     while i < n or q < nq:
         if q < nq and insert_before[q] <= i and (i >= n or a[i].parent == -1):
             if j >= m or b[j].tag != insert_tags[q] or b[j].depth != 0:
-                return (i, j), found
+                return (i, j)
             length = insert_lengths[q]
-            if length >= 0 and b[j].vlen != <uint32_t>length:
-                return (i, j), found
+            if length >= 0 and b[j].vlen != length:
+                return (i, j)
             j = subtree_end(b, m, j)
             q += 1
             continue
@@ -581,28 +585,38 @@ def expect(Table planned, Table out, const int64_t[::1] removed, const int64_t[:
             i = subtree_end(a, n, i)
             continue
         if j >= m or b[j].tag != a[i].tag or b[j].depth != a[i].depth:
-            return (i, j), found
+            return (i, j)
         while p < np and replaced[p] < i:
+            if new_lengths[p] > 0:
+                offset += new_lengths[p]
             p += 1
         if p < np and replaced[p] == i:
             length = new_lengths[p]
-            if length >= 0 and (b[j].kind != K_ELEMENT or b[j].vlen != <uint32_t>length):
-                return (i, j), found
-            found.append(j)
+            if length >= 0:
+                if offset + length > values.shape[0]:
+                    raise ValueError("values shorter than the new lengths say")
+                if a[i].kind == K_ELEMENT:
+                    if (b[j].kind != K_ELEMENT or b[j].vlen != length
+                            or b[j].vstart + length > size
+                            or (length and memcmp(&out_buf[b[j].vstart], &values[offset],
+                                                  length) != 0)):
+                        return (i, j)
+                offset += length
+            p += 1
             i = subtree_end(a, n, i)
             j = subtree_end(b, m, j)
             continue
         if b[j].kind != a[i].kind:
-            return (i, j), found
+            return (i, j)
         if (a[i].kind == K_ELEMENT or (a[i].kind == K_ITEM and a[i].parent >= 0
                                        and a[a[i].parent].kind == K_FRAGMENTS)):
             if b[j].vlen != a[i].vlen:
-                return (i, j), found
+                return (i, j)
         i += 1
         j += 1
     if j != m:
-        return (i, j), found
-    return None, found
+        return (i, j)
+    return None
 
 
 def scan(const uint8_t[::1] buf, int64_t start, bint implicit, bint big,

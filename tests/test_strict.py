@@ -1,0 +1,138 @@
+"""Strict in what fastanon writes: structure that would hide data is refused, and every output is
+scanned again and must be its input with the planned edits (confirm.py) before it is returned
+or renamed into place."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pydicom
+import pytest
+
+import fastanon
+from conftest import read_bytes
+from fastanon import _core, confirm
+from fastanon.errors import FastanonError, MalformedError
+from fastanon.pipeline import plan_of, prepare, render
+from fastanon.scan import parse
+
+KEY = "strict-test-key"
+
+
+def element(tag: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element (short header)."""
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
+
+
+def item(body: bytes, length: int | None = None) -> bytes:
+    return struct.pack("<HHI", 0xFFFE, 0xE000, len(body) if length is None else length) + body
+
+
+ITEM_END = struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+SEQUENCE_END = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+NAME = element(0x00100010, b"PN", b"Doe^Hidden")
+
+
+def sequence(body: bytes) -> bytes:
+    """(0008,1115) ReferencedSeriesSequence, defined length."""
+    return struct.pack("<HH2sxxI", 0x0008, 0x1115, b"SQ", len(body)) + body
+
+
+def data_set(*elements: bytes) -> bytes:
+    # (0008,0016) SOP Class UID first: a raw explicit VR little endian data set (no meta).
+    return element(0x00080016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0") + b"".join(elements)
+
+
+def test_a_delimiter_inside_a_defined_length_item_with_data_after_it_is_refused():
+    # The item says 30 bytes: an item delimiter, then a PatientName readers would not see.
+    body = element(0x00200010, b"SH", b"S1") + ITEM_END + NAME
+    raw = data_set(sequence(item(body)))
+    with pytest.raises(MalformedError, match="delimiter inside a defined-length item"):
+        parse(raw)
+    with pytest.raises(FastanonError, match="bytes after it"):
+        fastanon.anonymize(raw, "research")
+
+
+def test_a_delimiter_ending_a_defined_length_item_is_read():
+    raw = data_set(sequence(item(element(0x00200010, b"SH", b"S1") + ITEM_END)), NAME)
+    out = pydicom.dcmread(io.BytesIO(fastanon.anonymize(raw, "research", key=KEY)), force=True)
+    assert out.PatientName == ""
+
+
+def test_a_sequence_delimiter_inside_a_defined_length_sequence_is_refused():
+    body = item(element(0x00200010, b"SH", b"S1")) + SEQUENCE_END + item(NAME)
+    with pytest.raises(MalformedError, match="delimiter inside a defined-length"):
+        parse(data_set(sequence(body)))
+    # At its very end it hides nothing: read, and kept.
+    parse(data_set(sequence(item(element(0x00200010, b"SH", b"S1")) + SEQUENCE_END)))
+
+
+def test_an_item_that_ends_inside_an_element_is_refused():
+    body = element(0x00200010, b"SH", b"S1") + NAME
+    with pytest.raises(MalformedError, match="runs past the end"):
+        parse(data_set(sequence(item(body, length=len(body) - 4))))
+
+
+def _prepared(name: str = "CT_small.dcm"):
+    raw = read_bytes(name)
+    output = prepare(parse(raw), plan_of("research", KEY))
+    return output, render(output)[0]
+
+
+def test_an_output_that_reads_back_as_planned_passes():
+    output, out = _prepared()
+    confirm.confirm(output, out, "CT_small.dcm")
+
+
+@pytest.mark.parametrize("damage", ["value", "length", "dropped", "extra"])
+def test_an_output_that_reads_back_otherwise_is_refused(damage):
+    output, out = _prepared()
+    again = parse(out)
+    table = again.dataset.table
+    new_values = [v for i, v in output.edits.items() if v]
+    if damage == "value":       # a planned new value, one byte changed
+        at = out.rfind(new_values[-1])
+        out = out[:at] + bytes([out[at] ^ 1]) + out[at + 1:]
+    elif damage == "length":    # an element kept, its length changed (StudyDescription's end)
+        index = table.find(0x00280010, -1)            # Rows (US): becomes a 4-byte UL-sized
+        row = table.row(index)
+        out = out[:row[6] + 6] + b"\x04\x00" + out[row[7]:row[7] + 2] + b"\0\0" + out[row[9]:]
+    elif damage == "dropped":   # an element the plan kept, gone
+        row = table.row(table.find(0x00280010, -1))
+        out = out[:row[6]] + out[row[9]:]
+    else:                       # an element the plan did not add
+        row = table.row(table.find(0x00280010, -1))
+        out = out[:row[6]] + element(0x00280009, b"AT", b"\0\0\0\0") + out[row[6]:]
+    with pytest.raises(FastanonError, match="would not read back"):
+        confirm.confirm(output, out, "CT_small.dcm")
+
+
+def test_a_refused_output_is_never_written(tmp_path, monkeypatch):
+    """anonymize_file checks the written file before it is renamed: on a difference neither
+    the output nor its temporary file is left."""
+    src = tmp_path / "in.dcm"
+    src.write_bytes(read_bytes("CT_small.dcm") + bytes(70000))     # > 64 KiB: mapped
+    dst = tmp_path / "out" / "out.dcm"
+    monkeypatch.setattr(_core, "expect", lambda *args: (0, 0))
+    for source in (src, tmp_path / "small.dcm"):
+        if source.name == "small.dcm":
+            source.write_bytes(read_bytes("CT_small.dcm"))
+        with pytest.raises(FastanonError, match="would not read back as planned"):
+            fastanon.anonymize_file(source, dst, "research", key=KEY)
+        assert not dst.exists()
+        assert not any(dst.parent.iterdir()) if dst.parent.exists() else True
+
+
+def test_every_preset_output_reads_back(tmp_path):
+    """The check runs on each output (here twice over: in memory and written)."""
+    for name in ("CT_small.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm", "rtplan.dcm",
+                 "dicomdirtests/DICOMDIR", "JPEG2000.dcm"):
+        raw = read_bytes(name)
+        for preset in ("research", "internal"):
+            out = fastanon.anonymize(raw, preset, key=KEY)
+            assert fastanon.anonymize(out, {}) == out
+            src = tmp_path / "in.dcm"
+            src.write_bytes(raw)
+            fastanon.anonymize_file(src, tmp_path / "out.dcm", preset, key=KEY)
+            assert (tmp_path / "out.dcm").read_bytes() == out
