@@ -136,3 +136,76 @@ def test_every_preset_output_reads_back(tmp_path):
             src.write_bytes(raw)
             fastanon.anonymize_file(src, tmp_path / "out.dcm", preset, key=KEY)
             assert (tmp_path / "out.dcm").read_bytes() == out
+
+
+# --- bounded work -----------------------------------------------------------------------------
+
+def _meta(syntax: bytes) -> bytes:
+    """Preamble, DICM and a file meta information group naming a transfer syntax."""
+    syntax += b"\0" * (len(syntax) % 2)
+    body = element(0x00020010, b"UI", syntax)
+    return bytes(128) + b"DICM" + element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
+
+
+def test_zeros_to_the_end_of_a_file_are_padding():
+    raw = _meta(b"1.2.840.10008.1.2.1") + data_set(NAME) + bytes(8 << 20)
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    assert out.endswith(bytes(8 << 20)) and b"Doe^Hidden" not in out
+
+
+def test_the_same_element_twice_in_a_row_is_refused():
+    with pytest.raises(MalformedError, match="the same element again"):
+        parse(data_set(NAME, NAME))
+
+
+_CHILD = """
+import resource, sys, zlib, struct, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import fastanon
+sys.path.insert(0, {tests!r})
+from test_strict import _meta, element, data_set
+pair = element(0x00091010, b"LO", b"AB") + element(0x00091011, b"LO", b"CD")
+for body in (bytes(64 << 20), pair * ((64 << 20) // len(pair))):
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    raw = _meta(b"1.2.840.10008.1.2.1.99") + deflater.compress(data_set() + body) + deflater.flush()
+    start = time.perf_counter()
+    try:
+        fastanon.anonymize(raw, "research")
+        print("ok", len(raw), round(time.perf_counter() - start, 1))
+    except fastanon.FastanonError as exc:
+        print("refused", len(raw), str(exc)[:80])
+"""
+
+
+def test_a_deflate_bomb_stays_within_a_memory_limit():
+    """64 MiB of zeros, or of two private elements repeated, in a deflated file of a few KB:
+    refused or done within 1 GiB of address space (no MemoryError, no crash)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _CHILD.format(tests=str(Path(__file__).parent))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.split("\n")
+    assert len([line for line in lines if line.startswith(("ok", "refused"))]) == 2, run.stdout
+
+
+def test_a_huge_identifying_value_is_not_searched_for():
+    """A 4 MB PatientID (no ID is that long) does not become a search pattern (it once took
+    inspect seconds to compile one): values past ECHO_MAX are not needles."""
+    from fastanon.echoes import ECHO_MAX
+    from fastanon.plan import FileContext
+
+    big = b"P" * (4 << 20)
+    raw = data_set(struct.pack("<HH2sxxI", 0x0010, 0x0020, b"UN", len(big)) + big,
+                   element(0x00100010, b"PN", b"Doe^Jane"), element(0x00200010, b"SH", b"P" * 16))
+    plan = plan_of("internal", KEY)
+    parsed = parse(raw)
+    identity = plan.echoes(FileContext.of(parsed.dataset)).identity
+    assert identity.values and all(len(v) <= ECHO_MAX for v in identity.values)
+    found = {f.keyword: f for f in fastanon.inspect(raw, "internal", key=KEY)}
+    assert found["PatientName"].action == "hash"
+    out = fastanon.anonymize(raw, "internal", key=KEY)
+    assert b"Doe" not in out

@@ -24,6 +24,7 @@ SCAN_STRAY_DELIMITER: int
 SCAN_NO_MEMORY: int
 SCAN_BAD_VR: int
 SCAN_HIDDEN_DATA: int   # a delimiter inside a defined length, with data after it
+SCAN_REPEATED: int      # the same element twice in a row in one data set or item
 
 BLANK_OK: int
 BLANK_OUT_OF_BOUNDS: int

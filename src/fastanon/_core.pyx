@@ -33,6 +33,7 @@ cdef enum:
     S_NO_MEMORY = 8
     S_BAD_VR = 9
     S_HIDDEN_DATA = 10
+    S_REPEATED = 11
 
 KIND_ELEMENT = K_ELEMENT
 KIND_SEQUENCE = K_SEQUENCE
@@ -54,6 +55,7 @@ SCAN_STRAY_DELIMITER = S_STRAY_DELIMITER
 SCAN_NO_MEMORY = S_NO_MEMORY
 SCAN_BAD_VR = S_BAD_VR
 SCAN_HIDDEN_DATA = S_HIDDEN_DATA
+SCAN_REPEATED = S_REPEATED
 
 cdef extern from *:
     """
@@ -270,11 +272,19 @@ cdef int64_t walk_items(Walker* w, int64_t pos, int64_t limit, int64_t seq, int 
         pos = item_end
 
 
+cdef inline bint all_zero(const uint8_t* p, int64_t n) noexcept nogil:
+    cdef int64_t k
+    for k in range(n):
+        if p[k]:
+            return False
+    return True
+
+
 cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent, int depth,
                           bint implicit, bint big) noexcept nogil:
     """Elements from pos to limit (or to an item delimiter when limit is -1; limit -2: the top
     level, to the end of the buffer). Returns the end offset, or -1 with w.status set."""
-    cdef uint32_t tag, length
+    cdef uint32_t tag, length, previous = 0xFFFFFFFFu
     cdef uint16_t vr
     cdef int64_t i, hlen, vstart, end, stop, saved
     cdef bint el_implicit, el_long, sub_implicit, sub_big
@@ -292,6 +302,8 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
                 return fail(w, S_NO_DELIMITER, pos, w.entries[parent].tag if parent >= 0 else 0, 0)
             return fail(w, S_TRUNCATED_HEADER, pos, 0, 0)
         tag = rdtag(w.buf + pos, big)
+        if tag == 0 and limit == -2 and all_zero(w.buf + pos, w.size - pos):
+            return pos               # zeros to the end of the file: padding, kept as it is
         if tag == ITEM_END:
             if limit == -1:
                 return pos + 8
@@ -327,6 +339,11 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
         vstart = pos + hlen
         if (tag >> 16) == 0xFFFE:
             return fail(w, S_BAD_ITEM, pos, tag, length)
+        if tag == previous:
+            # An attribute occurs once in a data set (PS3.5 §7.1); a run of the same element
+            # (a file of zeros reads as (0000,0000) again and again) is refused at its second.
+            return fail(w, S_REPEATED, pos, tag, length)
+        previous = tag
         i = add(w, tag, vr, K_ELEMENT,
                 (F_BIG if big else 0) | (F_IMPLICIT if el_implicit else 0)
                 | (F_LONG if el_long else 0) | (F_UNDEFINED if length == UNDEFINED else 0),

@@ -199,6 +199,8 @@ def process(item: tuple[str, str, str]) -> Outcome:
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename and exc.filename not in (src, dst) else ""
         return Outcome(src, dst, "failed", f"{exc.strerror or exc}{where}")
+    except MemoryError:
+        return Outcome(src, dst, "failed", "out of memory while anonymizing it")
     except Exception as exc:        # a bug must not stop the other files: name it and go on
         return Outcome(src, dst, "failed", f"unexpected error: {type(exc).__name__}: {exc}")
 

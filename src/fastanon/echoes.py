@@ -17,6 +17,8 @@ from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, PIXEL_DATA, is_private, k
 from .uids import new_uid, number_pseudonym, pseudonym
 
 ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
+ECHO_MAX = 128           # longer values are no name or ID (PN, LO: 64 characters): not searched
+SOURCE_MAX = 4096        # bytes of a source value read at all
 CJK_MIN = 2              # the same for values in other scripts (one ideograph is a syllable)
 UID_ECHO_MIN = 6         # a UID component or IS value repeats an ID only from this length
 MANY_NEEDLES = 64        # more values than this are looked up word by word
@@ -229,7 +231,7 @@ class _Identity:
         self.values: dict[str, tuple[str, int]] = {}     # lower case → (text, source tag)
         self.names = set()                                # name parts: only in free text
         for tag, person, raw in sources:
-            text = charset.decode(raw).strip("\0 ")
+            text = charset.decode(raw[:SOURCE_MAX]).strip("\0 ")
             for value in text.split("\\"):
                 self._add(value.strip(), tag)
                 if tag in NAME_SOURCES or person:
@@ -276,7 +278,7 @@ class _Identity:
 
     def _add(self, value: str, tag: int) -> str:
         shortest = ECHO_MIN if value.isascii() else CJK_MIN   # 2 ideographs make a name part
-        if len(value) >= shortest and any(c.isalnum() for c in value):
+        if shortest <= len(value) <= ECHO_MAX and any(c.isalnum() for c in value):
             self.values.setdefault(value.lower(), (value, tag))
         return value.lower()
 

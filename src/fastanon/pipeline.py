@@ -361,8 +361,11 @@ def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = No
     >>> "PatientName" in pydicom.dcmread(io.BytesIO(out))
     False
     """
-    return render(prepare(parse(data, name), plan_of(policy, key), masks,
-                          decompress=decompress))[0]
+    try:
+        return render(prepare(parse(data, name), plan_of(policy, key), masks,
+                              decompress=decompress))[0]
+    except MemoryError:
+        raise FastanonError(f"{name}: out of memory while anonymizing it") from None
 
 
 def render(output: Output, name: str | None = None) -> tuple[bytes, MaskReport]:
@@ -404,11 +407,14 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
         if not overwrite:
             raise FastanonError(f"{dst}: exists (overwrite not allowed)")
     with open_source(src) as source:
-        parsed = parse(source.contents(), str(src))
         try:
-            return write(source, prepare(parsed, plan, masks, decompress=decompress), dst)
-        finally:
-            parsed.release()
+            parsed = parse(source.contents(), str(src))
+            try:
+                return write(source, prepare(parsed, plan, masks, decompress=decompress), dst)
+            finally:
+                parsed.release()
+        except MemoryError:
+            raise FastanonError(f"{src}: out of memory while anonymizing it") from None
 
 
 @dataclass(frozen=True)

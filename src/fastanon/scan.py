@@ -19,7 +19,9 @@ DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"  # frames deflated, data set not
 
 _NUMBERS = {"US": "H", "SS": "h", "UL": "I", "SL": "i"}
 MAX_DEPTH = 128          # nesting of sequences; deeper input is refused (never a stack overflow)
-MAX_INFLATED = 1 << 32   # a deflated data set may not inflate beyond 4 GiB
+MAX_INFLATED = 1 << 32   # a deflated data set may not inflate beyond 4 GiB,
+INFLATE_RATIO = 1024     # nor beyond 1024 times its deflated size once past INFLATE_FLOOR
+INFLATE_FLOOR = 64 << 20
 
 # VRs pydicom accepts when it guesses explicit VR for a file without meta information.
 _KNOWN_VRS = frozenset(
@@ -44,6 +46,8 @@ _MESSAGES = {
     _core.SCAN_STRAY_DELIMITER: "an item delimiter (FFFE,E00D) outside any item",
     _core.SCAN_NO_MEMORY: "out of memory while scanning",
     _core.SCAN_BAD_VR: "unknown value representation '{vr}' (PS3.5 Table 6.2-1)",
+    _core.SCAN_REPEATED: "the same element again, right after itself (an attribute occurs once "
+                         "in a data set, PS3.5 §7.1)",
     _core.SCAN_HIDDEN_DATA: "a delimiter inside a defined-length item or sequence, with "
                             "{length:,} bytes after it that readers would not see (PS3.5 §7.5)",
 }
@@ -224,19 +228,22 @@ def _plain_element(peek: bytes) -> bool:
 
 def _inflate(data, name: str, offset: int) -> bytes:
     where = f"{name}: at byte {offset:,}: the deflated data set"
+    limit = min(MAX_INFLATED, max(INFLATE_FLOOR, INFLATE_RATIO * len(data)))
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)      # raw deflate (RFC 1951, PS3.5 §A.5)
     try:
-        out = inflater.decompress(data, MAX_INFLATED)
+        out = inflater.decompress(data, limit)
     except zlib.error as exc:
         if len(data) < 2 or data[0] & 0x0F != 8 or ((data[0] << 8) | data[1]) % 31:
             raise MalformedError(f"{where} cannot be inflated ({exc})") from None
         inflater = zlib.decompressobj(zlib.MAX_WBITS)   # some writers add a zlib header (RFC 1950)
         try:
-            out = inflater.decompress(data, MAX_INFLATED)
+            out = inflater.decompress(data, limit)
         except zlib.error:
             raise MalformedError(f"{where} cannot be inflated ({exc})") from None
     if inflater.unconsumed_tail:
-        raise MalformedError(f"{where} inflates beyond {MAX_INFLATED:,} bytes")
+        raise MalformedError(f"{where} ({len(data):,} bytes) inflates beyond {limit:,} bytes "
+                             f"(at most {INFLATE_RATIO} times its size past "
+                             f"{INFLATE_FLOOR >> 20} MiB, {MAX_INFLATED >> 30} GiB in all)")
     if not inflater.eof:
         # zlib returns what a cut stream holds without complaint: a truncated file.
         raise MalformedError(f"{where} ends before its end marker (the file is truncated)")
