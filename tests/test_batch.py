@@ -136,9 +136,9 @@ def test_unreadable_folder_is_named(tmp_path, monkeypatch):
     write_tree(src, count=2)
     real_walk = os.walk
 
-    def walk(top, onerror=None):          # as os.walk reports a folder it cannot list
+    def walk(top, onerror=None, **options):     # as os.walk reports a folder it cannot list
         onerror(PermissionError(13, "Permission denied", str(top / "locked")))
-        yield from real_walk(top, onerror=onerror)
+        yield from real_walk(top, onerror=onerror, **options)
 
     monkeypatch.setattr(batch.os, "walk", walk)
     summary = run(src, tmp_path / "out", Job(key=KEY.encode()))

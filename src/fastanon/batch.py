@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 
 from .elements import DIRECTORY_RECORDS
 from .errors import FastanonError, MaskWarning
-from .pipeline import TEMP_SUFFIX, open_source, prepare, write
+from .pipeline import TEMP_SUFFIX, open_source, prepare, sweep_temp, write
 from .plan import Plan
 from .policy import as_policy
 from .scan import looks_like_dicom, parse
@@ -128,6 +128,9 @@ def check_paths(src: Path, dst: Path, *others: Path | None) -> None:
             raise FastanonError(f"{other}: would be written inside the source {src}")
 
 
+SKIPPED = "\0skipped"      # pairs(): a folder not walked again (a symbolic link loop)
+
+
 def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
     """(input, output, path relative to src) streamed in a stable order (folders and names sorted);
     dst mirrors src's relative paths. A folder that cannot be listed comes as ("", folder, reason)."""
@@ -137,11 +140,27 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
         return
     errors: list[OSError] = []
     join = os.path.join
-    for folder, dirs, files in os.walk(src, onerror=errors.append):
+    info = os.stat(src)
+    seen = {(info.st_dev, info.st_ino)}      # folders walked: a link back to one is a loop
+    for folder, dirs, files in os.walk(src, onerror=errors.append, followlinks=True):
         while errors:
             exc = errors.pop()
             yield "", str(exc.filename), f"{exc.filename}: folder cannot be listed ({exc.strerror})"
         dirs.sort()
+        for name in list(dirs):
+            path = join(folder, name)
+            try:
+                info = os.stat(path)
+            except OSError as exc:        # a dangling link: named, as a folder not listed
+                dirs.remove(name)
+                yield "", path, f"{path}: folder cannot be listed ({exc.strerror})"
+                continue
+            if (info.st_dev, info.st_ino) in seen:
+                dirs.remove(name)
+                yield SKIPPED, path, (f"{path}: a symbolic link to a folder walked already "
+                                      f"({os.path.realpath(path)}): not followed again")
+                continue
+            seen.add((info.st_dev, info.st_ino))
         rel = os.path.relpath(folder, src)
         out = str(dst) if rel == "." else join(dst, rel)
         prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
@@ -190,6 +209,8 @@ def process(item: tuple[str, str, str]) -> Outcome:
     src, dst, rel = item
     if not src:
         return Outcome(dst, "", "failed", rel)        # a folder the walk could not list
+    if src == SKIPPED:
+        return Outcome(dst, "", "skipped", rel)       # a link to a folder walked already
     try:
         with warnings.catch_warnings():     # mask warnings travel in the Outcome instead
             warnings.simplefilter("ignore", MaskWarning)
@@ -334,7 +355,7 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
             _sweep_temp(dst if dst.is_dir() else dst.parent)
             summary.seconds = time.monotonic() - started
             raise Interrupted(summary) from None
-        except WorkerLost:
+        except BaseException:       # a worker lost, the audit or mapping file not writable
             outcomes.close()
             _sweep_temp(dst if dst.is_dir() else dst.parent)
             raise
@@ -458,14 +479,9 @@ class _Window:
 
 
 def _sweep_temp(folder: Path) -> None:
-    """Remove temporary outputs left by workers stopped mid-write (Ctrl-C)."""
-    for base, _, files in os.walk(folder):
-        for name in files:
-            if name.endswith(TEMP_SUFFIX):
-                try:
-                    os.unlink(os.path.join(base, name))
-                except OSError:
-                    pass
+    """Remove temporary outputs left by this run's workers, stopped mid-write (Ctrl-C, an audit
+    that cannot be written), and by dead runs before it; a live run's stay."""
+    sweep_temp(str(folder), recursive=True)
 
 
 # -- audit and mapping files ----------------------------------------------------------------------
@@ -486,13 +502,25 @@ class _Csv:
         if self.private:
             os.fchmod(fd, 0o600)        # an existing file keeps its mode otherwise
         self.handle = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        writer = csv.writer(self.handle)
-        writer.writerow(self.header)
-        return writer
+        self.writer = csv.writer(self.handle)
+        self.writerow(self.header)
+        return self
+
+    def writerow(self, row: list) -> None:
+        """One row, flushed: what the file says is what was done, up to an interruption."""
+        try:
+            self.writer.writerow(row)
+            self.handle.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def __exit__(self, *exc) -> None:
         if self.handle is not None:
-            self.handle.close()
+            try:
+                self.handle.close()
+            except OSError as error:
+                if exc[0] is None:
+                    raise OSError(error.errno, error.strerror, str(self.path)) from None
 
 
 def _audit_header() -> list[str]:

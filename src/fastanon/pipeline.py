@@ -487,7 +487,12 @@ def write(source: Source, output: Output, dst) -> Report:
     warnings: list = []
     if isinstance(source.data, mmap.mmap):
         with _atomic_output(dst) as fd_out:
-            written = rewrite.write(source.fd, source.data, fd_out, output.parts)
+            try:
+                written = rewrite.write(source.fd, source.data, fd_out, output.parts)
+            except OSError as exc:
+                _unchanged(source)
+                raise FastanonError(f"{dst}: cannot be written ({exc.strerror or exc})") from None
+            _unchanged(source)
             pixels_new = False
             if output.masks:
                 written, warnings, pixels_new = _blank_file(fd_out, written, output, str(dst))
@@ -500,6 +505,15 @@ def write(source: Source, output: Output, dst) -> Report:
             written = rewrite.write_all(fd_out, result)
     return Report(source.path, str(dst), source.size, written, output.actions, output.rule,
                   output.warnings + list(warnings))
+
+
+def _unchanged(source: Source) -> None:
+    """A FastanonError when the input changed size while it was read (a mapped file cut short
+    reads as "Bad address")."""
+    size = os.fstat(source.fd).st_size
+    if size != source.size:
+        raise FastanonError(f"{source.path}: changed while it was read ({source.size:,} bytes, "
+                            f"now {size:,}); not written")
 
 
 def _blank_file(fd: int, size: int, output: Output, name: str) -> tuple[int, list, bool]:
@@ -537,12 +551,60 @@ def _atomic_output(dst: Path):
 
 
 _TEMP_NAMES = itertools.count()
+# Temporary names say which host and process wrote them (.NAME.HOST.PID-N.fastanon-tmp), so that
+# a later run can tell the ones of dead processes (SIGKILL, power loss) and remove them.
+_HOST = f"{zlib.crc32(os.uname().nodename.encode()):08x}"
+_SWEPT: set[str] = set()       # folders this process has swept
+
+
+def sweep_temp(folder: str, recursive: bool = False) -> int:
+    """Remove the temporary outputs in folder (and below) that a process of this host no longer
+    running left behind, or this process itself; those of live processes stay. Returns how many."""
+    removed = 0
+    stack = [folder]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if recursive and entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.name.endswith(TEMP_SUFFIX) and _abandoned(entry.name):
+                        try:
+                            os.unlink(entry.path)
+                            removed += 1
+                        except OSError:
+                            pass
+        except OSError:
+            continue
+    return removed
+
+
+def _abandoned(name: str) -> bool:
+    parts = name[:-len(TEMP_SUFFIX)].rsplit(".", 2)
+    if len(parts) != 3 or parts[1] != _HOST:
+        return False             # another host's, or not one fastanon named: left alone
+    pid = parts[2].partition("-")[0]
+    if not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False             # alive, another user's
+    return False
 
 
 def _open_temp(dst: Path) -> tuple[int, str]:
     """A new file beside dst (same file system, so the final rename is atomic), made with the
     permissions of an ordinary new file; the folder is created when missing."""
-    tmp = f"{dst.parent}/.{dst.name}.{os.getpid()}-{next(_TEMP_NAMES)}{TEMP_SUFFIX}"
+    folder = str(dst.parent)
+    if folder not in _SWEPT:
+        _SWEPT.add(folder)
+        sweep_temp(folder)
+    tmp = f"{folder}/.{dst.name}.{_HOST}.{os.getpid()}-{next(_TEMP_NAMES)}{TEMP_SUFFIX}"
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC     # read too: masks map it
     try:
         return os.open(tmp, flags, 0o666), tmp
