@@ -15,7 +15,7 @@ from conftest import read_bytes
 from fastanon import _core, confirm
 from fastanon.errors import FastanonError, MalformedError
 from fastanon.pipeline import plan_of, prepare, render
-from fastanon.scan import parse
+from fastanon.scan import Limits, parse
 
 KEY = "strict-test-key"
 
@@ -209,3 +209,25 @@ def test_a_huge_identifying_value_is_not_searched_for():
     assert found["PatientName"].action == "hash"
     out = fastanon.anonymize(raw, "internal", key=KEY)
     assert b"Doe" not in out
+
+
+def test_the_inflation_limits_are_options(tmp_path):
+    """--max-inflated (MiB) bounds a deflated data set; the error names the options."""
+    import zlib
+
+    from test_cli import invoke
+
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    big = struct.pack("<HH2sxxI", 0x0009, 0x1010, b"OB", 2 << 20) + bytes(2 << 20)
+    body = data_set(element(0x00090010, b"LO", b"ACME"), big, NAME)
+    raw = _meta(b"1.2.840.10008.1.2.1.99") + deflater.compress(body) + deflater.flush()
+    src = tmp_path / "in.dcm"
+    src.write_bytes(raw)
+    result = invoke("run", "--max-inflated", "1", "--key", KEY, src, tmp_path / "out.dcm")
+    assert result.exit_code == 1
+    assert "inflates beyond 1,048,576 bytes" in result.stderr and "--max-inflated" in result.stderr
+    assert not (tmp_path / "out.dcm").exists()
+    result = invoke("run", "--key", KEY, src, tmp_path / "out.dcm")
+    assert result.exit_code == 0, result.stderr
+    with pytest.raises(FastanonError, match="inflates beyond"):
+        fastanon.anonymize(raw, "research", limits=Limits(max_inflated=1 << 20))

@@ -27,7 +27,7 @@ from .errors import FastanonError, MaskWarning
 from .pipeline import TEMP_SUFFIX, open_source, prepare, sweep_temp, write
 from .plan import Plan
 from .policy import as_policy
-from .scan import looks_like_dicom, parse
+from .scan import DEFAULT_LIMITS, Limits, looks_like_dicom, parse
 
 STUDY_UID, SERIES_UID, SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
 # The identifiers the --mapping file pairs with their new values (top level of each file).
@@ -59,6 +59,7 @@ class Job:
     file_set: bool = False          # --rename of a tree with a DICOMDIR: File ID names (run sets it)
     mapping: bool = False           # collect original → new identifiers (a re-identification key)
     preset_name: str = "research"
+    limits: Limits = DEFAULT_LIMITS  # how far a deflated data set may inflate
 
 
 @dataclass
@@ -241,7 +242,7 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
             there = _existing(src, dst, job, size)
             if there is not None:
                 return there
-        parsed = parse(source.data, src)
+        parsed = parse(source.data, src, job.limits)
         try:
             directory = parsed.dataset.top(DIRECTORY_RECORDS) is not None
             if job.rename and directory and (not job.file_set or rel != "DICOMDIR"):

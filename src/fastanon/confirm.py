@@ -15,7 +15,9 @@ from array import array
 from . import _core
 from .elements import PIXEL_DATA, TRANSFER_SYNTAX, tag_text
 from .errors import FastanonError
-from .scan import Region, parse
+from .scan import Limits, Region, parse
+
+_OWN = Limits(max_inflated=1 << 62, inflate_ratio=1 << 62)    # an output: as its input allowed
 
 PRIVATE_INFORMATION = (0x00020100, 0x00020102)    # the meta padding that aligns Pixel Data
 
@@ -25,7 +27,7 @@ def confirm(output, data, name: str, pixels_new: bool = False) -> None:
     pixels_new: the Pixel Data was decoded for masks (its content and the transfer syntax are
     new)."""
     try:
-        again = parse(data, name)
+        again = parse(data, name, _OWN)
     except FastanonError as exc:
         raise FastanonError(f"{name}: the output would not read back ({exc}); not written") from None
     try:

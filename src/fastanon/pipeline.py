@@ -28,7 +28,7 @@ from .errors import FastanonError, PolicyError
 from .confirm import confirm
 from .plan import FileContext, Plan
 from .policy import as_policy
-from .scan import Parsed, Region, parse
+from .scan import DEFAULT_LIMITS, Limits, Parsed, Region, parse
 from .values import pad
 
 if TYPE_CHECKING:
@@ -329,7 +329,8 @@ def _follow_sop_instance(parsed: Parsed, edits: dict, meta_edits: dict) -> None:
 
 
 def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = None,
-              name: str = "<data>", decompress: bool = False) -> bytes:
+              name: str = "<data>", decompress: bool = False,
+              limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Anonymize one DICOM file held in memory.
 
     Parameters
@@ -344,6 +345,8 @@ def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = No
         Secret for keyed UIDs, date shifts and pseudonyms; random for this call when absent.
     decompress : bool
         Decode compressed Pixel Data so that masks can be applied (stored uncompressed).
+    limits : Limits
+        How much a deflated data set may inflate (scan.Limits).
 
     Returns
     -------
@@ -362,7 +365,7 @@ def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = No
     False
     """
     try:
-        return render(prepare(parse(data, name), plan_of(policy, key), masks,
+        return render(prepare(parse(data, name, limits), plan_of(policy, key), masks,
                               decompress=decompress))[0]
     except MemoryError:
         raise FastanonError(f"{name}: out of memory while anonymizing it") from None
@@ -386,7 +389,8 @@ def render(output: Output, name: str | None = None) -> tuple[bytes, MaskReport]:
 
 
 def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | None = None,
-                   overwrite: bool = True, decompress: bool = False) -> Report:
+                   overwrite: bool = True, decompress: bool = False,
+                   limits: Limits = DEFAULT_LIMITS) -> Report:
     """Anonymize the file src into dst without loading it whole: the input is mapped, unchanged
     ranges (Pixel Data above all) are copied file to file, and dst appears only when complete.
 
@@ -408,7 +412,7 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
             raise FastanonError(f"{dst}: exists (overwrite not allowed)")
     with open_source(src) as source:
         try:
-            parsed = parse(source.contents(), str(src))
+            parsed = parse(source.contents(), str(src), limits)
             try:
                 return write(source, prepare(parsed, plan, masks, decompress=decompress), dst)
             finally:

@@ -23,6 +23,19 @@ MAX_INFLATED = 1 << 32   # a deflated data set may not inflate beyond 4 GiB,
 INFLATE_RATIO = 1024     # nor beyond 1024 times its deflated size once past INFLATE_FLOOR
 INFLATE_FLOOR = 64 << 20
 
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much work one input may cause (run options --max-inflated, --max-inflate-ratio):
+    a deflated data set inflates to at most max_inflated bytes, and to at most inflate_ratio
+    times its deflated size once past INFLATE_FLOOR."""
+
+    max_inflated: int = MAX_INFLATED
+    inflate_ratio: int = INFLATE_RATIO
+
+
+DEFAULT_LIMITS = Limits()
+
 # VRs pydicom accepts when it guesses explicit VR for a file without meta information.
 _KNOWN_VRS = frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR "
@@ -150,11 +163,11 @@ def looks_like_dicom(head: bytes) -> bool:
     return 0x0002 <= group_le <= 0x0030 or 0x0002 <= group_be <= 0x0030
 
 
-def parse(buf, name: str = "<data>") -> Parsed:
+def parse(buf, name: str = "<data>", limits: Limits = DEFAULT_LIMITS) -> Parsed:
     """Scan a DICOM file (or a raw data set, as pydicom's force=True reads it) into tables."""
     view = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
     try:
-        return _parse(view, name)
+        return _parse(view, name, limits)
     except MalformedError as exc:
         error = exc.with_traceback(None)
     # Out of the except block the traceback's frames, and the views of buf they hold, are gone:
@@ -164,7 +177,7 @@ def parse(buf, name: str = "<data>") -> Parsed:
     raise error
 
 
-def _parse(view, name: str) -> Parsed:
+def _parse(view, name: str, limits: Limits = DEFAULT_LIMITS) -> Parsed:
     size = len(view)
     if not looks_like_dicom(bytes(view[:132])):
         raise MalformedError(f"{name}: not a DICOM file (no 'DICM' marker at byte 128, "
@@ -186,7 +199,7 @@ def _parse(view, name: str) -> Parsed:
     if stored_plain:
         data, start = bytes(view[dataset_start:]), 0
     elif deflated:
-        data, start = _inflate(view[dataset_start:], name, dataset_start), 0
+        data, start = _inflate(view[dataset_start:], name, dataset_start, limits), 0
     table = _core.scan(data, start, implicit, big, SQ_TAGS, MAX_DEPTH, False)
     _raise_status(table, name, "inflated data set" if deflated else "data set")
     return Parsed(name, view, meta_start, meta, dataset_start, Region(data, table, implicit, big),
@@ -226,9 +239,9 @@ def _plain_element(peek: bytes) -> bool:
     return len(peek) == 6 and peek[4:6] in _KNOWN_VRS and peek[1] == 0 and 2 <= peek[0] <= 0x30
 
 
-def _inflate(data, name: str, offset: int) -> bytes:
+def _inflate(data, name: str, offset: int, limits: Limits = DEFAULT_LIMITS) -> bytes:
     where = f"{name}: at byte {offset:,}: the deflated data set"
-    limit = min(MAX_INFLATED, max(INFLATE_FLOOR, INFLATE_RATIO * len(data)))
+    limit = min(limits.max_inflated, max(INFLATE_FLOOR, limits.inflate_ratio * len(data)))
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)      # raw deflate (RFC 1951, PS3.5 §A.5)
     try:
         out = inflater.decompress(data, limit)
@@ -242,8 +255,9 @@ def _inflate(data, name: str, offset: int) -> bytes:
             raise MalformedError(f"{where} cannot be inflated ({exc})") from None
     if inflater.unconsumed_tail:
         raise MalformedError(f"{where} ({len(data):,} bytes) inflates beyond {limit:,} bytes "
-                             f"(at most {INFLATE_RATIO} times its size past "
-                             f"{INFLATE_FLOOR >> 20} MiB, {MAX_INFLATED >> 30} GiB in all)")
+                             f"(at most {limits.inflate_ratio} times its size past "
+                             f"{INFLATE_FLOOR >> 20} MiB, {limits.max_inflated:,} bytes in all: "
+                             "--max-inflate-ratio, --max-inflated)")
     if not inflater.eof:
         # zlib returns what a cut stream holds without complaint: a truncated file.
         raise MalformedError(f"{where} ends before its end marker (the file is truncated)")

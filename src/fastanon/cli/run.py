@@ -70,12 +70,17 @@ def cpu_count() -> int:
               help="Write the original and new identifiers of every file (patient name and ID, "
                    "accession number, study, series and instance UIDs). This file is a "
                    "RE-IDENTIFICATION KEY: keep it apart from the data, or do not ask for it.")
+@click.option("--max-inflated", type=click.IntRange(1), default=None, metavar="MIB",
+              help="A deflated data set may inflate to at most this many MiB (default 4096).")
+@click.option("--max-inflate-ratio", type=click.IntRange(1), default=None, metavar="N",
+              help="... and, past 64 MiB, to at most N times its deflated size (default 1024).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary (errors only).")
 def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: str | None,
         key_file: Path | None, mask_texts: tuple[str, ...], masks_file: Path | None,
         rules_file: Path | None, decompress: bool, burned_in: str, workers: int | None,
         overwrite: bool, rename: bool, keep_paths: bool, audit: Path | None,
-        mapping: Path | None, quiet: bool) -> None:
+        mapping: Path | None, max_inflated: int | None, max_inflate_ratio: int | None,
+        quiet: bool) -> None:
     """Anonymize SRC (a DICOM file or a folder tree) into DST, which mirrors it.
 
     DICOM files are recognised by their content; other files are skipped and counted. The input
@@ -102,7 +107,7 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     job = Job(policy=policy, key=load_key(key, key_file), masks=masks, overwrite=overwrite,
               workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
               rename=rename, keep_paths=keep_paths, mapping=mapping is not None,
-              preset_name=name)
+              preset_name=name, limits=_limits(max_inflated, max_inflate_ratio))
     progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
     previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:
@@ -163,6 +168,16 @@ def _rate(summary: Summary) -> str:
     rate = summary.bytes_in / 1e6 / seconds
     return f"{summary.bytes_in / 1e6:,.1f} MB, {rate:,.{1 if rate < 10 else 0}f} MB/s, " \
            f"{summary.total / seconds:,.0f} files/s"
+
+
+def _limits(max_inflated: int | None, ratio: int | None):
+    """The limits of --max-inflated (MiB) and --max-inflate-ratio, over the defaults."""
+    from ..scan import DEFAULT_LIMITS, Limits
+
+    if max_inflated is None and ratio is None:
+        return DEFAULT_LIMITS
+    return Limits(max_inflated=(max_inflated << 20) if max_inflated else DEFAULT_LIMITS.max_inflated,
+                  inflate_ratio=ratio or DEFAULT_LIMITS.inflate_ratio)
 
 
 def _masks(texts: tuple[str, ...], masks_file: Path | None, rules_file: Path | None,
