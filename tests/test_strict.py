@@ -231,3 +231,24 @@ def test_the_inflation_limits_are_options(tmp_path):
     assert result.exit_code == 0, result.stderr
     with pytest.raises(FastanonError, match="inflates beyond"):
         fastanon.anonymize(raw, "research", limits=Limits(max_inflated=1 << 20))
+
+
+def test_new_elements_in_a_data_set_that_switches_encoding_read_everywhere():
+    """A data set whose first element is explicit VR and the rest implicit (the transfer syntax
+    says implicit): PatientIdentityRemoved and the method are written explicit, as the first
+    element is — what pydicom reads the whole data set as — and fastanon reads them too."""
+    def implicit(tag: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+
+    raw = (_meta(b"1.2.840.10008.1.2") + element(0x00080016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0")
+           + implicit(0x00080018, b"1.2.3.4\0") + implicit(0x00100010, b"Doe^John")
+           + implicit(0x00200010, b"S1"))
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    at = out.find(struct.pack("<HH", 0x0012, 0x0062))
+    assert at > 0 and out[at + 4:at + 6] == b"CS"
+    with pytest.warns(UserWarning, match="Expected implicit VR, but found explicit VR"):
+        ds = pydicom.dcmread(io.BytesIO(out))
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientName == ""
+    assert len(ds.DeidentificationMethodCodeSequence) == 1
+    again = parse(out)
+    assert again.dataset.table.find(0x00120064, -1) >= 0

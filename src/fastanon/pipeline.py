@@ -281,39 +281,54 @@ def _additions(region: Region, plan: Plan, edits: dict, masked: bool, inserted: 
     """The plan's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1; with masks,
     Burned In Annotation NO): an existing element gets the new value, a missing one is inserted
     in tag order; the group length of a group that grows is removed (retired outside group 0002,
-    PS3.5 §7.2). inserted gets (index before which, tag, value length or -1) of each new one."""
-    implicit, big = region.implicit, region.big
-    if len(region.table):       # the encoding the elements really use (some files contradict
-        flags = region.table.row(0)[3]      # their transfer syntax; the scanner follows them)
-        implicit, big = bool(flags & FLAG_IMPLICIT), bool(flags & FLAG_BIG)
-    encoded = _encoded(plan, masked, implicit, big)
-    new, lengths = [], {}
-    for tag, value, element, vr in encoded:
-        index = region.table.find(tag, -1)
+    PS3.5 §7.2). inserted gets (index before which, tag, value length or -1) of each new one.
+    They are encoded as the data set's first element is: a data set that switches between
+    implicit and explicit VR is read by pydicom (and fastanon) in the first one's encoding, with
+    a fallback per element that an implicit length can defeat (one whose low byte is a capital
+    reads as a VR); an explicit header reads the same in both."""
+    table = region.table
+    implicit, big = _encoding_of(table, 0, region)
+    by_tag = {tag: vr for tag, vr, _ in (plan.masked_additions if masked else plan.additions)}
+    missing = []
+    for tag in sorted(by_tag):
+        index = table.find(tag, -1)
         if index >= 0:
-            edits[index] = value
+            edits[index] = _encoded(plan, masked, *_encoding_of(table, index, region))[tag][0]
             continue
-        new.append((tag, element))
-        lengths[tag] = -1 if vr == "SQ" else len(value)
-        length = region.table.find(tag & 0xFFFF0000, -1)
+        missing.append(tag)
+        length = table.find(tag & 0xFFFF0000, -1)
         if length >= 0:
             edits[length] = rewrite.REMOVE
-    patches, before = rewrite.insertions(region, new)
-    inserted.extend((at, tag, lengths[tag]) for at, (tag, _) in zip(before, sorted(new)))
-    return patches
+    if not missing:
+        return []
+    points = rewrite.insertion_points(region, missing)
+    new = []
+    for tag, at in zip(missing, points):
+        value, element = _encoded(plan, masked, implicit, big)[tag]
+        new.append((tag, element))
+        inserted.append((at, tag, -1 if by_tag[tag] == "SQ" else len(value)))
+    return rewrite.insertions(region, new, points)
 
 
-def _encoded(plan: Plan, masked: bool, implicit: bool, big: bool) -> list:
-    """(tag, value bytes, whole element bytes, VR) of the plan's additions, encoded once per plan,
+def _encoding_of(table, index: int, region: Region) -> tuple[bool, bool]:
+    """(implicit VR, big endian) of the element at index (the region's when there is none)."""
+    if index < 0 or index >= len(table):
+        return region.implicit, region.big
+    flags = table.row(index)[3]
+    return bool(flags & FLAG_IMPLICIT), bool(flags & FLAG_BIG)
+
+
+def _encoded(plan: Plan, masked: bool, implicit: bool, big: bool) -> dict:
+    """{tag: (value bytes, whole element bytes)} of the plan's additions, encoded once per plan,
     encoding and masked or not."""
     key = (masked, implicit, big)
     found = plan.encoded_additions.get(key)
     if found is None:
         additions = plan.masked_additions if masked else plan.additions
-        found = plan.encoded_additions[key] = [
-            (tag, rewrite.encode_value(vr, value, implicit, big),
-             rewrite.encode_element(tag, vr, value, implicit, big), vr)
-            for tag, vr, value in additions]
+        found = plan.encoded_additions[key] = {
+            tag: (rewrite.encode_value(vr, value, implicit, big),
+                  rewrite.encode_element(tag, vr, value, implicit, big))
+            for tag, vr, value in additions}
     return found
 
 

@@ -278,25 +278,31 @@ def encode_element(tag: int, vr: str, value, implicit: bool, big: bool) -> bytes
     return head + vr.encode("ascii") + struct.pack(end + "H", len(value)) + value
 
 
-def insertions(region: Region, new: list[tuple[int, bytes]]) -> tuple[list[Patch], list[int]]:
-    """Zero-length patches that insert encoded top-level elements (tag, bytes) in ascending tag
-    order (PS3.5 §7.1), and for each new element (in tag order) the index of the entry it goes
-    before (len(table): the end). The caller must not also add an element whose tag is already
-    present, and should remove the group length (gggg,0000) of a group that grows."""
+def insertion_points(region: Region, tags: list[int]) -> list[int]:
+    """For new top-level elements (ascending tags), the index of the entry each goes before
+    (len(table): the end), in tag order (PS3.5 §7.1)."""
     table = region.table
-    pending = sorted(new)
-    at: dict[int, list[bytes]] = {}
-    before: list[int] = []
+    pending = list(tags)
+    out: list[int] = []
     index, count = 0, len(table)
     while pending and index < count:
-        tag, _, _, _, _, parent, start, _, _, _ = table.row(index)
+        tag, _, _, _, _, parent, _, _, _, _ = table.row(index)
+        if parent == -1:             # inside a sequence: only top-level positions count
+            while pending and pending[0] < tag:
+                pending.pop(0)
+                out.append(index)
         index += 1
-        if parent != -1:
-            continue                    # inside a sequence: only top-level positions count
-        while pending and pending[0][0] < tag:
-            at.setdefault(start, []).append(pending.pop(0)[1])
-            before.append(index - 1)
-    if pending:
-        at.setdefault(table.stop, []).extend(raw for _, raw in pending)
-        before += [count] * len(pending)
-    return [(position, position, b"".join(raws)) for position, raws in sorted(at.items())], before
+    return out + [count] * len(pending)
+
+
+def insertions(region: Region, new: list[tuple[int, bytes]], points: list[int]) -> list[Patch]:
+    """Zero-length patches that insert encoded top-level elements (tag, bytes), in ascending tag
+    order, before the entries insertion_points gave. The caller must not also add an element
+    whose tag is already present, and should remove the group length (gggg,0000) of a group
+    that grows."""
+    table = region.table
+    at: dict[int, list[bytes]] = {}
+    for (_, raw), index in zip(new, points):
+        position = table.row(index)[6] if index < len(table) else table.stop
+        at.setdefault(position, []).append(raw)
+    return [(position, position, b"".join(raws)) for position, raws in sorted(at.items())]
