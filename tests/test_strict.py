@@ -252,3 +252,16 @@ def test_new_elements_in_a_data_set_that_switches_encoding_read_everywhere():
     assert len(ds.DeidentificationMethodCodeSequence) == 1
     again = parse(out)
     assert again.dataset.table.find(0x00120064, -1) >= 0
+
+
+def test_a_meta_element_inside_the_data_set_is_never_joined_to_the_meta():
+    """A group 0002 element after the data set's first element (a file meta cut short): once
+    research removes that first element, the output would read it as part of the meta (here a
+    Deflated transfer syntax over a plain data set). The re-read check refuses it; nothing else
+    about the file is changed, and {} keeps it as it is."""
+    raw = (_meta(b"1.2.840.10008.1.2.1") + element(0x00080021, b"DA", b"20240305")
+           + element(0x00020010, b"UI", b"1.2.840.10008.1.2.1.99\0")
+           + element(0x00080016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0") + NAME)
+    assert fastanon.anonymize(raw, {}) == raw
+    with pytest.raises(FastanonError, match="would not read back"):
+        fastanon.anonymize(raw, "research", key=KEY)
