@@ -32,26 +32,32 @@ def confirm(output, data, name: str, pixels_new: bool = False) -> None:
         raise FastanonError(f"{name}: the output would not read back ({exc}); not written") from None
     try:
         planned = output.parsed
-        edits = dict(output.edits)
+        edits = output.edits
         if pixels_new:
             pixel = planned.dataset.table.find(PIXEL_DATA, -1)
             if pixel >= 0:
-                edits[pixel] = b""      # content new: only its place is checked
+                edits = {**edits, pixel: _NEW_CONTENT}     # only its place is checked
         _same(planned.dataset, again.dataset, edits, output.inserted, name, "data set")
         if (planned.meta is None) != (again.meta is None):
             raise FastanonError(f"{name}: the output's file meta information would read back "
                                 f"{'missing' if again.meta is None else 'added'}; not written")
         if planned.meta is not None:
-            meta_edits = dict(output.meta_edits)
+            meta = planned.meta.table
+            meta_edits = output.meta_edits
             if pixels_new:
-                syntax = planned.meta.table.find(TRANSFER_SYNTAX, -1)
+                syntax = meta.find(TRANSFER_SYNTAX, -1)
                 if syntax >= 0:
-                    meta_edits[syntax] = _NEW_CONTENT
-            tags = again.meta.table.tags()
-            kept = {planned.meta.table.find(tag, -1) for tag in PRIVATE_INFORMATION} - {-1}
-            kept = {i for i in kept if meta_edits.get(i, b"") is not None}
-            padding = [(len(planned.meta.table), tag, -1) for tag in PRIVATE_INFORMATION
-                       if tags[-2:] == list(PRIVATE_INFORMATION) and not kept]
+                    meta_edits = {**meta_edits, syntax: _NEW_CONTENT}
+            out = again.meta.table
+            padding = []
+            if len(out) >= 2 and out.row(len(out) - 1)[0] == PRIVATE_INFORMATION[1] \
+                    and out.row(len(out) - 2)[0] == PRIVATE_INFORMATION[0]:
+                # The padding that aligns Pixel Data (pipeline._align_bulk), unless the input's
+                # own Private Information stays.
+                kept = [i for i in (meta.find(t, -1) for t in PRIVATE_INFORMATION)
+                        if i >= 0 and meta_edits.get(i, b"") is not None]
+                if not kept:
+                    padding = [(len(meta), tag, -1) for tag in PRIVATE_INFORMATION]
             _same(planned.meta, again.meta, meta_edits, padding, name, "file meta information")
     finally:
         again.release()
@@ -60,18 +66,32 @@ def confirm(output, data, name: str, pixels_new: bool = False) -> None:
 _NEW_CONTENT = object()     # an edit whose new value is not known here (checked for place only)
 
 
+_NONE = array("q")
+_NO_TAGS = array("I")
+
+
 def _same(planned: Region, again: Region, edits: dict, inserted: list, name: str,
           where: str) -> None:
-    removed = sorted(i for i, value in edits.items() if value is None)
-    replaced = sorted(i for i, value in edits.items() if value is not None)
-    values = [edits[i] for i in replaced]
-    lengths = array("q", [-1 if v is _NEW_CONTENT else len(v) for v in values])
-    inserted = sorted(inserted, key=lambda entry: (entry[0], entry[1]))
-    difference = _core.expect(
-        planned.table, again.table, again.buf, array("q", removed), array("q", replaced),
-        lengths, b"".join(v for v in values if v is not _NEW_CONTENT),
-        array("q", [at for at, _, _ in inserted]), array("I", [tag for _, tag, _ in inserted]),
-        array("q", [length for _, _, length in inserted]))
+    removed, replaced, lengths, values = array("q"), array("q"), array("q"), []
+    for index, value in sorted(edits.items()):
+        if value is None:
+            removed.append(index)
+        else:
+            replaced.append(index)
+            if value is _NEW_CONTENT:
+                lengths.append(-1)
+            else:
+                lengths.append(len(value))
+                values.append(value)
+    if inserted:
+        inserted = sorted(inserted, key=lambda entry: (entry[0], entry[1]))
+        before = array("q", [at for at, _, _ in inserted])
+        tags = array("I", [tag for _, tag, _ in inserted])
+        sizes = array("q", [length for _, _, length in inserted])
+    else:
+        before, tags, sizes = _NONE, _NO_TAGS, _NONE
+    difference = _core.expect(planned.table, again.table, again.buf, removed, replaced, lengths,
+                              b"".join(values), before, tags, sizes)
     if difference is not None:
         raise FastanonError(f"{name}: the output's {where} would not read back as planned "
                             f"({_describe(planned, again, *difference)}); not written")
