@@ -132,14 +132,18 @@ def test_symbolic_links_to_folders_are_followed_once(tmp_path):
     (src / "linked").symlink_to(elsewhere)             # another folder: followed
     (src / "a" / "loop").symlink_to(src)               # back to the top: a loop, named
     (src / "again").symlink_to(src / "a")              # a folder walked already
+    (tmp_path / "out").mkdir()
+    (src / "outputs").symlink_to(tmp_path / "out")     # into the destination: never read
     summary = run(src, tmp_path / "out", Job(key=KEY.encode()))
     assert summary.written == 2
     assert (tmp_path / "out" / "linked" / "IM0001.dcm").is_file()
+    assert not (tmp_path / "out" / "outputs").exists()
     items = list(batch.pairs(src, tmp_path / "out"))
     skipped = [rel for name, _, rel in items if name == batch.SKIPPED]
-    assert len(skipped) == 2 and all("symbolic link to a folder walked already" in r
-                                     for r in skipped)
-    assert summary.skipped >= 2
+    assert len(skipped) == 3 and sum("symbolic link to a folder walked already" in r
+                                     for r in skipped) == 2
+    assert any("a symbolic link into the destination" in r for r in skipped)
+    assert summary.skipped >= 3
 
 
 def test_sweeping_keeps_other_hosts_and_foreign_names(tmp_path):

@@ -132,6 +132,11 @@ def check_paths(src: Path, dst: Path, *others: Path | None) -> None:
 SKIPPED = "\0skipped"      # pairs(): a folder not walked again (a symbolic link loop)
 
 
+def _holds(folder: str, other: str) -> bool:
+    """Whether other is folder or inside it, or folder inside other."""
+    return os.path.commonpath([folder, other]) in (folder, other)
+
+
 def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
     """(input, output, path relative to src) streamed in a stable order (folders and names sorted);
     dst mirrors src's relative paths. A folder that cannot be listed comes as ("", folder, reason)."""
@@ -143,6 +148,7 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
     join = os.path.join
     info = os.stat(src)
     seen = {(info.st_dev, info.st_ino)}      # folders walked: a link back to one is a loop
+    dst_real = os.path.realpath(dst)
     for folder, dirs, files in os.walk(src, onerror=errors.append, followlinks=True):
         while errors:
             exc = errors.pop()
@@ -160,6 +166,10 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
                 dirs.remove(name)
                 yield SKIPPED, path, (f"{path}: a symbolic link to a folder walked already "
                                       f"({os.path.realpath(path)}): not followed again")
+                continue
+            if os.path.islink(path) and _holds(os.path.realpath(path), dst_real):
+                dirs.remove(name)       # the outputs would be read back as inputs
+                yield SKIPPED, path, f"{path}: a symbolic link into the destination {dst}"
                 continue
             seen.add((info.st_dev, info.st_ino))
         rel = os.path.relpath(folder, src)
