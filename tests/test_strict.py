@@ -265,3 +265,42 @@ def test_a_meta_element_inside_the_data_set_is_never_joined_to_the_meta():
     assert fastanon.anonymize(raw, {}) == raw
     with pytest.raises(FastanonError, match="would not read back"):
         fastanon.anonymize(raw, "research", key=KEY)
+
+
+def test_the_file_meta_is_written_whole():
+    """A meta without its group length, with an implicit VR header and an element the data
+    dictionary does not know: research writes it whole — group length first and right, every
+    header explicit VR little endian, the unknown element left out (PS3.10 §7.1)."""
+    implicit_uid = struct.pack("<HHI", 0x0002, 0x0003, 8) + b"1.2.3.4\0"
+    meta = (bytes(128) + b"DICM" + element(0x00020002, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0")
+            + implicit_uid + element(0x00020010, b"UI", b"1.2.840.10008.1.2.1\0")
+            + element(0x00020099, b"LO", b"WHAT?!"))
+    raw = meta + data_set(element(0x00080018, b"UI", b"1.2.3.4\0"), NAME)
+    assert fastanon.anonymize(raw, {}) == raw
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    again = parse(out)
+    rows = again.meta.table.rows()
+    # ... and the Type 1 elements it lacked: the version, fastanon as the implementation.
+    assert [r[0] for r in rows] == [0x00020000, 0x00020001, 0x00020002, 0x00020003, 0x00020010,
+                                    0x00020012]
+    assert all(r[1] for r in rows)                      # every header has its VR
+    length = struct.unpack("<I", again.meta.value(again.meta.element(0)))[0]
+    assert length == again.dataset_start - rows[1][6]
+    assert again.meta.value(again.meta.element(1)) == b"\0\1"
+    ds = pydicom.dcmread(io.BytesIO(out))
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID != "1.2.3.4"
+
+
+def test_non_ascii_bytes_in_ascii_values_pass_through():
+    """Found by tools/fuzz.py (10⁶ cases): a byte above 0x7F in a DICOMDIR's Referenced File ID
+    whose first component is the PatientID (so the echo cleaning rewrites it) raised
+    UnicodeEncodeError. Such bytes now come back as they were (latin-1 both ways)."""
+    raw = bytearray(read_bytes("dicomdirtests/DICOMDIR-implicit"))
+    table = parse(bytes(raw)).dataset.table
+    row = table.row(table.tags().index(0x00041500))      # b"77654033\\CR1\\6154 "
+    assert bytes(raw[row[7]:row[7] + 8]) == b"77654033"
+    raw[row[7] + 10] = 0xE9                              # "CR1" → "C\xe91"
+    for preset in ("research", "internal"):
+        out = fastanon.anonymize(bytes(raw), preset, key=KEY)
+        assert b"\\C\xe91\\" in out and b"77654033" not in out
+        assert fastanon.anonymize(out, {}) == out

@@ -58,7 +58,8 @@ def confirm(output, data, name: str, pixels_new: bool = False) -> None:
                         if i >= 0 and meta_edits.get(i, b"") is not None]
                 if not kept:
                     padding = [(len(meta), tag, -1) for tag in PRIVATE_INFORMATION]
-            _same(planned.meta, again.meta, meta_edits, padding, name, "file meta information")
+            _same(planned.meta, again.meta, meta_edits, output.meta_inserted + padding, name,
+                  "file meta information")
     finally:
         again.release()
 

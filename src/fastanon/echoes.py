@@ -152,16 +152,17 @@ class Echoes:
             new = "\\".join(new_uid(self.key, value) for value in text.split("\\"))
             return _pad(new.encode("ascii"), b"\0")
         if vr == "IS":              # a number that repeats a numeric ID: a numeric pseudonym
-            old = raw.decode("ascii", "replace").strip("\0 ").split("\\")
+            # latin-1: every byte of a malformed value comes back as it was
+            old = raw.decode("latin-1").strip("\0 ").split("\\")
             new = [number_pseudonym(self.key, v.strip()) if len(v.strip()) >= UID_ECHO_MIN
                    and v.strip().lower() in self.values else v for v in old]
-            return None if new == old else _pad("\\".join(new).encode("ascii"), b" ")
+            return None if new == old else _pad("\\".join(new).encode("latin-1"), b" ")
         if vr not in _TEXT_VRS or not self.values or self._coded(element):
             return None
         if element.tag == REFERENCED_FILE_ID:     # a DICOMDIR record: the file's new path
-            old = raw.decode("ascii", "replace").strip("\0 ").split("\\")
+            old = raw.decode("latin-1").strip("\0 ").split("\\")
             new = [self.clean_component(part) for part in old]
-            return None if new == old else _pad("\\".join(new).encode("ascii"), b" ")
+            return None if new == old else _pad("\\".join(new).encode("latin-1"), b" ")
         text, encode = self.charset.decode(raw), self.charset.encode
         whole = text.strip("\0 ")
         same = self.values.get(whole.lower()) if "\\" not in whole else None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import rewrite
-from .elements import (DIRECTORY_RECORDS, FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
+from .elements import (DIRECTORY_RECORDS, FASTANON_UID, dictionary_entry, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
                        SOP_INSTANCE)
 from .errors import FastanonError, PolicyError
 from .confirm import confirm
@@ -73,6 +73,7 @@ class Output:
     edits: dict = field(default_factory=dict)
     meta_edits: dict = field(default_factory=dict)
     inserted: list = field(default_factory=list)
+    meta_inserted: list = field(default_factory=list)
 
     def identifiers(self, tags) -> dict[int, tuple[str, str]]:
         """{tag: (original text, new text)} of top-level data set attributes ('' when absent
@@ -169,16 +170,25 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     meta_decisions: dict = {}
     meta_patches: list = []
     meta_edits: dict = {}
+    meta_inserted: list = []
     if parsed.meta is not None:
         meta = parsed.meta
         meta_decisions = plan.decisions(meta, context.of_meta(meta), echoes=False)
         actions.update(names[code] for code, _ in meta_decisions.values())
         meta_edits = {index: value for index, (_, value) in meta_decisions.items()}
         _follow_sop_instance(parsed, edits, meta_edits)
-        meta_patches = rewrite.patches(meta, meta_edits)
-    parts = _parts(parsed, plan, edits, inserts, meta_patches)
+        if meta_edits and plan.policy.consistent:
+            # Written whole: nothing can drift into or out of it. (A {tag: action} mapping
+            # changes exactly what it says: its meta is patched.)
+            meta_inserted = _meta_plan(meta, meta_edits)
+            meta_patches = [(parsed.meta_start, parsed.dataset_start,
+                             _meta_bytes(meta, meta_edits))]
+        else:
+            meta_patches = rewrite.patches(meta, meta_edits)
+    parts = _parts(parsed, plan, edits, inserts, meta_patches, meta_edits)
     output = Output(parsed, plan, context, decisions, meta_decisions, parts, actions, chosen,
-                    rule, decompress, edits=edits, meta_edits=meta_edits, inserted=inserted)
+                    rule, decompress, edits=edits, meta_edits=meta_edits, inserted=inserted,
+                    meta_inserted=meta_inserted)
     if masks and not chosen and context.top_text(BURNED_IN_ANNOTATION).upper() == "YES":
         output.warnings.append(f"{parsed.name}: Burned In Annotation is YES and no mask rule "
                                "matched: the text in its pixels is still there")
@@ -201,7 +211,8 @@ def choose_masks(parsed: Parsed, masks) -> tuple[tuple[Mask, ...], str | None]:
     return masks, None
 
 
-def _parts(parsed: Parsed, plan: Plan, edits: dict, inserts: list, meta_patches: list) -> list:
+def _parts(parsed: Parsed, plan: Plan, edits: dict, inserts: list, meta_patches: list,
+           meta_edits: dict) -> list:
     """The output as ranges of the input and new bytes, from the edits of both regions."""
     data = parsed.dataset
     if plan.clean_preamble and parsed.meta_start == 132 and any(parsed.source[:128]):
@@ -227,7 +238,7 @@ def _parts(parsed: Parsed, plan: Plan, edits: dict, inserts: list, meta_patches:
                               + rewrite.directory_offsets(data, meta_patches + data_patches))
     data_parts = list(rewrite.pieces(source, parsed.dataset_start, len(source), data_patches))
     if parsed.meta is not None and not directory:     # padding would move the records
-        meta_patches = _align_bulk(parsed, meta_patches, data_parts)
+        meta_patches = _align_bulk(parsed, meta_patches, data_parts, meta_edits)
     return list(rewrite.pieces(source, 0, parsed.dataset_start, meta_patches)) + data_parts
 
 
@@ -238,7 +249,7 @@ PRIVATE_INFORMATION = 0x00020102
 CREATOR_UID = pad("UI", FASTANON_UID.encode())  # even length (PS3.5 §6.2)
 
 
-def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
+def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list, meta_edits: dict) -> list:
     """Keep a large copied range (Pixel Data) at the same offset within a page as in the input,
     so that the kernel copies whole pages: when the header changed size by other than a multiple
     of a page, the file meta gets Private Information (0002,0100)/(0002,0102) as padding."""
@@ -254,14 +265,22 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
         return meta_patches
     if shift % PAGE == 0 or shift % 2:
         return meta_patches
+    creator = struct.pack("<HH2sH", 2, 0x0100, b"UI", len(CREATOR_UID)) + CREATOR_UID
+    size = -(shift + len(creator) + 12) % PAGE
+    rebuilt = any(p[0] == parsed.meta_start and p[1] == parsed.dataset_start and p[2]
+                  for p in meta_patches)
+    if rebuilt:                     # written whole: the padding goes in with the rest
+        if any(tag >= PRIVATE_INFORMATION_CREATOR and meta_edits.get(i, b"") is not None
+               for i, tag in enumerate(table.tags())):
+            return meta_patches     # private information that stays
+        return [p for p in meta_patches if p[0] < parsed.meta_start] + [
+            (parsed.meta_start, parsed.dataset_start, _meta_bytes(meta, meta_edits, size))]
     length_index = table.find(0x00020000, -1)
     removed = {(start, end) for start, end, new in meta_patches if not new}
     kept_private = any(e.tag >= PRIVATE_INFORMATION_CREATOR and (e.start, e.end) not in removed
                        for e in meta.elements())
     if length_index != 0 or kept_private:
         return meta_patches     # no group length to fix, or private information that stays
-    creator = struct.pack("<HH2sH", 2, 0x0100, b"UI", len(CREATOR_UID)) + CREATOR_UID
-    size = -(shift + len(creator) + 12) % PAGE
     padding = struct.pack("<HH2s2xI", 2, 0x0102, b"OB", size) + bytes(size)
     added = len(creator) + len(padding)
     group_length = meta.element(length_index)
@@ -275,6 +294,84 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list) -> list:
     return result
 
 
+
+
+GROUP_LENGTH_META = 0x00020000
+
+
+def _meta_plan(meta: Region, meta_edits: dict) -> list:
+    """Complete the edits of a file meta information that is written whole (PS3.10 §7.1):
+    elements the data dictionary does not know are left out, the group length comes first with
+    its new value (filled by _meta_bytes). Returns the insertions confirm.py must expect."""
+    table = meta.table
+    for index, tag in enumerate(table.tags()):
+        if index not in meta_edits and dictionary_entry(tag) is None:
+            meta_edits[index] = None
+    length = table.find(GROUP_LENGTH_META, -1)
+    inserted = [(_before(table, tag), tag, len(value)) for tag, (_, value) in _missing(table)]
+    if length == 0:
+        meta_edits[0] = _NEW_LENGTH
+        return inserted
+    if length > 0:
+        meta_edits[length] = None
+    return [(0, GROUP_LENGTH_META, 4)] + inserted
+
+
+# Type 1 elements of the file meta that fastanon can write when a file lacks them (PS3.10
+# Table 7.1-1): the version, and the implementation that wrote the file (fastanon).
+_META_TYPE_1 = {0x00020001: ("OB", b"\0\1"),
+                0x00020012: ("UI", pad("UI", FASTANON_UID.encode()))}
+
+
+def _missing(table) -> list:
+    tags = set(table.tags())
+    return [(tag, found) for tag, found in _META_TYPE_1.items() if tag not in tags]
+
+
+def _before(table, tag: int) -> int:
+    """The index of the first meta element after tag (the group length aside), or the end."""
+    for index, other in enumerate(table.tags()):
+        if other > tag and other != GROUP_LENGTH_META:
+            return index
+    return len(table)
+
+
+_NEW_LENGTH = b"\0\0\0\0"     # placeholder: the group length _meta_bytes computes
+
+
+def _meta_bytes(meta: Region, meta_edits: dict, padding: int | None = None) -> bytes:
+    """The file meta information written whole in explicit VR little endian (PS3.10 §7.1): its
+    elements in their order with the planned new values, the group length computed; with
+    padding, Private Information Creator UID and Private Information of that many bytes last
+    (pipeline._align_bulk). meta_edits[group length] gets the value written."""
+    table = meta.table
+    parts = []
+    missing = _missing(table)
+    for index in range(len(table)):
+        tag, vr = table.row(index)[:2]
+        while missing and _before(table, missing[0][0]) == index:
+            new, (new_vr, value) = missing.pop(0)
+            parts.append(rewrite.encode_element(new, new_vr, value, False, False))
+        value = meta_edits.get(index, KEEP_VALUE)
+        if tag == GROUP_LENGTH_META or value is None:
+            continue
+        if value is KEEP_VALUE:
+            value = meta.value(meta.element(index))
+        parts.append(rewrite.encode_element(tag, vr or dictionary_entry(tag)[0].split(" ")[0],
+                                            value, False, False))
+    for new, (new_vr, value) in missing:
+        parts.append(rewrite.encode_element(new, new_vr, value, False, False))
+    if padding is not None:
+        parts.append(struct.pack("<HH2sH", 2, 0x0100, b"UI", len(CREATOR_UID)) + CREATOR_UID)
+        parts.append(struct.pack("<HH2s2xI", 2, 0x0102, b"OB", padding) + bytes(padding))
+    body = b"".join(parts)
+    length = struct.pack("<I", len(body))
+    if table.find(GROUP_LENGTH_META, -1) == 0:
+        meta_edits[0] = length
+    return rewrite.encode_element(GROUP_LENGTH_META, "UL", length, False, False) + body
+
+
+KEEP_VALUE = object()
 
 
 def _additions(region: Region, plan: Plan, edits: dict, masked: bool, inserted: list) -> list:
