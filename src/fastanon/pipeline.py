@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import rewrite
-from .elements import (DIRECTORY_RECORDS, FASTANON_UID, dictionary_entry, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
-                       SOP_INSTANCE)
+from .elements import (DIRECTORY_RECORDS, FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
+                       SOP_INSTANCE, dictionary_entry)
 from .errors import FastanonError, PolicyError
 from .confirm import confirm
 from .plan import FileContext, Plan

@@ -17,19 +17,19 @@ from . import dates, uids
 from .categories import identity_tags, is_safe_private, safe_private_creators
 from .charsets import Charset
 from .echoes import CLEANED_VRS, HASH_LENGTH, Echoes
-from .elements import (DIRECTORY_RECORDS, FLAG_BIG, FLAG_IMPLICIT, KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
+from .elements import (BINARY_NUMBER_VRS, BYTES_VRS, DIRECTORY_RECORDS, FLAG_BIG, FLAG_IMPLICIT,
+                       KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
                        SPECIFIC_CHARACTER_SET, Element, is_private_creator, keyword,
                        tag_text)
 from .errors import PolicyError
 from .iods import UNKNOWN, Iod, Requirement, file_meta, iod_of
 from .values import dummy, replacement, text_value
-from .elements import BINARY_NUMBER_VRS, BYTES_VRS
 
 # `clean` keeps a text but blanks the patient's identifying values echoed in it (the name parts,
 # IDs and birth date of the same file): the cleaning fastanon does for PS3.15's Clean Descriptors.
 # `dummy` writes a value valid for the VR that carries nothing of the original (PS3.15 E.1-1 "D"):
-# a new UID for UI, one dummy code for a code sequence; another sequence keeps its structure and
-# the policy applies inside it.
+# a new UID for UI, one dummy code for a code sequence; another sequence keeps its structure with
+# a dummy for every value in it (Plan._dummy_content).
 # The PS3.15 codes below are type-aware (TYPED): each resolves, per file, by the attribute's Type
 # in the file's IOD (PS3.3) — remove (X) where it may be absent, empty (Z) where it must be
 # present, a dummy (D) where it must have a value.
