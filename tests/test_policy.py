@@ -253,6 +253,10 @@ HIDDEN = {"patient identity", "contact"}
 DIRECTORY_OFFSETS = (0x00041200, 0x00041202, 0x00041400, 0x00041420)
 
 
+# Group length, version and implementation class UID (PS3.10 Table 7.1-1, Type 1).
+META_TYPE_1 = frozenset({0x00020000, 0x00020001, 0x00020012})
+
+
 def _compare(before, after, where: str, changed: list, echoed: frozenset = frozenset()):
     """Elements outside the hidden categories are unchanged, but for the kept ones whose tag
     inspect reports as repeating the patient's identity (echoed)."""
@@ -265,6 +269,8 @@ def _compare(before, after, where: str, changed: list, echoed: frozenset = froze
             continue          # a group length follows its group's new size (PS3.5 §7.2)
         if int(tag) in DIRECTORY_OFFSETS and tag in before and tag in after:
             continue          # a DICOMDIR record offset follows its record (PS3.3 F.3.2.1)
+        if int(tag) in META_TYPE_1 and tag not in before and tag in after:
+            continue          # the meta is written whole, with the Type 1 elements it lacked
         assert tag in before and tag in after, f"{where}{tag} appears or vanishes"
         b, a = before[tag], after[tag]
         if b.VR == "SQ":

@@ -304,3 +304,17 @@ def test_non_ascii_bytes_in_ascii_values_pass_through():
         out = fastanon.anonymize(bytes(raw), preset, key=KEY)
         assert b"\\C\xe91\\" in out and b"77654033" not in out
         assert fastanon.anonymize(out, {}) == out
+
+
+def test_an_odd_length_meta_value_is_padded_when_the_meta_is_written_whole():
+    """Found by tools/fuzz.py: a meta element of odd length (a Transfer Syntax UID of 19 bytes)
+    made writing the meta whole fail without naming the file. It is padded (PS3.5 §7.1.1)."""
+    syntax = element(0x00020010, b"UI", b"1.2.840.10008.1.2.1")        # 19 bytes
+    meta = (bytes(128) + b"DICM" + element(0x00020000, b"UL", struct.pack("<I", len(syntax)))
+            + syntax)
+    raw = meta + data_set(element(0x00080018, b"UI", b"1.2.3.4\0"), NAME)
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    again = parse(out)
+    index = again.meta.table.find(0x00020010, -1)
+    assert again.meta.value(again.meta.element(index)) == b"1.2.840.10008.1.2.1\0"
+    assert pydicom.dcmread(io.BytesIO(out)).PatientName == ""

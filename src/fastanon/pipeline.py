@@ -177,13 +177,19 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
         actions.update(names[code] for code, _ in meta_decisions.values())
         meta_edits = {index: value for index, (_, value) in meta_decisions.items()}
         _follow_sop_instance(parsed, edits, meta_edits)
-        if meta_edits and plan.policy.consistent:
+        meta_patches = []
+        if plan.policy.consistent:
             # Written whole: nothing can drift into or out of it. (A {tag: action} mapping
             # changes exactly what it says: its meta is patched.)
-            meta_inserted = _meta_plan(meta, meta_edits)
-            meta_patches = [(parsed.meta_start, parsed.dataset_start,
-                             _meta_bytes(meta, meta_edits))]
-        else:
+            whole = dict(meta_edits)
+            inserted_meta = _meta_plan(meta, whole)
+            try:
+                meta_patches = [(parsed.meta_start, parsed.dataset_start,
+                                 _meta_bytes(meta, whole))]
+                meta_edits, meta_inserted = whole, inserted_meta
+            except PolicyError:     # a value no explicit VR header can hold: patched instead
+                pass
+        if not meta_patches and meta_edits:
             meta_patches = rewrite.patches(meta, meta_edits)
     parts = _parts(parsed, plan, edits, inserts, meta_patches, meta_edits)
     output = Output(parsed, plan, context, decisions, meta_decisions, parts, actions, chosen,
@@ -305,8 +311,14 @@ def _meta_plan(meta: Region, meta_edits: dict) -> list:
     its new value (filled by _meta_bytes). Returns the insertions confirm.py must expect."""
     table = meta.table
     for index, tag in enumerate(table.tags()):
-        if index not in meta_edits and dictionary_entry(tag) is None:
+        if index in meta_edits:
+            continue
+        entry = dictionary_entry(tag)
+        if entry is None:
             meta_edits[index] = None
+        elif table.row(index)[8] % 2:       # an odd length: padded (PS3.5 §7.1.1)
+            element = meta.element(index)
+            meta_edits[index] = pad(element.vr, meta.value(element))
     length = table.find(GROUP_LENGTH_META, -1)
     inserted = [(_before(table, tag), tag, len(value)) for tag, (_, value) in _missing(table)]
     if length == 0:
