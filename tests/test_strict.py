@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 import fastanon
-from conftest import read_bytes
+from conftest import pydicom_reads_fully, read_bytes
 from fastanon import _core, confirm
 from fastanon.errors import FastanonError, MalformedError
 from fastanon.pipeline import plan_of, prepare, render
@@ -318,3 +318,23 @@ def test_an_odd_length_meta_value_is_padded_when_the_meta_is_written_whole():
     index = again.meta.table.find(0x00020010, -1)
     assert again.meta.value(again.meta.element(index)) == b"1.2.840.10008.1.2.1\0"
     assert pydicom.dcmread(io.BytesIO(out)).PatientName == ""
+
+
+def test_items_under_a_tag_that_is_no_sequence_are_removed_not_given_dummy_content():
+    """Found by tools/fuzz.py: InstanceCreationDate (DA, X/D) holding items behind an implicit
+    VR header with undefined length (a mangled Source Image Sequence). Dummy content kept that
+    header, which switches pydicom to implicit VR for the rest of the item; such an element is
+    removed instead."""
+    items = (struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+             + element(0x00081150, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0")
+             + ITEM_END + SEQUENCE_END)
+    odd = struct.pack("<HHI", 0x0008, 0x0012, 0xFFFFFFFF) + items
+    holder = struct.pack("<HH2sxxI", 0x0008, 0x1115, b"SQ", 0xFFFFFFFF) + struct.pack(
+        "<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + odd + element(0x00200011, b"IS", b"1 ") + \
+        ITEM_END + SEQUENCE_END
+    raw = _meta(b"1.2.840.10008.1.2.1") + data_set(holder, NAME)
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    assert pydicom_reads_fully(out)
+    ds = pydicom.dcmread(io.BytesIO(out))
+    assert "InstanceCreationDate" not in ds.ReferencedSeriesSequence[0]
+    assert ds.ReferencedSeriesSequence[0].SeriesNumber == 1

@@ -19,7 +19,8 @@ from .charsets import Charset
 from .echoes import CLEANED_VRS, HASH_LENGTH, Echoes
 from .elements import (BINARY_NUMBER_VRS, BYTES_VRS, DIRECTORY_RECORDS, FLAG_BIG, FLAG_IMPLICIT,
                        KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
-                       SPECIFIC_CHARACTER_SET, Element, is_private_creator, keyword,
+                       SPECIFIC_CHARACTER_SET, Element, dictionary_vr, is_private_creator,
+                       keyword,
                        tag_text)
 from .errors import PolicyError
 from .iods import UNKNOWN, Iod, Requirement, file_meta, iod_of
@@ -270,6 +271,8 @@ class Plan:
     def _dummy(self, file: "FileContext", element: Element):
         """A value valid for the element's VR that carries nothing of the original (E.1-1 "D")."""
         if element.kind == KIND_SEQUENCE:
+            if dictionary_vr(element.tag) not in ("SQ", "UN"):
+                return None          # items where the dictionary has no sequence: removed
             if _is_code_sequence(element.tag):
                 return file.encode_items(element, [_DUMMY_CODE])
             return DUMMY_CONTENT     # the structure stays, with a dummy for every value in it
@@ -344,7 +347,10 @@ class Plan:
                 skip_until = stop
                 continue
             if kind == KIND_SEQUENCE:
-                if tag == CONCEPT_NAME_CODES:
+                if dictionary_vr(tag) not in ("SQ", "UN"):
+                    out[index - 1] = (code, None)   # items where no sequence belongs: removed
+                    skip_until = stop
+                elif tag == CONCEPT_NAME_CODES:
                     skip_until = stop       # what the item is, not what it says
                 elif _is_code_sequence(tag):
                     element = region.element(index - 1)
