@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 
 import pydicom
 import pytest
@@ -233,25 +234,84 @@ def test_the_inflation_limits_are_options(tmp_path):
         fastanon.anonymize(raw, "research", limits=Limits(max_inflated=1 << 20))
 
 
-def test_new_elements_in_a_data_set_that_switches_encoding_read_everywhere():
-    """A data set whose first element is explicit VR and the rest implicit (the transfer syntax
-    says implicit): PatientIdentityRemoved and the method are written explicit, as the first
-    element is — what pydicom reads the whole data set as — and fastanon reads them too."""
+def test_a_data_set_that_switches_encoding_is_written_in_one():
+    """A data set whose first element is explicit VR and the rest implicit, under a transfer
+    syntax that says implicit (pydicom reads it all as explicit, fastanon too, element by
+    element): research writes every header explicit and the meta says Explicit VR Little
+    Endian, so pydicom reads it without a warning; the new elements are explicit too."""
     def implicit(tag: int, value: bytes) -> bytes:
         return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
 
     raw = (_meta(b"1.2.840.10008.1.2") + element(0x00080016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0")
            + implicit(0x00080018, b"1.2.3.4\0") + implicit(0x00100010, b"Doe^John")
            + implicit(0x00200010, b"S1"))
+    assert parse(raw).dataset.table.switched == 3
     out = fastanon.anonymize(raw, "research", key=KEY)
+    again = parse(out)
+    assert again.transfer_syntax == "1.2.840.10008.1.2.1" and not again.dataset.implicit
+    assert again.dataset.table.switched == 0
+    assert [again.dataset.element(i).vr for i in range(4)] == ["UI", "UI", "PN", "CS"]
     at = out.find(struct.pack("<HH", 0x0012, 0x0062))
     assert at > 0 and out[at + 4:at + 6] == b"CS"
-    with pytest.warns(UserWarning, match="Expected implicit VR, but found explicit VR"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         ds = pydicom.dcmread(io.BytesIO(out))
-    assert ds.PatientIdentityRemoved == "YES" and ds.PatientName == ""
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientName == "" and ds.StudyID == ""
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     assert len(ds.DeidentificationMethodCodeSequence) == 1
+    assert fastanon.anonymize(out, {}) == out
+    # An exact mapping changes what it says and nothing else: the encodings stay as they are.
+    exact = fastanon.anonymize(raw, {"PatientName": "empty"})
+    assert parse(exact).dataset.table.switched == 3
+
+
+def test_implicit_headers_inside_an_explicit_data_set_become_explicit():
+    """Implicit VR elements at every depth of an explicit VR data set (a known sequence, a
+    private one, an item's elements, an ambiguous VR, a long value, a group length): each
+    gets an explicit header with the dictionary's VR (UN where it has none, several, or the
+    length does not fit), the lengths around them follow, and pydicom reads the same values."""
+    def implicit(tag: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+
+    def item(body: bytes) -> bytes:
+        return struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body
+
+    code = item(element(0x00080100, b"SH", b"121\0") + implicit(0x00080102, b"DCM ")
+                + implicit(0x00080104, b"Spoken"))
+    private = item(implicit(0x00091010, b"ABCD"))
+    group = implicit(0x00280000, struct.pack("<I", 10))
+    body = (element(0x00080016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0")
+            + implicit(0x00080018, b"1.2.3.4\0")
+            + implicit(0x00081032, code)                      # ProcedureCodeSequence
+            + element(0x00090010, b"LO", b"ACME 1.0")
+            + implicit(0x00091001, private)                   # a private sequence of items
+            + implicit(0x00100010, b"Doe^John")
+            + element(0x00200013, b"IS", b"1 ")
+            + group + implicit(0x00280106, b"\0\0")             # SmallestImagePixelValue: US or SS
+            + implicit(0x00321060, b"x" * 70000))             # RequestedProcedureDescription
+    raw = _meta(b"1.2.840.10008.1.2.1") + body
+    parsed = parse(raw)
+    assert parsed.dataset.table.switched == 9
+    out = fastanon.anonymize(raw, "internal", key=KEY)
     again = parse(out)
-    assert again.dataset.table.find(0x00120064, -1) >= 0
+    assert again.dataset.table.switched == 0
+    vrs = {again.dataset.element(i).tag: again.dataset.table.row(i)[1]
+           for i in range(len(again.dataset.table)) if again.dataset.table.row(i)[2] != 2}
+    assert vrs[0x00080018] == "UI" and vrs[0x00081032] == "SQ" and vrs[0x00080102] == "SH"
+    assert vrs[0x00280106] == "UN" and vrs[0x00321060] == "UN" and vrs[0x00280000] == "UL"
+    ds = pydicom.dcmread(io.BytesIO(out))
+    before = pydicom.dcmread(io.BytesIO(raw))
+    assert ds.ProcedureCodeSequence[0].CodeMeaning == before.ProcedureCodeSequence[0].CodeMeaning
+    assert ds[0x00321060].value == b"x" * 70000     # kept UN: an LO header cannot hold it
+    assert ds.SmallestImagePixelValue == 0
+    assert ds[0x00280000].value == before[0x00280000].value + 4    # its group grew by a header
+    assert fastanon.anonymize(out, {}) == out
+    # research edits inside the re-headered sequence and removes the private one.
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    assert parse(out).dataset.table.switched == 0
+    ds = pydicom.dcmread(io.BytesIO(out))
+    assert ds.PatientName == "" and 0x00091001 not in ds
+    assert fastanon.anonymize(out, {}) == out
 
 
 def test_a_meta_element_inside_the_data_set_is_never_joined_to_the_meta():

@@ -1,7 +1,8 @@
 """Seeded fuzzing of fastanon on mutated real files: every transfer syntax among the seeds, both
 presets. A case passes when fastanon refuses the input with a FastanonError naming it, or writes
-an output that (1) fastanon reads again, (2) anonymizing with {} leaves unchanged, and (3)
-pydicom reads whenever it read the input. tests/test_fuzz.py runs a few thousand cases; this script runs as many as asked:
+an output that (1) fastanon reads again, in one encoding (no implicit VR header inside an explicit
+VR data set), (2) anonymizing with {} leaves unchanged, and (3) pydicom reads whenever it read
+the input. tests/test_fuzz.py runs a few thousand cases; this script runs as many as asked:
 
     python tools/fuzz.py --cases 1000000 --seed 1 [--workers 2]
 
@@ -21,6 +22,7 @@ import warnings
 import pydicom
 
 import fastanon
+from fastanon.elements import FLAG_IMPLICIT, FLAG_LONG, KIND_ELEMENT
 from fastanon.scan import parse
 
 TEST_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
@@ -47,13 +49,29 @@ def _lengths(raw: bytes) -> list[tuple[int, int, bool]]:
                    for region in regions if region for e in region.elements()})
 
 
-def mutate(rng: random.Random, raw: bytes, lengths) -> tuple[bytes, list]:
+def _short_headers(raw: bytes) -> list[tuple[int, int, bool]]:
+    """(start, value length, big endian) of the data set's explicit VR headers with a 16-bit
+    length: the same 8 bytes hold an implicit VR header (tag, 32-bit length)."""
+    parsed = parse(raw)
+    if parsed.deflated:
+        return []
+    return [(e.start, e.vlen, parsed.dataset.big) for e in parsed.dataset.elements()
+            if e.kind == KIND_ELEMENT and not e.flags & (FLAG_IMPLICIT | FLAG_LONG)]
+
+
+def mutate(rng: random.Random, raw: bytes, lengths, headers=()) -> tuple[bytes, list]:
     data = bytearray(raw)
     steps = []
     for _ in range(rng.randint(1, 3)):
-        kind = rng.choice(["truncate", "flip", "insert", "delete", "length", "length", "copy"])
+        kind = rng.choice(["truncate", "flip", "insert", "delete", "length", "length", "copy",
+                           "implicit"])
         at = rng.randrange(max(1, len(data)))
-        if kind == "truncate":
+        if kind == "implicit":                   # a writer that switches to implicit VR here
+            fields = [h for h in headers if h[0] + 8 <= len(data)]
+            if fields:
+                at, vlen, big = rng.choice(fields)
+                data[at + 4:at + 8] = vlen.to_bytes(4, "big" if big else "little")
+        elif kind == "truncate":
             del data[at:]
         elif kind == "flip" and data:
             data[at] ^= rng.randint(1, 255)
@@ -96,7 +114,8 @@ def check(label: str, data: bytes, preset: str) -> str | None:
     except Exception as exc:                     # a crash of any other kind is a bug
         return f"{type(exc).__name__}: {exc}"
     try:
-        parse(out, "output")
+        if parse(out, "output").dataset.table.switched:
+            return "the output mixes implicit and explicit VR"
         if fastanon.anonymize(out, {}) != out:
             return "anonymize(out, {}) changed the output"
     except fastanon.FastanonError as exc:
@@ -109,12 +128,13 @@ def check(label: str, data: bytes, preset: str) -> str | None:
 def run(cases: int, seed: int, files: dict[str, bytes] | None = None) -> list[str]:
     files = files or seeds()
     lengths = {name: _lengths(raw) for name, raw in files.items()}
+    headers = {name: _short_headers(raw) for name, raw in files.items()}
     names = sorted(files)
     rng = random.Random(seed)
     failures = []
     for case in range(cases):
         name = names[case % len(names)]
-        data, steps = mutate(rng, files[name], lengths[name])
+        data, steps = mutate(rng, files[name], lengths[name], headers[name])
         label = f"case {seed}/{case} {name} {steps}"
         for preset in PRESETS:
             problem = check(label, data, preset)

@@ -11,6 +11,7 @@ FLAG_IMPLICIT: int
 FLAG_BIG: int
 FLAG_LONG: int
 FLAG_OPEN: int        # fragments ending with the data, without their sequence delimiter
+FLAG_SWITCHED: int    # an implicit VR header inside an explicit VR data set
 
 # Table.status after scan(); scan.py words each one.
 SCAN_OK: int
@@ -39,6 +40,9 @@ class Table:
     def n(self) -> int: ...
     @property
     def stop(self) -> int: ...
+    @property
+    def switched(self) -> int:
+        """How many elements have FLAG_SWITCHED."""
     @property
     def status(self) -> int: ...
     @property

@@ -19,6 +19,7 @@ cdef enum:
     F_BIG = 4          # header numbers are big endian
     F_LONG = 8         # explicit VR header with 2 reserved bytes and a 4-byte length
     F_OPEN = 16        # fragments that end with the data, their sequence delimiter missing
+    F_SWITCHED = 32    # an implicit VR header where the data set around it is explicit VR
 
 # Status codes; scan.py turns them into messages.
 cdef enum:
@@ -44,6 +45,7 @@ FLAG_IMPLICIT = F_IMPLICIT
 FLAG_BIG = F_BIG
 FLAG_LONG = F_LONG
 FLAG_OPEN = F_OPEN
+FLAG_SWITCHED = F_SWITCHED
 SCAN_OK = S_OK
 SCAN_TRUNCATED_HEADER = S_TRUNCATED_HEADER
 SCAN_VALUE_PAST_END = S_VALUE_PAST_END
@@ -91,6 +93,7 @@ cdef struct Walker:
     const uint32_t* sq_tags
     int64_t n_sq
     int max_depth
+    int64_t switched     # entries with F_SWITCHED
     int status
     int64_t err_pos
     uint32_t err_tag
@@ -286,7 +289,7 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
     level, to the end of the buffer). Returns the end offset, or -1 with w.status set."""
     cdef uint32_t tag, length, previous = 0xFFFFFFFFu
     cdef uint16_t vr
-    cdef int64_t i, hlen, vstart, end, stop, saved
+    cdef int64_t i, hlen, vstart, end, stop, saved, saved_switched
     cdef bint el_implicit, el_long, sub_implicit, sub_big
     cdef uint8_t kind
     if depth > w.max_depth:
@@ -346,10 +349,13 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
         previous = tag
         i = add(w, tag, vr, K_ELEMENT,
                 (F_BIG if big else 0) | (F_IMPLICIT if el_implicit else 0)
+                | (F_SWITCHED if el_implicit and not implicit else 0)
                 | (F_LONG if el_long else 0) | (F_UNDEFINED if length == UNDEFINED else 0),
                 depth, parent, pos, vstart, length)
         if i < 0:
             return -1
+        if el_implicit and not implicit:
+            w.switched += 1
         kind = K_ELEMENT
         sub_implicit = implicit
         sub_big = big
@@ -386,11 +392,13 @@ cdef int64_t walk_dataset(Walker* w, int64_t pos, int64_t limit, int64_t parent,
             if vstart + <int64_t>length > stop:
                 return fail(w, S_VALUE_PAST_END, pos, tag, length)
             saved = w.n
+            saved_switched = w.switched
             end = walk_items(w, vstart, vstart + length, i, depth + 1, sub_implicit, sub_big, False)
             if end < 0 and vr == 0x554E and w.status != S_NO_MEMORY and w.status != S_TOO_DEEP:
                 # A UN value that looked like a sequence but does not hold one: kept as the
                 # opaque bytes it is declared to be (its defined length bounds it).
                 w.n = saved
+                w.switched = saved_switched
                 w.status = S_OK
                 w.entries[i].kind = K_ELEMENT
                 end = vstart + length
@@ -442,6 +450,7 @@ cdef class Table:
     cdef Entry* entries
     cdef readonly int64_t n
     cdef readonly int64_t stop
+    cdef readonly int64_t switched    # elements with FLAG_SWITCHED (a data set mixing encodings)
     cdef readonly int status
     cdef readonly int64_t err_pos
     cdef readonly uint32_t err_tag
@@ -653,6 +662,7 @@ def scan(const uint8_t[::1] buf, int64_t start, bint implicit, bint big,
     w.sq_tags = &sq_tags[0] if sq_tags.shape[0] else NULL
     w.n_sq = sq_tags.shape[0]
     w.max_depth = max_depth
+    w.switched = 0
     w.status = S_OK
     w.err_pos = 0
     w.err_tag = 0
@@ -668,6 +678,7 @@ def scan(const uint8_t[::1] buf, int64_t start, bint implicit, bint big,
     t.entries = w.entries
     t.n = w.n
     t.stop = end
+    t.switched = w.switched
     t.status = w.status
     t.err_pos = w.err_pos
     t.err_tag = w.err_tag

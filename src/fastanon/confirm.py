@@ -4,8 +4,9 @@ Before an output is renamed into place or returned, pipeline.py hands its bytes 
 (_core.expect) walks the input's table and the output's side by side: every element the plan
 kept comes back with its tag, depth, kind and length, each replaced one with its new value (compared byte
 for byte), each removed one gone, each new one where it was inserted. Anything else — an encoding that reads differently once an element is gone, a
-meta group that swallows the data set, a value that changed length — is a FastanonError naming
-the file, and nothing is written.
+meta group that swallows the data set, a value that changed length, a data set of a policy built
+from a specification still mixing implicit and explicit VR — is a FastanonError naming the file,
+and nothing is written.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from array import array
 from . import _core
 from .elements import PIXEL_DATA, TRANSFER_SYNTAX, tag_text
 from .errors import FastanonError
-from .scan import Limits, Region, parse
+from .scan import IMPLICIT_LE, Limits, Region, parse
 
 _OWN = Limits(max_inflated=1 << 62, inflate_ratio=1 << 62)    # an output: as its input allowed
 
@@ -38,6 +39,11 @@ def confirm(output, data, name: str, pixels_new: bool = False) -> None:
             if pixel >= 0:
                 edits = {**edits, pixel: _NEW_CONTENT}     # only its place is checked
         _same(planned.dataset, again.dataset, edits, output.inserted, name, "data set")
+        if output.plan.policy.consistent and (
+                again.dataset.table.switched
+                or (again.transfer_syntax == IMPLICIT_LE and not again.dataset.implicit)):
+            raise FastanonError(f"{name}: the output's data set would not be in the encoding its "
+                                "transfer syntax names; not written")
         if (planned.meta is None) != (again.meta is None):
             raise FastanonError(f"{name}: the output's file meta information would read back "
                                 f"{'missing' if again.meta is None else 'added'}; not written")

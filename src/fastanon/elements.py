@@ -13,6 +13,7 @@ from ._core import (  # noqa: F401  (re-exported vocabulary)
     FLAG_IMPLICIT,
     FLAG_LONG,
     FLAG_OPEN,
+    FLAG_SWITCHED,
     FLAG_UNDEFINED,
     KIND_ELEMENT,
     KIND_FRAGMENTS,

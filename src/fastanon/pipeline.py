@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 
 from . import rewrite
 from .elements import (DIRECTORY_RECORDS, FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
-                       SOP_INSTANCE, dictionary_entry)
+                       SOP_INSTANCE, TRANSFER_SYNTAX, dictionary_entry)
 from .errors import FastanonError, PolicyError
 from .confirm import confirm
 from .plan import FileContext, Plan
 from .policy import as_policy
-from .scan import DEFAULT_LIMITS, Limits, Parsed, Region, parse
+from .scan import DEFAULT_LIMITS, EXPLICIT_LE, IMPLICIT_LE, Limits, Parsed, Region, parse
 from .values import pad
 
 if TYPE_CHECKING:
@@ -166,7 +166,12 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
             new = [_texts(data, context, decisions, i)[1] if i is not None else "" for i in uids]
             edits[file_id] = pad("CS", "\\".join(file_ids(*new)).encode("ascii"))
     inserted: list = []
-    inserts = _additions(data, plan, edits, masked, inserted) if plan.additions or masked else []
+    # A policy built from a specification writes the data set in one encoding: implicit VR
+    # headers in an explicit VR data set become explicit (exact mappings change what they say).
+    one = plan.policy.consistent
+    headers = rewrite.explicit_vrs(data) if one else {}
+    inserts = (_additions(data, plan, edits, masked, inserted, one)
+               if plan.additions or masked else [])
     meta_decisions: dict = {}
     meta_patches: list = []
     meta_edits: dict = {}
@@ -177,6 +182,9 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
         actions.update(names[code] for code, _ in meta_decisions.values())
         meta_edits = {index: value for index, (_, value) in meta_decisions.items()}
         _follow_sop_instance(parsed, edits, meta_edits)
+        if one and parsed.transfer_syntax == IMPLICIT_LE and not data.implicit:
+            # The data set is explicit VR, as readers take it: the meta says so.
+            meta_edits[meta.table.find(TRANSFER_SYNTAX, -1)] = pad("UI", EXPLICIT_LE.encode())
         meta_patches = []
         if plan.policy.consistent:
             # Written whole: nothing can drift into or out of it. (A {tag: action} mapping
@@ -191,7 +199,7 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
                 pass
         if not meta_patches and meta_edits:
             meta_patches = rewrite.patches(meta, meta_edits)
-    parts = _parts(parsed, plan, edits, inserts, meta_patches, meta_edits)
+    parts = _parts(parsed, plan, edits, headers, inserts, meta_patches, meta_edits)
     output = Output(parsed, plan, context, decisions, meta_decisions, parts, actions, chosen,
                     rule, decompress, edits=edits, meta_edits=meta_edits, inserted=inserted,
                     meta_inserted=meta_inserted)
@@ -217,13 +225,14 @@ def choose_masks(parsed: Parsed, masks) -> tuple[tuple[Mask, ...], str | None]:
     return masks, None
 
 
-def _parts(parsed: Parsed, plan: Plan, edits: dict, inserts: list, meta_patches: list,
-           meta_edits: dict) -> list:
-    """The output as ranges of the input and new bytes, from the edits of both regions."""
+def _parts(parsed: Parsed, plan: Plan, edits: dict, headers: dict, inserts: list,
+           meta_patches: list, meta_edits: dict) -> list:
+    """The output as ranges of the input and new bytes, from the edits of both regions (and
+    the data set's headers to write in its own encoding)."""
     data = parsed.dataset
     if plan.clean_preamble and parsed.meta_start == 132 and any(parsed.source[:128]):
         meta_patches.insert(0, (0, 128, bytes(128)))
-    data_patches = rewrite.patches(data, edits)
+    data_patches = rewrite.patches(data, edits, headers)
     if inserts:
         data_patches = sorted(data_patches + inserts)
     if data_patches or meta_patches:    # an output that differs anyway gets a missing delimiter
@@ -386,23 +395,26 @@ def _meta_bytes(meta: Region, meta_edits: dict, padding: int | None = None) -> b
 KEEP_VALUE = object()
 
 
-def _additions(region: Region, plan: Plan, edits: dict, masked: bool, inserted: list) -> list:
+def _additions(region: Region, plan: Plan, edits: dict, masked: bool, inserted: list,
+               one: bool) -> list:
     """The plan's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1; with masks,
     Burned In Annotation NO): an existing element gets the new value, a missing one is inserted
     in tag order; the group length of a group that grows is removed (retired outside group 0002,
     PS3.5 §7.2). inserted gets (index before which, tag, value length or -1) of each new one.
-    They are encoded as the data set's first element is: a data set that switches between
-    implicit and explicit VR is read by pydicom (and fastanon) in the first one's encoding, with
-    a fallback per element that an implicit length can defeat (one whose low byte is a capital
+    one: the data set is written in its own encoding (explicit_vrs), and so are they. Else they
+    are encoded as the data set's first element is: a data set that switches between implicit
+    and explicit VR is read by pydicom (and fastanon) in the first one's encoding, with a
+    fallback per element that an implicit length can defeat (one whose low byte is a capital
     reads as a VR); an explicit header reads the same in both."""
     table = region.table
-    implicit, big = _encoding_of(table, 0, region)
+    implicit, big = (region.implicit, region.big) if one else _encoding_of(table, 0, region)
     by_tag = {tag: vr for tag, vr, _ in (plan.masked_additions if masked else plan.additions)}
     missing = []
     for tag in sorted(by_tag):
         index = table.find(tag, -1)
         if index >= 0:
-            edits[index] = _encoded(plan, masked, *_encoding_of(table, index, region))[tag][0]
+            encoding = (implicit, big) if one else _encoding_of(table, index, region)
+            edits[index] = _encoded(plan, masked, *encoding)[tag][0]
             continue
         missing.append(tag)
         length = table.find(tag & 0xFFFF0000, -1)

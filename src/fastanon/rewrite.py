@@ -4,7 +4,8 @@ An edit maps an entry index of a Region's table to REMOVE or to new value bytes 
 a sequence given b"" becomes an empty sequence). The output is a list of patches (start, end,
 new bytes) over the region's buffer; everything between patches is copied as it is. Lengths of
 enclosing defined-length sequences and items, and group length elements (gggg,0000) at the
-same level, are patched to match (PS3.5 §7.2, §7.5).
+same level, are patched to match (PS3.5 §7.2, §7.5). Headers may be rewritten too: an implicit
+VR header in an explicit VR data set gets an explicit one (explicit_vrs decides the VR).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import itertools
 import os
 import struct
 
-from .elements import (FLAG_BIG, FLAG_IMPLICIT, FLAG_LONG, FLAG_OPEN, FLAG_UNDEFINED, KIND_ELEMENT,
-                       KIND_ITEM, LONG_HEADER_VRS, length_offset)
+from ._dictionary import VR_AMBIGUOUS
+from .elements import (BINARY_NUMBER_VRS, FLAG_BIG, FLAG_IMPLICIT, FLAG_LONG, FLAG_OPEN, FLAG_SWITCHED, FLAG_UNDEFINED,
+                       KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, LONG_HEADER_VRS,
+                       PIXEL_DATA, dictionary_vr, length_offset)
 from .errors import PolicyError
 from .scan import Region
 
@@ -24,44 +27,61 @@ REMOVE = None
 Patch = tuple[int, int, bytes]
 
 
-def patches(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
-    """Patches that apply edits to a region, in order, non-overlapping."""
-    if not edits:
+def patches(region: Region, edits: dict[int, bytes | None],
+            headers: dict[int, str] | None = None) -> list[Patch]:
+    """Patches that apply edits to a region, in order, non-overlapping. headers: {index: VR}
+    of elements whose implicit VR header is written as an explicit one (explicit_vrs); an
+    edited one of them gets its new value under that header."""
+    if not edits and not headers:
         return []
+    headers = headers or {}
     table = region.table
     row = table.row
     out: list[Patch] = []
     delta: dict[int, int] = {}          # entry index → change of its total size
+    own: dict[int, int] = {}            # re-headered, not edited: index → change of its header
     rows: dict[int, tuple] = {}
     skip_until = -1
-    for index in sorted(edits):
+    for index in sorted(edits.keys() | headers.keys()) if headers else sorted(edits):
         entry = rows[index] = row(index)
-        tag, _, kind, flags, _, parent, start, _, _, end = entry
+        tag, _, kind, flags, _, parent, start, vstart, _, end = entry
         if start < skip_until:
             continue                    # inside an element already removed or replaced
-        new = edits[index]
         if kind == KIND_ITEM:
             raise PolicyError(f"entry {index} is a sequence item; only elements can be edited")
-        if new is REMOVE:
-            out.append((start, end, b""))
-            change = start - end
+        if index not in edits:
+            change = own[index] = len(_explicit(tag, headers[index], 0, flags & FLAG_BIG)) \
+                - (vstart - start)
         else:
-            raw = _header(region.buf, start, flags, len(new)) + new
-            out.append((start, end, raw))
-            change = len(raw) - (end - start)
-        skip_until = end
+            new = edits[index]
+            if new is REMOVE:
+                out.append((start, end, b""))
+                change = start - end
+            else:
+                vr = headers.get(index)
+                head = (_header(region.buf, start, flags, len(new)) if vr is None else
+                        _explicit(tag, vr, len(new), flags & FLAG_BIG))
+                out.append((start, end, head + new))
+                change = len(head) + len(new) - (end - start)
+            skip_until = end
         if change:
-            delta[index] = change
+            delta[index] = delta.get(index, 0) + change
             while parent >= 0:
                 delta[parent] = delta.get(parent, 0) + change
                 if parent not in rows:
                     rows[parent] = row(parent)
                 parent = rows[parent][5]
+    # Rewritten headers, with the defined length of what they hold once it changed.
+    for index, change in own.items():
+        tag, _, kind, flags, _, _, start, vstart, vlen, _ = rows[index]
+        if not flags & FLAG_UNDEFINED:
+            vlen += delta.get(index, 0) - change
+        out.append((start, vstart, _explicit(tag, headers[index], vlen, flags & FLAG_BIG)))
     # Defined lengths of enclosing sequences and items.
     groups: dict[tuple[int, int], int] = {}
     for index, change in delta.items():
         tag, _, kind, flags, _, parent, start, vstart, vlen, end = rows[index]
-        if index not in edits and not flags & FLAG_UNDEFINED:
+        if index not in edits and index not in own and not flags & FLAG_UNDEFINED:
             offset = length_offset(kind, flags, start)
             out.append((offset, offset + 4, _u32(vlen + change, flags & FLAG_BIG)))
         if kind != KIND_ITEM and tag & 0xFFFF:
@@ -81,6 +101,39 @@ def patches(region: Region, edits: dict[int, bytes | None]) -> list[Patch]:
         size = _group_end(table, index, parent, group) - element.end
         out.append((element.vstart, element.vstart + 4, _u32(size + change, element.flags & FLAG_BIG)))
     out.sort()
+    return out
+
+
+# Bytes per value of the VRs whose values are whole numbers of fixed-size units (PS3.5 §6.2).
+_SIZES = {**{vr: size for vr, (_, size) in BINARY_NUMBER_VRS.items()},
+          "OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def explicit_vrs(region: Region) -> dict[int, str]:
+    """{index: VR} for the elements of an explicit VR region written with an implicit VR
+    header (the scanner's FLAG_SWITCHED), so that the output is in one encoding (PS3.5 §7.1):
+    SQ for a sequence, OB for fragments, the dictionary's VR where it has one and the length
+    fits its header; UN otherwise (private, unknown, or one of several VRs: nothing guessed,
+    PS3.5 §6.2.2), and where the length is not a whole number of the VR's values."""
+    table = region.table
+    if not table.switched:
+        return {}
+    out = {}
+    for index in range(len(table)):
+        tag, _, kind, flags, _, _, _, _, vlen, _ = table.row(index)
+        if not flags & FLAG_SWITCHED:
+            continue
+        if kind == KIND_SEQUENCE:
+            vr = "SQ"
+        elif kind == KIND_FRAGMENTS:
+            vr = "OB"
+        elif tag == PIXEL_DATA:
+            vr = "OW"               # native Pixel Data in implicit VR is OW (PS3.5 §A.1)
+        else:
+            vr = "UN" if tag in VR_AMBIGUOUS else dictionary_vr(tag)
+            if (vr not in LONG_HEADER_VRS and vlen > 0xFFFF) or vlen % _SIZES.get(vr, 1):
+                vr = "UN"
+        out[index] = vr
     return out
 
 
@@ -149,6 +202,18 @@ def _u32(value: int, big: int) -> bytes:
     if not 0 <= value < 0xFFFFFFFF:
         raise PolicyError(f"a length of {value:,} bytes cannot be encoded")
     return struct.pack(">I" if big else "<I", value)
+
+
+def _explicit(tag: int, vr: str, length: int, big: int) -> bytes:
+    """An explicit VR header (PS3.5 §7.1.2) for a value of length bytes (undefined: 0xFFFFFFFF)."""
+    end = ">" if big else "<"
+    head = struct.pack(end + "HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii")
+    if vr in LONG_HEADER_VRS:
+        return head + b"\0\0" + (struct.pack(end + "I", length) if length == 0xFFFFFFFF
+                                  else _u32(length, big))
+    if length > 0xFFFF:
+        raise PolicyError(f"a {vr} value of {length:,} bytes does not fit its 16-bit length")
+    return head + struct.pack(end + "H", length)
 
 
 def _header(buf, start: int, flags: int, length: int) -> bytes:
@@ -267,15 +332,10 @@ def encode_element(tag: int, vr: str, value, implicit: bool, big: bool) -> bytes
     value = encode_value(vr, value, implicit, big)
     if len(value) & 1:
         raise PolicyError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}): odd value length {len(value)}")
-    end = ">" if big else "<"
-    head = struct.pack(end + "HH", tag >> 16, tag & 0xFFFF)
     if implicit:
-        return head + _u32(len(value), big) + value
-    if vr in LONG_HEADER_VRS:
-        return head + vr.encode("ascii") + b"\0\0" + _u32(len(value), big) + value
-    if len(value) > 0xFFFF:
-        raise PolicyError(f"a {vr} value of {len(value):,} bytes does not fit its 16-bit length")
-    return head + vr.encode("ascii") + struct.pack(end + "H", len(value)) + value
+        return struct.pack(">HH" if big else "<HH", tag >> 16, tag & 0xFFFF) \
+            + _u32(len(value), big) + value
+    return _explicit(tag, vr, len(value), big) + value
 
 
 def insertion_points(region: Region, tags: list[int]) -> list[int]:
