@@ -134,16 +134,23 @@ def test_docstring_examples_run():
 
 
 def test_the_command_line_loads_the_engine_only_when_a_command_needs_it():
-    """`import fastanon.cli` (what --help and every command pay first) loads click and the
-    command modules, not the engine, pydicom or numpy; `import fastanon` loads the errors only."""
+    """`import fastanon.cli` (what the `fastanon` command pays first) loads nothing but itself;
+    its click group (--help and every command but a well-formed run) loads click and the command
+    modules, not the engine, pydicom or numpy; `import fastanon` loads the errors only."""
     import subprocess
     import sys
 
-    code = ("import sys, fastanon.cli; "
-            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('fastanon', 'pydicom', 'numpy'))))")
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True).stdout.split()
-    assert set(loaded) == {"fastanon", "fastanon.errors", "fastanon.cli", "fastanon.cli._options",
-                           "fastanon.cli.inspect", "fastanon.cli.presets", "fastanon.cli.run",
-                           "fastanon.cli.serve"}
+    def loaded(statement: str) -> set[str]:
+        code = (f"import sys; {statement}; "
+                "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+                "('fastanon', 'pydicom', 'numpy', 'click'))))")
+        return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True).stdout.split())
+
+    assert loaded("import fastanon.cli") == {"fastanon", "fastanon.errors", "fastanon.cli"}
+    commands = loaded("from fastanon.cli import main")
+    assert {m for m in commands if m.startswith("fastanon")} == {
+        "fastanon", "fastanon.errors", "fastanon.cli", "fastanon.cli._args",
+        "fastanon.cli._group", "fastanon.cli._options", "fastanon.cli._run",
+        "fastanon.cli.inspect", "fastanon.cli.presets", "fastanon.cli.run", "fastanon.cli.serve"}
+    assert "click" in commands and not {"pydicom", "numpy"} & commands

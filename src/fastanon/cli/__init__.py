@@ -1,31 +1,26 @@
-"""The command line: a click group; one module per command (run, inspect, presets, serve)."""
+"""The command line: a click group (`main`); one module per command (run, inspect, presets,
+serve). `entry` is what the `fastanon` command and `python -m fastanon` call: `run` starts
+without click when its arguments are well formed (_run.fast); everything else goes to click.
+"""
 
 from __future__ import annotations
 
-import click
-
-from .. import __version__
+import sys
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="fastanon")
-def main() -> None:
-    """fastanon: anonymize DICOM files at the speed of copying their bytes.
+def entry() -> None:
+    if sys.argv[1:2] == ["run"]:
+        from ._run import fast
 
-    \b
-    Examples:
-      fastanon run --key-file site.key incoming/ anonymized/
-      fastanon inspect scan.dcm
-      fastanon presets research
-    """
+        fast(sys.argv[2:])      # returns only when click should parse the arguments
+    from ._group import main
+
+    main()
 
 
-from .inspect import inspect  # noqa: E402
-from .presets import presets  # noqa: E402
-from .run import run  # noqa: E402
-from .serve import serve  # noqa: E402
+def __getattr__(name: str):
+    if name == "main":          # the click group, loaded when asked for (click's test runner)
+        from ._group import main
 
-main.add_command(run)
-main.add_command(inspect)
-main.add_command(presets)
-main.add_command(serve)
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,41 +1,58 @@
-"""Options shared by the commands (policy and key), turned into plain values once, at the edge."""
+"""Options shared by the commands (policy and key), turned into plain values once, at the edge.
+
+The options are data (_args.py); this module makes click's decorators of them. load_policy and
+load_key raise click's usage errors, importing click only then: `fastanon run` calls them
+before click is loaded (_run.py).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import click
-
 from ..errors import FastanonError
-
-KEY_ENV = "FASTANON_KEY"
-
-
-def policy_options(func):
-    """--preset NAME and --policy FILE.toml."""
-    func = click.option(
-        "--policy", "policy_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="A policy file (TOML), usually `extends = \"research\"` plus changes; "
-             "replaces --preset.")(func)
-    func = click.option(
-        "--preset", metavar="NAME",
-        help="Preset policy: research (the default: PS3.15 Annex E basic profile, full "
-             "de-identification) or internal (hides identity and contact only); "
-             "see `fastanon presets`.")(func)
-    return func
+from ._args import KEY_ENV, KEY_OPTIONS, POLICY_OPTIONS, Opt  # noqa: F401  (KEY_ENV re-exported)
 
 
-def key_options(func):
-    """--key TEXT and --key-file PATH (else the FASTANON_KEY environment variable)."""
-    func = click.option(
-        "--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Read the secret from a file (surrounding white space ignored).")(func)
-    func = click.option(
-        "--key", metavar="TEXT",
-        help=f"Secret that keys new UIDs, date shifts and pseudonyms: the same key gives the same "
-             f"values in every run. Also ${KEY_ENV}. Without one, a random key for this run.")(func)
-    return func
+def to_click(opt: Opt):
+    """The click.option decorator of an option."""
+    import click
+
+    kinds = {"flag": None, "text": None, "count": click.IntRange(1),
+             "file": click.Path(exists=True, dir_okay=False, path_type=Path),
+             "path": click.Path(dir_okay=False, path_type=Path)}
+    extra: dict = {"help": opt.help}
+    if opt.kind == "flag":
+        extra["is_flag"] = True
+    elif opt.kind == "choice":
+        extra.update(type=click.Choice(list(opt.choices)), default=opt.default, show_default=True)
+    elif kinds[opt.kind] is not None:
+        extra["type"] = kinds[opt.kind]
+    if opt.metavar:
+        extra["metavar"] = opt.metavar
+    if opt.multiple:
+        extra["multiple"] = True
+    return click.option(*opt.flags, opt.dest, **extra)
+
+
+def with_options(options):
+    """A decorator adding options to a command, listed in this order in its --help."""
+    def apply(func):
+        for opt in reversed(options):
+            func = to_click(opt)(func)
+        return func
+    return apply
+
+
+policy_options = with_options(POLICY_OPTIONS)    # --preset NAME and --policy FILE.toml
+key_options = with_options(KEY_OPTIONS)          # --key TEXT and --key-file PATH
+
+
+def usage(message: str, hint: str | None = None) -> Exception:
+    """click's usage error (of the option hint, when given), to raise."""
+    import click
+
+    return click.BadParameter(message, param_hint=hint) if hint else click.UsageError(message)
 
 
 def load_policy(preset: str | None, policy_file: Path | None):
@@ -43,8 +60,8 @@ def load_policy(preset: str | None, policy_file: Path | None):
     from ..policy import Policy
 
     if preset and policy_file:
-        raise click.UsageError("give --preset or --policy, not both (a policy file names the "
-                               "preset it starts from with extends = \"...\")")
+        raise usage("give --preset or --policy, not both (a policy file names the preset it "
+                    "starts from with extends = \"...\")")
     try:
         if policy_file:
             policy = Policy.from_file(policy_file)
@@ -52,23 +69,23 @@ def load_policy(preset: str | None, policy_file: Path | None):
         name = preset or "research"
         return Policy.preset(name), name
     except FastanonError as exc:
-        raise click.BadParameter(str(exc), param_hint="--policy" if policy_file else "--preset")
+        raise usage(str(exc), "--policy" if policy_file else "--preset") from None
 
 
 def load_key(key: str | None, key_file: Path | None) -> bytes:
     """The secret from --key, --key-file or $FASTANON_KEY; b"" when none is given."""
     if key is not None and key_file:
-        raise click.UsageError("give --key or --key-file, not both")
+        raise usage("give --key or --key-file, not both")
     if key_file:
         try:
             secret = key_file.read_bytes().strip()
         except OSError as exc:
-            raise click.BadParameter(f"{key_file}: {exc.strerror}", param_hint="--key-file")
+            raise usage(f"{key_file}: {exc.strerror}", "--key-file") from None
         if not secret:
-            raise click.BadParameter(f"{key_file} is empty", param_hint="--key-file")
+            raise usage(f"{key_file} is empty", "--key-file")
         return secret
     if key is not None:
         if not key:
-            raise click.BadParameter("an empty key protects nothing", param_hint="--key")
+            raise usage("an empty key protects nothing", "--key")
         return key.encode("utf-8")
     return os.environ.get(KEY_ENV, "").encode("utf-8")

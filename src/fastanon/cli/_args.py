@@ -1,0 +1,117 @@
+"""Options as data: click's decorators are made from them (_options.to_click), and `fastanon run`
+parses its arguments with them without loading click (parse), so that a run starts at once.
+
+parse() accepts only what click would accept with the same meaning; anything else (--help, an
+unknown option, a bad value, a missing argument) returns None, and click parses it instead and
+says what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+
+class Opt(NamedTuple):
+    """One command-line option. kind: "flag", "text", "count" (an integer >= 1), "file" (an
+    existing file, not a folder), "path" (not a folder) or "choice"."""
+
+    flags: tuple[str, ...]
+    dest: str
+    kind: str
+    help: str
+    metavar: str | None = None
+    multiple: bool = False
+    choices: tuple[str, ...] = ()
+    default: object = None
+
+
+POLICY_OPTIONS = (
+    Opt(("--preset",), "preset", "text",
+        "Preset policy: research (the default: PS3.15 Annex E basic profile, full "
+        "de-identification) or internal (hides identity and contact only); see `fastanon "
+        "presets`.", metavar="NAME"),
+    Opt(("--policy",), "policy_file", "file",
+        "A policy file (TOML), usually `extends = \"research\"` plus changes; replaces --preset."),
+)
+
+KEY_ENV = "FASTANON_KEY"
+
+KEY_OPTIONS = (
+    Opt(("--key",), "key", "text",
+        f"Secret that keys new UIDs, date shifts and pseudonyms: the same key gives the same "
+        f"values in every run. Also ${KEY_ENV}. Without one, a random key for this run.",
+        metavar="TEXT"),
+    Opt(("--key-file",), "key_file", "file",
+        "Read the secret from a file (surrounding white space ignored)."),
+)
+
+
+def parse(argv: list[str], options: tuple[Opt, ...], arguments: tuple[tuple[str, str], ...]
+          ) -> dict | None:
+    """{dest: value} for argv, as click would pass them to the command; None when click should
+    parse argv itself. arguments: (dest, kind) of the positional ones, kind "exists" (a path
+    that exists, as a Path) or "text"."""
+    by_flag = {flag: opt for opt in options for flag in opt.flags}
+    values: dict = {opt.dest: ([] if opt.multiple else opt.default if opt.kind != "flag"
+                               else False) for opt in options}
+    positional: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if not token.startswith("-") or token == "-":
+            positional.append(token)
+            continue
+        name, equals, value = token.partition("=")
+        opt = by_flag.get(name if name.startswith("--") else token)
+        if opt is None:
+            return None                 # --help, --, -abc, an unknown option: click's to say
+        if opt.kind == "flag":
+            if equals:
+                return None
+            values[opt.dest] = True
+            continue
+        if not equals:
+            if i == len(argv):
+                return None
+            value = argv[i]
+            i += 1
+        if value.startswith("-"):
+            return None                 # a value that looks like an option: let click decide
+        checked = _value(opt, value)
+        if checked is None:
+            return None
+        if opt.multiple:
+            values[opt.dest].append(checked)
+        else:
+            values[opt.dest] = checked
+    if len(positional) != len(arguments):
+        return None
+    for (dest, kind), text in zip(arguments, positional):
+        if kind == "exists":
+            if not text or not os.path.exists(text) or not os.access(text, os.R_OK):
+                return None
+            values[dest] = Path(text)
+        else:
+            values[dest] = text
+    for opt in options:
+        if opt.multiple:
+            values[opt.dest] = tuple(values[opt.dest])
+    return values
+
+
+def _value(opt: Opt, text: str):
+    """The value of an option as click converts it, or None when click would refuse it."""
+    if opt.kind == "text":
+        return text
+    if opt.kind == "count":
+        return int(text) if text.isdigit() and text.isascii() and int(text) >= 1 else None
+    if opt.kind == "choice":
+        return text if text in opt.choices else None
+    if not text or os.path.isdir(text):
+        return None
+    if opt.kind == "file" and not (os.path.isfile(text) and os.access(text, os.R_OK)):
+        return None
+    return Path(text)

@@ -1,0 +1,332 @@
+"""`fastanon run SRC DST` without click: its options as data, its body, and the fast start.
+
+The command's options are listed once (OPTIONS); cli/run.py makes the click command of them,
+for --help, usage errors and click's test runner. `fast(argv)`, what the `fastanon` command
+calls for `run`, parses argv with the same options (_args.parse) and runs the body directly, so
+that a run pays nothing for click; when argv is anything but well formed, or the body finds a
+usage error before anything is written, click takes argv from the start and says what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import FastanonError, PolicyError
+from ._args import KEY_OPTIONS, POLICY_OPTIONS, Opt, parse
+from ._options import load_key, load_policy, usage
+
+if TYPE_CHECKING:
+    from ..batch import Outcome, Summary
+
+EXIT_INTERRUPTED = 130          # the shell's convention for a run stopped by SIGINT
+
+ARGUMENTS = (("src", "exists"), ("dst", "text"))
+
+OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + (
+    Opt(("--mask",), "mask_texts", "text",
+        "Black out a rectangle of the pixels in every file (repeatable); FRAMES like 0,3-5 counts "
+        "from 0 (default: every frame).", metavar="X,Y,W,H[@FRAMES]", multiple=True),
+    Opt(("--masks",), "masks_file", "file",
+        "A TOML file of masks for every file: masks = [\"X,Y,W,H\", ...]."),
+    Opt(("--mask-rules",), "rules_file", "file",
+        "A TOML file of [[rule]]s (match on Modality, Manufacturer, Rows, ...; masks): each file "
+        "gets the masks of the first rule it matches; the audit names it."),
+    Opt(("--decompress",), "decompress", "flag",
+        "Decode compressed Pixel Data to apply masks (written uncompressed, Explicit VR Little "
+        "Endian); without it, masks on compressed files are refused."),
+    Opt(("--burned-in-annotation",), "burned_in", "choice",
+        "no: set Burned In Annotation to NO in the files that were masked (a preset that marks "
+        "files de-identified, as research does, always does so).",
+        choices=("keep", "no"), default="keep"),
+    Opt(("--workers",), "workers", "count",
+        "Files processed in parallel [default: the CPU count]. The outputs are the same "
+        "whatever the number.", metavar="N"),
+    Opt(("--overwrite",), "overwrite", "flag",
+        "Replace outputs that already exist (else skipped, so a rerun completes an interrupted "
+        "run)."),
+    Opt(("--rename",), "rename", "flag",
+        "Name outputs DST/<study>/<series>/<sop>.dcm from the new UIDs, instead of mirroring "
+        "SRC's folder and file names (which often carry patient names)."),
+    Opt(("--keep-paths",), "keep_paths", "flag",
+        "Mirror SRC's folder and file names as they are. By default a name that holds an "
+        "identifying value of the file inside (the patient's name, IDs, accession number, birth "
+        "date, address, telephone) gets that value's pseudonym instead (the same in every file, "
+        "so the tree stays a tree)."),
+    Opt(("--audit",), "audit", "path",
+        "Write one CSV row per file: source, destination, status, reason, preset, mask rule, "
+        "and how many elements each action changed.", metavar="FILE.csv"),
+    Opt(("--mapping",), "mapping", "path",
+        "Write the original and new identifiers of every file (patient name and ID, accession "
+        "number, study, series and instance UIDs). This file is a RE-IDENTIFICATION KEY: keep "
+        "it apart from the data, or do not ask for it.", metavar="FILE.csv"),
+    Opt(("--max-inflated",), "max_inflated", "count",
+        "A deflated data set may inflate to at most this many MiB (default 4096).",
+        metavar="MIB"),
+    Opt(("--max-inflate-ratio",), "max_inflate_ratio", "count",
+        "... and, past 64 MiB, to at most N times its deflated size (default 1024).",
+        metavar="N"),
+    Opt(("-q", "--quiet"), "quiet", "flag", "No progress bar and no summary (errors only)."),
+)
+
+
+def fast(argv: list[str]) -> None:
+    """Run `fastanon run ARGV` without click when argv is well formed; returns (having done
+    nothing) when click should take it."""
+    values = parse(argv, OPTIONS, ARGUMENTS)
+    if values is None:
+        return
+    try:
+        run(**values)
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] != "click":
+            raise
+        import click
+
+        if isinstance(exc, click.UsageError):
+            return                      # found before any output: click runs argv and says so
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+def say(text: str, end: str = "\n") -> None:
+    """A line on stderr, at once."""
+    sys.stderr.write(text + end)
+    sys.stderr.flush()
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: str | None,
+        key_file: Path | None, mask_texts: tuple[str, ...], masks_file: Path | None,
+        rules_file: Path | None, decompress: bool, burned_in: str, workers: int | None,
+        overwrite: bool, rename: bool, keep_paths: bool, audit: Path | None,
+        mapping: Path | None, max_inflated: int | None, max_inflate_ratio: int | None,
+        quiet: bool) -> None:
+    """Anonymize SRC (a DICOM file or a folder tree) into DST, which mirrors it.
+
+    DICOM files are recognised by their content; other files are skipped and counted. The input
+    is never modified, and DST may not lie inside SRC. Each output appears only when complete:
+    an interrupted run (Ctrl-C) leaves no partial file, and rerunning it with the same --key
+    completes it, skipping the outputs already there.
+
+    Exit status: 0 all written, 1 some files failed (each named on stderr with the reason),
+    2 usage error, 130 interrupted.
+
+    \b
+    Examples:
+      fastanon run --key-file site.key export/ export-anon/
+      fastanon run --preset internal --workers 4 --audit audit.csv study/ out/
+      fastanon run --mask 0,0,640,48 --burned-in-annotation no us/ us-anon/
+    """
+    from ..batch import Interrupted, Job, run as run_batch   # the engine, when a run starts
+
+    policy, name = load_policy(preset, policy_file)
+    masks = _masks(mask_texts, masks_file, rules_file, burned_in)
+    dst_path = Path(dst)
+    if not src.is_dir() and not rename and dst.endswith(("/", os.sep)):
+        dst_path.mkdir(parents=True, exist_ok=True)     # "DST/": a folder for the one output
+    job = Job(policy=policy, key=load_key(key, key_file), masks=masks, overwrite=overwrite,
+              workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
+              rename=rename, keep_paths=keep_paths, mapping=mapping is not None,
+              preset_name=name, limits=_limits(max_inflated, max_inflate_ratio))
+    progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
+    previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
+    try:
+        summary = run_batch(src, dst_path, job, progress, audit, mapping)
+    except Interrupted as stop:
+        progress.finish()
+        again = ("Run the same command again to complete it." if job.key else
+                 "This run drew a random key: to complete it consistently, remove DST and run "
+                 "again with --key.")
+        say(f"interrupted: {_counts(stop.summary)}; no partial output left. {again}")
+        sys.exit(EXIT_INTERRUPTED)
+    except FastanonError as exc:        # found before anything is written (batch.run)
+        progress.finish()
+        raise usage(str(exc)) from None
+    except OSError as exc:              # DST, the audit or the mapping file cannot be written
+        progress.finish()
+        import click
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+    finally:
+        _on_sigterm(previous)
+    progress.finish()
+    if not quiet:
+        say(f"fastanon: {_counts(summary)} in {summary.seconds:.2f} s ({_rate(summary)})")
+        if summary.exists and not job.key:
+            say("note: outputs already there were kept, but this run drew a new random key; "
+                "give the same --key to every run of one data set so that UIDs and pseudonyms "
+                "match")
+    sys.exit(1 if summary.failed else 0)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(handler):
+    """Install a SIGTERM handler (only the main thread may); returns the previous one."""
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
+def _counts(summary: Summary) -> str:
+    parts = [f"{summary.written:,} written"]
+    if summary.exists:
+        parts.append(f"{summary.exists:,} already there")
+    parts.append(f"{summary.skipped:,} skipped (not DICOM)")
+    parts.append(f"{summary.failed:,} failed")
+    return ", ".join(parts)
+
+
+def _rate(summary: Summary) -> str:
+    seconds = summary.seconds or 1e-9
+    rate = summary.bytes_in / 1e6 / seconds
+    return f"{summary.bytes_in / 1e6:,.1f} MB, {rate:,.{1 if rate < 10 else 0}f} MB/s, " \
+           f"{summary.total / seconds:,.0f} files/s"
+
+
+def _limits(max_inflated: int | None, ratio: int | None):
+    """The limits of --max-inflated (MiB) and --max-inflate-ratio, over the defaults."""
+    from ..scan import DEFAULT_LIMITS, Limits
+
+    if max_inflated is None and ratio is None:
+        return DEFAULT_LIMITS
+    return Limits(max_inflated=(max_inflated << 20) if max_inflated else DEFAULT_LIMITS.max_inflated,
+                  inflate_ratio=ratio or DEFAULT_LIMITS.inflate_ratio)
+
+
+def _masks(texts: tuple[str, ...], masks_file: Path | None, rules_file: Path | None,
+           burned_in: str):
+    """The masks of the run: a tuple of Mask (every file) or MaskRules (chosen per file)."""
+    if rules_file and (texts or masks_file):
+        raise usage("--mask-rules chooses masks per file; it cannot be combined with --mask or "
+                    "--masks, which apply to every file")
+    masks = ()
+    if texts or masks_file or rules_file:
+        from ..masks import Mask, MaskRules
+
+        try:
+            if rules_file:
+                masks = MaskRules.load(rules_file)
+            else:
+                masks = tuple(Mask.parse(text) for text in texts)
+                if masks_file:
+                    masks += _masks_from_file(masks_file)
+        except FastanonError as exc:
+            raise usage(str(exc), "--mask-rules" if rules_file else "--mask/--masks") from None
+    if burned_in == "no" and not masks:
+        raise usage("--burned-in-annotation no says the pixels were cleaned: give --mask, "
+                    "--masks or --mask-rules")
+    return masks
+
+
+def _masks_from_file(path: Path) -> tuple:
+    """masks = ["X,Y,W,H[@FRAMES]", {x = , y = , width = , height = , frames = [...]}, ...]"""
+    import tomllib
+
+    from ..masks import Mask
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot be read as TOML ({exc})") from None
+    if set(doc) != {"masks"} or not isinstance(doc["masks"], list):
+        raise PolicyError(f"{path}: expected one key, masks = [\"X,Y,W,H\", ...] (per-file rules "
+                          "go in a --mask-rules file)")
+    return tuple(Mask.from_toml(item, str(path)) for item in doc["masks"])
+
+
+class Progress:
+    """Failures on stderr as they come; on a terminal, a progress line (files, MB, files/s, ETA).
+    The files are counted by a thread while the run goes, so the run never waits for the count."""
+
+    REDRAW = 0.1          # seconds between redraws
+
+    def __init__(self, src: Path, show: bool, warn: bool = True):
+        self.src, self.show, self.warn = src, show, warn
+        self.count = self.bytes = 0
+        self.total: int | None = None
+        self.started = time.monotonic()
+        self.drawn = 0.0
+        self.counter: threading.Thread | None = None
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.count += 1
+        self.bytes += outcome.bytes_in
+        if self.show and self.counter is None and self.src.is_dir():
+            # Started with the first outcome: after the worker pool has forked.
+            self.counter = threading.Thread(target=self._count, daemon=True)
+            self.counter.start()
+        if outcome.status == "failed":
+            self._say("error", outcome.src, outcome.reason)
+        if outcome.warnings and self.warn:
+            for warning in outcome.warnings:
+                self._say("warning", outcome.src, str(warning))
+        if self.show:
+            now = time.monotonic()
+            if now - self.drawn >= self.REDRAW:
+                self.drawn = now
+                self._draw(now)
+
+    def _count(self) -> None:
+        from ..pipeline import TEMP_SUFFIX
+
+        total, stack = 0, [str(self.src)]
+        while stack:
+            try:
+                with os.scandir(stack.pop()) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif not entry.name.endswith(TEMP_SUFFIX):
+                            total += 1
+            except OSError:
+                continue
+        self.total = total
+
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.count / elapsed
+        text = f"{self.count:,} files  {self.bytes / 1e6:,.1f} MB  {rate:,.0f} files/s"
+        total = self.total if self.src.is_dir() else 1
+        if total:
+            done = min(self.count / total, 1.0)
+            bar = "#" * int(done * 20)
+            eta = (total - self.count) / rate if rate else 0
+            text = (f"{done:4.0%} [{bar:<20}] {self.count:,}/{total:,} files  "
+                    f"{self.bytes / 1e6:,.1f} MB  {rate:,.0f} files/s  "
+                    f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        width = shutil.get_terminal_size((80, 20)).columns - 1
+        say("\r" + text[:width] + "\x1b[K", end="")
+
+    def _say(self, level: str, where: str, message: str) -> None:
+        self._clear()
+        say(f"{level}: {message}" if where and where in message
+            else f"{level}: {where}: {message}")
+
+    def _clear(self) -> None:
+        if self.show and self.drawn:
+            say("\r\x1b[K", end="")
+
+    def finish(self) -> None:
+        if self.show and self.drawn:
+            self._draw(time.monotonic())
+            say("")

@@ -1,0 +1,101 @@
+"""`fastanon run` starts without click: its arguments parsed from the same option table as the
+click command, to the same values, and anything else left to click."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastanon.cli import _run
+from fastanon.cli._args import parse
+from fastanon.cli.run import run as click_run
+from test_cli import KEY, write_file
+
+
+@pytest.fixture()
+def tree(tmp_path) -> Path:
+    write_file(tmp_path / "src" / "a.dcm", 1, rows=8)
+    (tmp_path / "policy.toml").write_text('extends = "internal"\n')
+    (tmp_path / "masks.toml").write_text('masks = ["0,0,4,4"]\n')
+    (tmp_path / "key").write_text("secret\n")
+    return tmp_path
+
+
+WELL_FORMED = [
+    ["SRC", "DST"],
+    ["--key", KEY, "SRC", "DST"],
+    ["SRC", "--preset=internal", "DST", "-q"],
+    ["--policy", "POLICY", "--key-file", "KEYFILE", "SRC", "DST"],
+    ["--mask", "0,0,4,4", "--mask=1,1,2,2@0", "--masks", "MASKS", "SRC", "DST"],
+    ["--workers", "3", "--workers", "2", "--overwrite", "--rename", "--keep-paths", "SRC", "DST"],
+    ["--audit", "AUDIT", "--mapping", "MAPPING", "--max-inflated", "12",
+     "--max-inflate-ratio", "7", "--burned-in-annotation", "no", "--decompress", "SRC", "DST"],
+    ["--quiet", "--preset", "research", "SRC", "DST/"],
+]
+
+LEFT_TO_CLICK = [
+    ["--help"], ["-h", "SRC", "DST"], ["SRC"], ["SRC", "DST", "EXTRA"], ["--nope", "SRC", "DST"],
+    ["--workers", "0", "SRC", "DST"], ["--workers", "two", "SRC", "DST"],
+    ["--burned-in-annotation", "maybe", "SRC", "DST"], ["--policy", "MISSING", "SRC", "DST"],
+    ["--policy", "SRCDIR", "SRC", "DST"], ["--audit", "SRCDIR", "SRC", "DST"],
+    ["MISSING", "DST"], ["--key"], ["--key", "-q", "SRC", "DST"], ["-qx", "SRC", "DST"],
+    ["--quiet=1", "SRC", "DST"], ["--", "SRC", "DST"],
+]
+
+
+def _argv(template: list[str], base: Path) -> list[str]:
+    names = {"SRC": base / "src", "DST": base / "out", "POLICY": base / "policy.toml",
+             "KEYFILE": base / "key", "MASKS": base / "masks.toml", "AUDIT": base / "audit.csv",
+             "MAPPING": base / "map.csv", "MISSING": base / "missing", "SRCDIR": base / "src",
+             "DST/": f"{base / 'out'}/"}
+    return [str(names.get(t, t)) for t in template]
+
+
+@pytest.mark.parametrize("template", WELL_FORMED, ids=" ".join)
+def test_the_fast_parse_gives_what_click_gives(tree, template):
+    argv = _argv(template, tree)
+    fast = parse(argv, _run.OPTIONS, _run.ARGUMENTS)
+    assert fast is not None
+    with click_run.make_context("run", list(argv)) as ctx:
+        assert fast == ctx.params
+
+
+@pytest.mark.parametrize("template", LEFT_TO_CLICK, ids=" ".join)
+def test_anything_else_is_left_to_click(tree, template):
+    assert parse(_argv(template, tree), _run.OPTIONS, _run.ARGUMENTS) is None
+
+
+def _entry(*args: str) -> subprocess.CompletedProcess:
+    code = ("import sys\nfrom fastanon.cli import entry\nsys.argv = ['fastanon', *sys.argv[1:]]\n"
+            "try:\n    entry()\nfinally:\n"
+            "    print(sorted(m for m in ('click', 'dataclasses', 'pydicom', 'numpy')"
+            " if m in sys.modules))\n")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_run_loads_no_click(tree):
+    done = _entry("run", "--key", KEY, str(tree / "src"), str(tree / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "1 written" in done.stderr
+    assert "'click'" not in done.stdout and "pydicom" not in done.stdout, done.stdout
+    assert (tree / "out" / "a.dcm").is_file()
+
+
+def test_a_usage_error_found_by_the_body_is_said_by_click(tree):
+    """The unknown preset is found after parsing: click then parses argv itself, and the run
+    ends as before, with its usage line, exit status 2 and nothing written."""
+    done = _entry("run", "--preset", "nope", str(tree / "src"), str(tree / "out"))
+    assert done.returncode == 2
+    assert "Usage: " in done.stderr and "Invalid value for --preset: unknown preset 'nope'" \
+        in done.stderr
+    assert not (tree / "out").exists()
+
+
+def test_dst_inside_src_is_said_by_click(tree):
+    done = _entry("run", "--key", KEY, str(tree / "src"), str(tree / "src" / "out"))
+    assert done.returncode == 2 and "Usage: " in done.stderr, done.stderr
+    assert not (tree / "src" / "out").exists()
