@@ -19,6 +19,10 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 TEST_FILES_DIR = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
 
+# Built policies are cached on disk (_cache.py): the suite (and the runs it starts) keeps its own.
+os.environ.setdefault("FASTANON_CACHE", os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"fastanon-test-cache-{os.getuid()}"))
+
 # Files pydicom only reads leniently because they end early: fastanon refuses them with a
 # FastanonError. MR_truncated and rtplan_truncated end inside a value (the rule below would find
 # them too); DICOMDIR-nooffset's last item declares 248 bytes where 224 remain, which pydicom does

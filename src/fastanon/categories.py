@@ -141,13 +141,27 @@ def is_safe_private(creator: str, tag: int) -> bool:
     return (creator.strip().upper(), tag & 0xFFFF00FF) in _safe_keys()
 
 
-@lru_cache(maxsize=None)
+_IDENTITY: list = []       # identity_tags(), computed once or given by a cached policy (known)
+
+
+def known_identity_tags(tags: tuple[int, ...]) -> None:
+    """identity_tags() as a cached policy stored it (_cache.py): not computed again."""
+    if not _IDENTITY:
+        _IDENTITY.append(tuple(tags))
+
+
 def identity_tags() -> tuple[int, ...]:
     """The attributes of Table E.1-1 that say who the patient is or how to reach them (the
     patient identity and contact categories): what PatientIdentityRemoved YES promises are gone.
     Sequences are not listed: kept, they are recursed into, and their content has rows of its own.
     (Classified by the categories up to the last of the two: every run of research asks, so
     the whole table is not built for it.)"""
+    if not _IDENTITY:
+        _IDENTITY.append(_identity_tags())
+    return _IDENTITY[0]
+
+
+def _identity_tags() -> tuple[int, ...]:
     rules = _rules()[1]
     wanted = ("patient identity", "contact")
     first = rules[:max(i for i, (name, _, _) in enumerate(rules) if name in wanted) + 1]

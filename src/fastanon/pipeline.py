@@ -501,8 +501,9 @@ def anonymize(data, policy="research", masks=(), *, key: bytes | str | None = No
     False
     """
     try:
-        return render(prepare(parse(data, name, limits), plan_of(policy, key), masks,
-                              decompress=decompress))[0]
+        output = prepare(parse(data, name, limits), plan_of(policy, key), masks,
+                         decompress=decompress)
+        return render(output)[0] if output.masks else _unmasked(output, name)
     except MemoryError:
         raise FastanonError(f"{name}: out of memory while anonymizing it") from None
 
@@ -512,16 +513,23 @@ def render(output: Output, name: str | None = None) -> tuple[bytes, MaskReport]:
     from .pixels import MaskReport, blank
 
     name = name or output.parsed.name
-    result = rewrite.join(output.parsed.source, output.parts)
     if not output.masks:
-        confirm(output, result, name)
-        return result, MaskReport(name)
+        return _unmasked(output, name), MaskReport(name)
+    result = rewrite.join(output.parsed.source, output.parts)
     buf = bytearray(result)
     new, report = blank(buf, output.masks, name, decompress=output.decompress)
     report.rule = output.rule
     result = bytes(buf) if new is None else new
     confirm(output, result, name, pixels_new=new is not None)
     return result, report
+
+
+def _unmasked(output: Output, name: str) -> bytes:
+    """The output of a file without masks in memory, checked (render, without the masks'
+    machinery)."""
+    result = rewrite.join(output.parsed.source, output.parts)
+    confirm(output, result, name)
+    return result
 
 
 def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | None = None,
@@ -639,8 +647,11 @@ def write(source: Source, output: Output, dst) -> Report:
             with mmap.mmap(fd_out, written, access=mmap.ACCESS_READ) as mapped:
                 confirm(output, mapped, str(dst), pixels_new)
     else:
-        result, report = render(output, str(dst))
-        warnings = report.warnings
+        if output.masks:
+            result, report = render(output, str(dst))
+            warnings = report.warnings
+        else:
+            result = _unmasked(output, str(dst))
         with _atomic_output(dst) as fd_out:
             written = rewrite.write_all(fd_out, result)
     return Report(source.path, str(dst), source.size, written, output.actions, output.rule,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from . import presets
-from .categories import default_action, tags_in
+from .categories import default_action, identity_tags, known_identity_tags, tags_in
 from .elements import dictionary_entry, is_private, parse_tag, tag_text
 from .errors import PolicyError
 from .iods import Requirement
@@ -115,7 +115,9 @@ class Policy:
     @classmethod
     def from_file(cls, path) -> "Policy":
         """A policy file (TOML), usually `extends = "research"` plus changes (presets.spec_of)."""
-        return build(presets.spec_of(Path(path)))
+        path = Path(path)
+        return _cached(f"file:{path.resolve()}",
+                       lambda read: build(presets.spec_of(path, read=read)))
 
     @classmethod
     def from_spec(cls, spec: dict) -> "Policy":
@@ -184,7 +186,52 @@ def _tags_of(mapping: Mapping) -> dict[int, Action]:
 
 @lru_cache(maxsize=None)
 def _preset(name: str) -> Policy:
-    return build(presets.spec_of(name))
+    return _cached(f"preset:{name}", lambda read: build(presets.spec_of(name, read=read)))
+
+
+def _cached(key: str, make: Callable[[list], Policy]) -> Policy:
+    """The policy make(read) builds (read: a list it fills with the files it reads), loaded
+    from the on-disk cache when none of those files, nor fastanon, changed since (_cache.py)."""
+    from . import _cache
+
+    data = _cache.load(key)
+    if data is not None:
+        try:
+            policy = _from_data(data["policy"])
+            known_identity_tags(data["identity"])
+            return policy
+        except (KeyError, TypeError, ValueError, PolicyError):
+            pass
+    read: list = []
+    policy = make(read)
+    plain = _to_data(policy)
+    if plain is not None:
+        _cache.store(key, read, {"policy": plain, "identity": identity_tags()})
+    return policy
+
+
+# Policy fields holding actions, and how each is written as plain data (and read back).
+_ACTION_FIELDS = {
+    "tags": (lambda tags: {t: (a.name, a.text) for t, a in tags.items()},
+             lambda tags: {t: Action(*a) for t, a in tags.items()}),
+    "private": (lambda a: (a.name, a.text), lambda a: Action(*a)),
+    "private_creator": (lambda a: (a.name, a.text), lambda a: Action(*a)),
+    "masks": (lambda masks: tuple((m, v, (a.name, a.text)) for m, v, a in masks),
+              lambda masks: tuple((m, v, Action(*a)) for m, v, a in masks)),
+}
+
+
+def _to_data(policy: Policy) -> dict | None:
+    """A policy as marshal's types; None for one with generators (code, not data)."""
+    if policy.generators:
+        return None
+    return {name: (_ACTION_FIELDS[name][0](value) if name in _ACTION_FIELDS else value)
+            for name, value in vars(policy).items() if name != "generators"}
+
+
+def _from_data(data: dict) -> Policy:
+    return Policy(**{name: (_ACTION_FIELDS[name][1](value) if name in _ACTION_FIELDS else value)
+                     for name, value in data.items()})
 
 
 _KNOWN_KEYS = {"name", "description", "profile", "options", "compound", "hide", "categories",

@@ -37,8 +37,9 @@ def names() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*.toml") if p.stem != "categories")
 
 
-def spec_of(source, seen: tuple = ()) -> dict:
-    """The merged specification of a preset name or a TOML path, with `extends` resolved."""
+def spec_of(source, seen: tuple = (), read: list | None = None) -> dict:
+    """The merged specification of a preset name or a TOML path, with `extends` resolved;
+    read, when given, gets the path of every file read."""
     if isinstance(source, Path) or (isinstance(source, str) and source.endswith(".toml")):
         path = Path(source)
     elif source in names():
@@ -57,12 +58,14 @@ def spec_of(source, seen: tuple = ()) -> dict:
         raise PolicyError(f"{path}: cannot be read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML ({exc})") from None
+    if read is not None:
+        read.append(str(path))
     base = spec.pop("extends", None)
     if base is None:
         return spec
     if isinstance(base, str) and base.endswith(".toml") and not Path(base).is_absolute():
         base = path.parent / base
-    merged = spec_of(base, seen + (path.resolve(),))
+    merged = spec_of(base, seen + (path.resolve(),), read)
     for key, value in spec.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
