@@ -137,7 +137,7 @@ def test_unreadable_folder_is_named(tmp_path, monkeypatch):
     real_walk = os.walk
 
     def walk(top, onerror=None, **options):     # as os.walk reports a folder it cannot list
-        onerror(PermissionError(13, "Permission denied", str(top / "locked")))
+        onerror(PermissionError(13, "Permission denied", os.path.join(top, "locked")))
         yield from real_walk(top, onerror=onerror, **options)
 
     monkeypatch.setattr(batch.os, "walk", walk)

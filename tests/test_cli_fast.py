@@ -3,6 +3,7 @@ click command, to the same values, and anything else left to click."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,31 @@ def test_dst_inside_src_is_said_by_click(tree):
     done = _entry("run", "--key", KEY, str(tree / "src"), str(tree / "src" / "out"))
     assert done.returncode == 2 and "Usage: " in done.stderr, done.stderr
     assert not (tree / "src" / "out").exists()
+
+
+# What a run must not load: each costs a start more than the whole budget of DESIGN.md's
+# start-up (they pull in enum, inspect, OpenSSL, ...); the shells and the options that need one
+# import it themselves.
+HEAVY = ("click", "pydicom", "numpy", "enum", "re", "typing", "dataclasses", "inspect", "pathlib",
+         "contextlib", "functools", "shutil", "csv", "threading", "hashlib", "hmac", "base64",
+         "datetime", "tomllib", "signal", "fastanon.inspect", "fastanon.pixels", "fastanon.masks")
+
+
+def test_a_run_imports_nothing_heavy(tree):
+    """A research run of a tree (the policy cached by an earlier run) adds none of HEAVY to what
+    the interpreter had loaded."""
+    code = ("import sys\nbefore = set(sys.modules)\nfrom fastanon.cli import entry\n"
+            "sys.argv = ['fastanon', *sys.argv[1:]]\ntry:\n    entry()\nexcept SystemExit:\n"
+            "    pass\nprint(' '.join(sorted(set(sys.modules) - before)))\n")
+    import fastanon
+
+    # Without site (-S): what the interpreter loads at start is then all there is to subtract.
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(fastanon.__file__))}
+    for out in ("out1", "out2"):
+        done = subprocess.run([sys.executable, "-S", "-c", code, "run", "-q", "--key", KEY,
+                               str(tree / "src"), str(tree / out)],
+                              capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+    added = set(done.stdout.split())
+    assert (tree / "out2" / "a.dcm").is_file()
+    assert not added & set(HEAVY), sorted(added & set(HEAVY))

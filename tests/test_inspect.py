@@ -53,8 +53,7 @@ def test_elements_paths_categories_actions():
 
 
 def _without_echo_cleaning(name):
-    from dataclasses import replace
-    return replace(fastanon.Policy.preset(name), clean_echoes=False)
+    return fastanon.Policy.preset(name).replace(clean_echoes=False)
 
 
 def test_warnings_internal():

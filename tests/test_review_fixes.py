@@ -159,8 +159,7 @@ def test_inspect_reads_values_in_the_file_character_set():
 
     raw = _file(extra)
     assert "Müller".encode("latin-1") in raw
-    from dataclasses import replace
-    quiet = replace(fastanon.Policy.preset("internal"), clean_echoes=False)
+    quiet = fastanon.Policy.preset("internal").replace(clean_echoes=False)
     echoes = [f for f in fastanon.inspect(raw, quiet) if f.code == "identifying-echo"]
     assert echoes and "Müller" in echoes[0].message
     cleaned = [f for f in fastanon.inspect(raw, "internal") if f.path == "StudyDescription"]

@@ -8,26 +8,27 @@ place by `pipeline.write`; an output that exists is complete, so a rerun skips i
 
 from __future__ import annotations
 
-import csv
 import errno
 import os
-import re
-import signal
 import sys
-import threading
 import time
 import warnings
-from dataclasses import dataclass, field, replace
 from itertools import islice
-from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
+from ._lean import field, record
 from .elements import DIRECTORY_RECORDS
 from .errors import FastanonError, MaskWarning
 from .pipeline import TEMP_SUFFIX, open_source, prepare, sweep_temp, write
 from .plan import Plan
 from .policy import as_policy
 from .scan import DEFAULT_LIMITS, Limits, looks_like_dicom, parse
+
+TYPE_CHECKING = False     # typing is not imported at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from os import PathLike
+
+    Path = str | PathLike
 
 STUDY_UID, SERIES_UID, SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
 # The identifiers the --mapping file pairs with their new values (top level of each file).
@@ -40,10 +41,18 @@ _DICOMDIR_RENAMED = ("a DICOMDIR below the top of SRC cannot follow --rename: it
                      "files by File IDs (PS3.10 §8.2), which only a file set at the top of SRC "
                      "gets; run on its folder, or without --rename")
 CHUNK = 16               # files per task handed to a worker (fewer, larger messages)
-_SAFE_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
+_NAME_START = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_NAME_CHARACTERS = _NAME_START | frozenset("._-")
 
 
-@dataclass(frozen=True)
+def _safe_name(text: str) -> bool:
+    """Whether text can be a file name as it is: 1 to 64 letters, digits, '.', '_' or '-', the
+    first a letter or a digit."""
+    return (0 < len(text) <= 64 and text[0] in _NAME_START
+            and all(c in _NAME_CHARACTERS for c in text))
+
+
+@record(frozen=True)
 class Job:
     """The options of one run, fixed once at the edge (the CLI) and shared by every worker."""
 
@@ -62,20 +71,20 @@ class Job:
     limits: Limits = DEFAULT_LIMITS  # how far a deflated data set may inflate
 
 
-@dataclass
+@record
 class Outcome:
     src: str
     dst: str
     status: str            # written, exists, skipped (not DICOM), failed
     reason: str = ""
     bytes_in: int = 0
-    actions: dict = field(default_factory=dict)
+    actions: dict = field(factory=dict)
     mask_rule: str | None = None
     warnings: tuple = ()
     mapping: tuple = ()    # (original, new) per MAPPED entry, when the job asks for it
 
 
-@dataclass
+@record
 class Summary:
     written: int = 0
     exists: int = 0
@@ -83,7 +92,7 @@ class Summary:
     failed: int = 0
     bytes_in: int = 0
     seconds: float = 0.0
-    failures: list = field(default_factory=list)
+    failures: list = field(factory=list)
 
     def add(self, outcome: Outcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
@@ -107,26 +116,34 @@ class Interrupted(KeyboardInterrupt):
 def check_paths(src: Path, dst: Path, *others: Path | None) -> None:
     """Refuse a destination equal to, or inside, the source tree (the input is never touched);
     `others` (audit and mapping files) may not be written inside the source tree either."""
-    if not src.exists():
+    src, dst = os.fspath(src), os.fspath(dst)
+    if not os.path.exists(src):
         raise FastanonError(f"{src}: no such file or directory")
-    src_real, dst_real = src.resolve(), dst.resolve()
+    src_real, dst_real = os.path.realpath(src), os.path.realpath(dst)
+    tree = os.path.isdir(src)
     if src_real == dst_real:
         raise FastanonError(f"{dst}: the destination is the source itself")
-    if src.is_dir() and dst_real.is_relative_to(src_real):
+    if tree and _within(dst_real, src_real):
         raise FastanonError(f"{dst}: the destination lies inside the source tree {src}")
-    if src.is_dir() and src_real.is_relative_to(dst_real):
-        inner = src_real.relative_to(dst_real)      # DST/<inner>/... is inside SRC: the outputs
-        if (src_real / inner).exists():             # of SRC/<inner>/... would land on inputs
-            raise FastanonError(f"{dst}: the outputs of {src / inner} would be written inside "
-                                f"the source tree {src}")
-    if src.is_dir() and dst.exists() and not dst.is_dir():
+    if tree and _within(src_real, dst_real):
+        inner = os.path.relpath(src_real, dst_real)     # DST/<inner>/... is inside SRC: the
+        if os.path.exists(os.path.join(src_real, inner)):   # outputs of SRC/<inner>/... would
+            raise FastanonError(                              # land on inputs
+                f"{dst}: the outputs of {os.path.join(src, inner)} would be written inside "
+                f"the source tree {src}")
+    if tree and os.path.exists(dst) and not os.path.isdir(dst):
         raise FastanonError(f"{dst}: exists and is not a folder (the source is a folder)")
     for other in others:
         if other is None:
             continue
-        real = other.resolve()
-        if real == src_real or (src.is_dir() and real.is_relative_to(src_real)):
-            raise FastanonError(f"{other}: would be written inside the source {src}")
+        real = os.path.realpath(other)
+        if real == src_real or (tree and _within(real, src_real)):
+            raise FastanonError(f"{os.fspath(other)}: would be written inside the source {src}")
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether the real path path is folder or inside it (both from os.path.realpath)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 SKIPPED = "\0skipped"      # pairs(): a folder not walked again (a symbolic link loop)
@@ -140,9 +157,10 @@ def _holds(folder: str, other: str) -> bool:
 def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
     """(input, output, path relative to src) streamed in a stable order (folders and names sorted);
     dst mirrors src's relative paths. A folder that cannot be listed comes as ("", folder, reason)."""
-    if not src.is_dir():
-        target = dst / src.name if dst.is_dir() else dst
-        yield str(src), str(target), src.name
+    src, dst = os.fspath(src), os.fspath(dst)
+    if not os.path.isdir(src):
+        name = os.path.basename(src)
+        yield src, os.path.join(dst, name) if os.path.isdir(dst) else dst, name
         return
     errors: list[OSError] = []
     join = os.path.join
@@ -173,7 +191,7 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
                 continue
             seen.add((info.st_dev, info.st_ino))
         rel = os.path.relpath(folder, src)
-        out = str(dst) if rel == "." else join(dst, rel)
+        out = dst if rel == "." else join(dst, rel)
         prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
         for name in sorted(files):
             if name.endswith(TEMP_SUFFIX):
@@ -186,12 +204,12 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
 
 # -- one file, in a worker ------------------------------------------------------------------------
 
-@dataclass
+@record
 class _Worker:
     """What a worker needs, built once per process: the job and its compiled plan."""
 
     job: Job
-    dst: Path
+    dst: str
     plan: Plan
     clean_paths: bool          # output folder and file names lose the identity they repeat
 
@@ -208,6 +226,8 @@ def _prepare(job: Job, dst: Path, tree: bool = True) -> _Worker:
 def _start_worker(job: Job | None = None, dst: Path | None = None) -> None:
     """Pool initializer: Ctrl-C is the parent's to handle (it stops the pool and sweeps temporary
     files); a forked worker already holds the compiled plans, a spawned one builds them."""
+    import signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     global _STATE
@@ -265,12 +285,12 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                 values = (output.identifiers(tag for _, tag in MAPPED)
                           if job.rename or job.mapping else {})
                 if job.rename and directory:
-                    dst = str(state.dst / "DICOMDIR")
+                    dst = os.path.join(state.dst, "DICOMDIR")
                 elif job.rename:
-                    dst = str(state.dst / _output_name(values, job.key, rel, job.file_set))
+                    dst = os.path.join(state.dst, _output_name(values, job.key, rel, job.file_set))
                 elif state.clean_paths:         # export/<PatientID>/<name>/...: pseudonyms
                     clean = state.plan.echoes(output.context).clean_path(rel)
-                    dst = dst if clean == rel else str(state.dst / clean)
+                    dst = dst if clean == rel else os.path.join(state.dst, clean)
                 if job.mapping:
                     mapping = tuple(values[tag] for _, tag in MAPPED)
                 there = _existing(src, dst, job, size, mapping)
@@ -305,7 +325,7 @@ def _output_name(values: dict, key: bytes, rel: str, file_set: bool = False) -> 
 
     def part(tag: int, fallback: str) -> str:
         new = values[tag][1]
-        return new if _SAFE_NAME.fullmatch(new) and new not in (".", "..") else fallback
+        return new if _safe_name(new) and new not in (".", "..") else fallback
 
     sop = part(SOP_UID, "x-" + pseudonym(key, "file:" + rel, 16))
     study, series = part(STUDY_UID, "unknown-study"), part(SERIES_UID, "unknown-series")
@@ -331,19 +351,21 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
     the audit and mapping CSV files. Ctrl-C raises Interrupted after the workers are stopped and
     every temporary output is removed.
     """
-    src, dst = Path(src), Path(dst)
+    src, dst = os.fspath(src), os.fspath(dst)
     check_paths(src, dst, audit, mapping)
+    tree = os.path.isdir(src)
     if not job.key:
-        job = replace(job, key=os.urandom(32))    # one random key for the whole run
+        job = job.replace(key=os.urandom(32))    # one random key for the whole run
     if job.mapping != bool(mapping):
-        job = replace(job, mapping=bool(mapping))
+        job = job.replace(mapping=bool(mapping))
     global _STATE
-    _STATE = _prepare(job, dst, src.is_dir())   # a bad policy fails here, before any worker
-    if job.rename and src.is_dir() and (src / "DICOMDIR").is_file():
-        job = replace(job, file_set=True)    # the files get names the DICOMDIR can hold
+    _STATE = _prepare(job, dst, tree)       # a bad policy fails here, before any worker
+    if job.rename and tree and os.path.isfile(os.path.join(src, "DICOMDIR")):
+        job = job.replace(file_set=True)    # the files get names the DICOMDIR can hold
         _STATE = _prepare(job, dst, True)
-    if src.is_dir() or job.rename:
-        dst.mkdir(parents=True, exist_ok=True)
+    if tree or job.rename:
+        os.makedirs(dst, exist_ok=True)
+    written_in = dst if os.path.isdir(dst) else os.path.dirname(dst) or "."
     summary = Summary()
     started = time.monotonic()
     outcomes = _outcomes(src, dst, job)
@@ -363,12 +385,12 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
                     on_outcome(outcome)
         except KeyboardInterrupt:
             outcomes.close()          # stops the workers before the sweep
-            _sweep_temp(dst if dst.is_dir() else dst.parent)
+            _sweep_temp(written_in)
             summary.seconds = time.monotonic() - started
             raise Interrupted(summary) from None
         except BaseException:       # a worker lost, the audit or mapping file not writable
             outcomes.close()
-            _sweep_temp(dst if dst.is_dir() else dst.parent)
+            _sweep_temp(written_in)
             raise
         finally:
             outcomes.close()
@@ -386,7 +408,7 @@ def _unique_name(outcome: Outcome, seen: set[int]) -> Outcome:
     if key not in seen:
         seen.add(key)
         return outcome
-    return replace(outcome, status="failed",
+    return outcome.replace(status="failed",
                    reason=f"same output name {outcome.dst} as another input of this run (the same "
                           "study, series and SOP instance UIDs): only one of them is in the "
                           "destination")
@@ -470,6 +492,8 @@ class _Window:
     come back, so a 100,000-file tree never sits in memory."""
 
     def __init__(self, size: int):
+        import threading            # with the pool only
+
         self._free = threading.Semaphore(size)
         self._stopped = threading.Event()
 
@@ -489,7 +513,7 @@ class _Window:
         self._stopped.set()
 
 
-def _sweep_temp(folder: Path) -> None:
+def _sweep_temp(folder: str) -> None:
     """Remove temporary outputs left by this run's workers, stopped mid-write (Ctrl-C, an audit
     that cannot be written), and by dead runs before it; a live run's stay."""
     sweep_temp(str(folder), recursive=True)
@@ -507,7 +531,9 @@ class _Csv:
     def __enter__(self):
         if self.path is None:
             return None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        import csv                  # only when a run writes one
+
+        os.makedirs(os.path.dirname(os.fspath(self.path)) or ".", exist_ok=True)
         mode = 0o600 if self.private else 0o644
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         if self.private:
@@ -523,7 +549,7 @@ class _Csv:
             self.writer.writerow(row)
             self.handle.flush()
         except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+            raise OSError(exc.errno, exc.strerror, os.fspath(self.path)) from None
 
     def __exit__(self, *exc) -> None:
         if self.handle is not None:
@@ -531,7 +557,7 @@ class _Csv:
                 self.handle.close()
             except OSError as error:
                 if exc[0] is None:
-                    raise OSError(error.errno, error.strerror, str(self.path)) from None
+                    raise OSError(error.errno, error.strerror, os.fspath(self.path)) from None
 
 
 def _audit_header() -> list[str]:

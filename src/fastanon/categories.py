@@ -7,19 +7,18 @@ allows, and which private attributes Table E.3.10-1 lists as safe for their crea
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from ._lean import memo, record
+import os
 
 from .elements import dictionary_entry, is_private, parse_tag
 from .errors import PolicyError
 from .presets._profile_table import PROFILE, SAFE_PRIVATE
 
-CATEGORIES_FILE = Path(__file__).resolve().parent / "presets" / "categories.toml"
+CATEGORIES_FILE = os.path.join(os.path.dirname(os.path.realpath(__file__)), "presets",
+                               "categories.toml")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Category:
     """A group of sensitive attributes a user reasons about, with the actions it allows."""
 
@@ -30,7 +29,7 @@ class Category:
     alternatives: tuple[str, ...]
 
 
-@lru_cache(maxsize=None)
+@memo
 def _categories_spec() -> dict:
     import tomllib          # read once per process, when a category is first asked for
 
@@ -38,7 +37,7 @@ def _categories_spec() -> dict:
         return tomllib.load(handle)
 
 
-@lru_cache(maxsize=None)
+@memo
 def categories() -> dict[str, Category]:
     """The categories, in the order they claim attributes."""
     spec = _categories_spec()
@@ -47,8 +46,10 @@ def categories() -> dict[str, Category]:
             for name in spec["order"] for c in [spec["category"][name]]}
 
 
-@lru_cache(maxsize=None)
+@memo
 def _rules():
+    import re           # a policy being built: the categories' word patterns
+
     spec = _categories_spec()
     listed, rules = {}, []
     for name in spec["order"]:
@@ -77,7 +78,7 @@ def _classify(tag: int, name: str, vr: str | None, rules: list | None = None) ->
     return "other"
 
 
-@lru_cache(maxsize=None)
+@memo
 def sensitive_tags() -> dict[int, str]:
     """{tag: category} for every concrete attribute of Table E.1-1 and every attribute listed in
     categories.toml: the sensitive-tag table users read (`fastanon presets --categories`)."""
@@ -126,12 +127,12 @@ def default_action(tag: int) -> str:
 
 # -- safe private (Table E.3.10-1) --------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@memo
 def safe_private_creators() -> frozenset[str]:
     return frozenset(creator for creator, _ in SAFE_PRIVATE)
 
 
-@lru_cache(maxsize=None)
+@memo
 def _safe_keys() -> frozenset:
     return frozenset((creator.upper(), tag) for creator, tag in SAFE_PRIVATE)
 

@@ -7,8 +7,7 @@ is decoded escape by escape, and encoded back run by run with the sets the file 
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
+from ._lean import Pattern, memo
 
 # ISO 2022 code elements (PS3.3 Tables C.12-3, C.12-4, C.12-5): Defined Term → (escape
 # sequence, Python codec, whether the escape stays in front of the bytes for the codec).
@@ -33,7 +32,7 @@ _CODECS = {"": "ascii", "ISO_IR 192": "utf_8", "GB18030": "gb18030", "GBK": "gbk
            **{term.replace("ISO 2022 IR", "ISO_IR"): codec
               for term, (_, codec, kept) in _EXTENSIONS.items()
               if not kept and codec not in ("euc_kr", "gb2312")}}
-_ESCAPE = re.compile(rb"\x1b(?:\$[()]?[@-Z]|[()\-][@-Za-z])")
+_ESCAPE = Pattern(rb"\x1b(?:\$[()]?[@-Z]|[()\-][@-Za-z])")
 
 
 class Charset:
@@ -76,6 +75,8 @@ class Charset:
             except UnicodeEncodeError:     # (Latin-1 back where the file had such bytes)
                 return None
         out = []
+        import re
+
         for run in re.findall(r"[\x00-\x7f]+|[^\x00-\x7f]+", text):
             if run.isascii():
                 out.append(run.encode("ascii"))
@@ -101,6 +102,6 @@ def _decode(raw: bytes, codec: str) -> str:
     return raw.decode(codec, "replace") if raw else ""
 
 
-@lru_cache(maxsize=64)
+@memo(maxsize=64)
 def _charset(terms: tuple[str, ...]) -> Charset:
     return Charset(terms)

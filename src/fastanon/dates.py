@@ -6,9 +6,7 @@ offset comes from HMAC-SHA256(key, PatientID), so all files of a patient move to
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from datetime import date, timedelta
+from .uids import keyed_hash
 
 MIN_DAYS, MAX_DAYS = 365, 3650     # dates move back by 1 to 10 years
 
@@ -19,7 +17,7 @@ def patient_offset(key: bytes, patient_id: str) -> int:
     >>> patient_offset(b"secret", "PAT-0001") == patient_offset(b"secret", "PAT-0001") < 0
     True
     """
-    digest = hmac.new(key, b"shift\0" + patient_id.encode("utf-8", "replace"), hashlib.sha256).digest()
+    digest = keyed_hash(key, b"shift\0" + patient_id.encode("utf-8", "replace"))
     return -(MIN_DAYS + int.from_bytes(digest[:8], "big") % (MAX_DAYS - MIN_DAYS + 1))
 
 
@@ -29,6 +27,8 @@ def _shift_date(text: str, days: int) -> str | None:
         return None
     year = int(text[:4])
     if len(text) == 8:
+        from datetime import date, timedelta     # only where a date moves
+
         try:
             moved = date(year, int(text[4:6]), int(text[6:8])) + timedelta(days=days)
         except (ValueError, OverflowError):

@@ -9,8 +9,9 @@ confirmed and cleaned in the decoded value of each element they fall in.
 
 from __future__ import annotations
 
-import re
 from array import array
+
+from ._lean import Pattern
 
 from .charsets import Charset
 from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, PIXEL_DATA, is_private, keyword
@@ -22,7 +23,7 @@ SOURCE_MAX = 4096        # bytes of a source value read at all
 CJK_MIN = 2              # the same for values in other scripts (one ideograph is a syllable)
 UID_ECHO_MIN = 6         # a UID component or IS value repeats an ID only from this length
 MANY_NEEDLES = 64        # more values than this are looked up word by word
-_WORD = re.compile(rb"[a-z0-9]+")
+_WORD = Pattern(rb"[a-z0-9]+")
 BULK = 64 << 10          # a top-level value this long is bulk data, not searched for echoes
 HASH_LENGTH = 16         # fits every text VR (SH, AE, CS: 16 characters)
 # Where the identity lives (PS3.3 C.7.1.1 Patient Module, C.7.2.1 General Study Module).
@@ -32,13 +33,13 @@ ECHO_SOURCES = NAME_SOURCES + VALUE_SOURCES
 _TITLES = frozenset({"DR", "MR", "MRS", "MS", "MISS", "PROF"})
 # VRs whose value is an identifier: an echo in it makes the whole value a pseudonym.
 _ID_VRS = frozenset({"AE", "CS", "SH"})
-_ID_WORDS = re.compile(r"(ID|IDs|Number|Numbers|Identifier|Locator)$")
+_ID_WORDS = Pattern(r"(ID|IDs|Number|Numbers|Identifier|Locator)$")
 # VRs whose values can repeat text: the `clean` action's, and identifiers (AE, CS) besides.
 CLEANED_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "OB", "UN"})
 _TEXT_VRS = CLEANED_VRS | {"AE", "CS"}
 _SEPARATORS = " ,;:-_/^=()[]."
 REFERENCED_FILE_ID = 0x00041500
-_FILE_ID = re.compile(r"[A-Za-z0-9_]{1,8}")
+_FILE_ID = Pattern(r"[A-Za-z0-9_]{1,8}")
 
 
 class Echoes:
@@ -70,6 +71,8 @@ class Echoes:
         regex folds some letters no lower() does, as Turkish I and ı)."""
         found = self.values.get(matched.lower()) or self.identity.folded.get(matched.casefold())
         if found is None:
+            import re
+
             found = next(v for v in self.values.values()
                          if re.fullmatch(re.escape(v[0]), matched, re.I))
         return found
@@ -200,6 +203,8 @@ class Echoes:
             return pseudonym(self.key, same[0], HASH_LENGTH)      # as the source's own pseudonym
         if identifier:
             return self._pseudonym(value)
+        import re
+
         cut = re.sub(r"\s{2,}", " ", pattern.sub("", value)).strip(_SEPARATORS)
         return cut if any(c.isalnum() for c in cut) else self._pseudonym(value)
 
@@ -216,7 +221,8 @@ class Echoes:
         8 of A-Z, 0-9, _; any case here), as in a DICOMDIR's file set, becomes an 8-character
         pseudonym of itself, so that the records' ReferencedFileID can follow; in any other
         name each value becomes its own pseudonym."""
-        if not self.values or self.pattern is None or not self.pattern.search(part):
+        if not self.values or not self.identity.may_hold(part) or self.pattern is None \
+                or not self.pattern.search(part):
             return part
         if _FILE_ID.fullmatch(part):    # any case: a CD's names may be shown in lower case
             return pseudonym(self.key, "file-id:" + part.upper(), 8)
@@ -252,24 +258,37 @@ class _Identity:
             for form in {word, word.lower(), word.upper(), word.title()}:
                 for raw in (charset.encode(form), form.encode("utf-8"), _latin(form)):
                     if raw:
-                        needles.add(re.sub(rb"\x1b[$()\-]*[@-Za-z]", b"", raw))
+                        needles.add(_without_escapes(raw))
         self.needle_bytes = needles
         self.lowered = sorted({n.lower() for n in needles if n})
         # For many needles: those that begin and end a word are found by their first word (as
         # clean matches them: whole words); the others one by one.
         self.first_words, others = set(), []
         for needle in self.lowered:
-            first = _WORD.match(needle)
+            first = _first_word(needle)
             if first and needle.isascii() and needle[:1].isalnum() and needle[-1:].isalnum():
-                self.first_words.add(first.group())
+                self.first_words.add(first)
             else:
                 others.append(needle)
         self.others = others
         self._compiled = None
+        # Lower-case ASCII words, when every word is ASCII: an ASCII text holds a match of the
+        # case-insensitive pattern only if it holds one of them (other scripts fold more).
+        self.ascii_words = ([w.lower() for w in words] if all(w.isascii() for w in words)
+                            else None)
+
+    def may_hold(self, text: str) -> bool:
+        """False when text cannot match the pattern (no regex needed to know it)."""
+        if self.ascii_words is None or not text.isascii():
+            return True
+        lowered = text.lower()
+        return any(word in lowered for word in self.ascii_words)
 
     def compiled(self):
         """(pattern, id_pattern, needles): the regexes, built on first use."""
         if self._compiled is None:
+            import re
+
             needles = sorted(self.needle_bytes, key=len, reverse=True)
             self._compiled = (
                 _words(self.words),
@@ -311,11 +330,30 @@ def _words(words: list[str]):
     or digit matches only where no letter or digit goes on (names inside CJK text still do)."""
     if not words:
         return None
+    import re
+
     edge = "[^\\W_]"
     return re.compile("|".join(
         ("(?<!" + edge + ")" if w[0].isascii() and w[0].isalnum() else "") + re.escape(w)
         + ("(?!" + edge + ")" if w[-1].isascii() and w[-1].isalnum() else "") for w in words),
         re.I)
+
+
+def _without_escapes(raw: bytes) -> bytes:
+    """raw without ISO 2022 escape sequences (the searches look for the letters)."""
+    if b"\x1b" not in raw:
+        return raw
+    import re
+
+    return re.sub(rb"\x1b[$()\-]*[@-Za-z]", b"", raw)
+
+
+def _first_word(needle: bytes) -> bytes:
+    """The leading run of lower-case ASCII letters and digits (what [a-z0-9]+ matches there)."""
+    end = 0
+    while end < len(needle) and (97 <= needle[end] <= 122 or 48 <= needle[end] <= 57):
+        end += 1
+    return needle[:end]
 
 
 def _utf8(text: str) -> bytes:

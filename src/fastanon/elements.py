@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from array import array
-from typing import NamedTuple
+from operator import itemgetter
 
 from . import _dictionary
+from ._lean import Pattern
 from .errors import UnknownTagError
 from ._core import (  # noqa: F401  (re-exported vocabulary)
     FLAG_BIG,
@@ -48,20 +48,34 @@ FASTANON_UID = "2.25.181633216785009617315467106530306958121"
 SQ_TAGS = array("I", sorted(t for t, (vr, _) in _dictionary.DICTIONARY.items() if vr == "SQ"))
 
 
-class Element(NamedTuple):
-    """One entry of a scanned table: where the element lies, not what it holds."""
+class Element(tuple):
+    """One entry of a scanned table: where the element lies, not what it holds. A tuple of
+    (index, tag, vr, kind, flags, depth, parent, start, vstart, vlen, end), with those names
+    (as a named tuple, without the collections module on the run path)."""
 
-    index: int
-    tag: int
-    vr: str         # from the header; from the data dictionary for implicit VR ("UN" if unknown)
-    kind: int       # KIND_ELEMENT, KIND_SEQUENCE, KIND_ITEM or KIND_FRAGMENTS
-    flags: int
-    depth: int
-    parent: int     # index of the enclosing item (or sequence, for an item); -1 at the top
-    start: int      # header offset
-    vstart: int     # value offset
-    vlen: int       # declared value length (0xFFFFFFFF: undefined)
-    end: int        # offset after the value, its items and delimiter
+    __slots__ = ()
+    _fields = ("index", "tag", "vr", "kind", "flags", "depth", "parent", "start", "vstart",
+               "vlen", "end")
+
+    def __new__(cls, index: int, tag: int, vr: str, kind: int, flags: int, depth: int,
+                parent: int, start: int, vstart: int, vlen: int, end: int):
+        return tuple.__new__(cls, (index, tag, vr, kind, flags, depth, parent, start, vstart,
+                                   vlen, end))
+
+    def __repr__(self) -> str:
+        return "Element(" + ", ".join(f"{n}={v!r}" for n, v in zip(self._fields, self)) + ")"
+
+    index = property(itemgetter(0))
+    tag = property(itemgetter(1))
+    vr = property(itemgetter(2))      # from the header; the dictionary's for implicit VR ("UN")
+    kind = property(itemgetter(3))    # KIND_ELEMENT, KIND_SEQUENCE, KIND_ITEM or KIND_FRAGMENTS
+    flags = property(itemgetter(4))
+    depth = property(itemgetter(5))
+    parent = property(itemgetter(6))  # index of the enclosing item (or sequence); -1 at the top
+    start = property(itemgetter(7))   # header offset
+    vstart = property(itemgetter(8))  # value offset
+    vlen = property(itemgetter(9))    # declared value length (0xFFFFFFFF: undefined)
+    end = property(itemgetter(10))    # offset after the value, its items and delimiter
 
     @property
     def undefined(self) -> bool:
@@ -119,7 +133,8 @@ def keyword(tag: int) -> str:
     return entry[1] if entry else ""
 
 
-_TAG_TEXT = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{4})\s*\)?$")
+_TAG_TEXT = Pattern(r"^\(?\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{4})\s*\)?$")
+_TAG_NUMBER = Pattern(r"(0x)?[0-9A-Fa-f]{8}")
 
 
 def parse_tag(key: int | str | tuple[int, int]) -> int:
@@ -137,7 +152,7 @@ def parse_tag(key: int | str | tuple[int, int]) -> int:
         match = _TAG_TEXT.match(text)
         if match:
             return int(match.group(1) + match.group(2), 16)
-        if re.fullmatch(r"(0x)?[0-9A-Fa-f]{8}", text):
+        if _TAG_NUMBER.fullmatch(text):
             return int(text, 16)
         if text in _dictionary.KEYWORDS:
             return _dictionary.KEYWORDS[text]

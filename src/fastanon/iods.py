@@ -9,8 +9,7 @@ and the file meta, each loaded the first time a file asks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from ._lean import memo, record
 
 DIRECTORY_IOD = "basic-directory"
 FILE_META_IOD = "file-meta-information"
@@ -18,7 +17,7 @@ DIRECTORY_STORAGE = "1.2.840.10008.1.3.10"      # Media Storage Directory Storag
 DIRECTORY_RECORDS = 0x00041220
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Requirement:
     """How much an IOD needs one attribute: kind "1" (a value), "2" (present, may be empty), "3"
     (may be absent) or None (unknown: no table says), with the Type and module that say so."""
@@ -125,7 +124,7 @@ def _candidates(path: tuple):
         yield (path[0],) + path[2:]
 
 
-@lru_cache(maxsize=None)
+@memo
 def _iod(name: str) -> Iod:
     return Iod(name)
 

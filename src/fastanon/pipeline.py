@@ -9,18 +9,14 @@ the input's bulk ranges file to file. `open_source` opens an input file once for
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import mmap
 import os
 import stat
 import struct
 import zlib
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ._lean import field, record
 from . import rewrite
 from .elements import (DIRECTORY_RECORDS, FASTANON_UID, FLAG_BIG, FLAG_IMPLICIT, MEDIA_SOP_INSTANCE,
                        SOP_INSTANCE, TRANSFER_SYNTAX, dictionary_entry)
@@ -31,6 +27,7 @@ from .policy import as_policy
 from .scan import DEFAULT_LIMITS, EXPLICIT_LE, IMPLICIT_LE, Limits, Parsed, Region, parse
 from .values import pad
 
+TYPE_CHECKING = False     # typing is not imported at run time
 if TYPE_CHECKING:
     from .masks import Mask
     from .pixels import MaskReport
@@ -40,7 +37,7 @@ TEMP_SUFFIX = ".fastanon-tmp"   # temporary outputs, renamed into place when com
 BURNED_IN_ANNOTATION = 0x00280301
 
 
-@dataclass
+@record
 class Report:
     """What one file went through: sizes and how many elements each action touched."""
 
@@ -48,12 +45,12 @@ class Report:
     dst: str | None
     bytes_in: int
     bytes_out: int
-    actions: Counter = field(default_factory=Counter)
+    actions: dict = field(factory=dict)
     mask_rule: str | None = None          # the mask rule that matched, if rules were given
-    mask_warnings: list = field(default_factory=list)
+    mask_warnings: list = field(factory=list)
 
 
-@dataclass
+@record
 class Output:
     """One file anonymized but not yet written: what was decided, and the output as pieces."""
 
@@ -63,17 +60,17 @@ class Output:
     decisions: dict             # data set: {index: (action code, None or new value)}
     meta_decisions: dict        # the same for the file meta information
     parts: list                 # (offset, length) ranges of parsed.source and new bytes, in order
-    actions: Counter            # elements changed, by action name
+    actions: dict               # elements changed, by action name
     masks: tuple = ()           # the masks this file gets: given, or its rule's
     rule: str | None = None     # the mask rule that chose them
     decompress: bool = False    # decode compressed Pixel Data so that the masks can apply
-    warnings: list = field(default_factory=list)     # what the audit should say of this file
+    warnings: list = field(factory=list)     # what the audit should say of this file
     # What a re-read of the output must find (confirm.py): every edit of both regions, and the
     # new top-level elements as (input index they go before, tag, value length or -1).
-    edits: dict = field(default_factory=dict)
-    meta_edits: dict = field(default_factory=dict)
-    inserted: list = field(default_factory=list)
-    meta_inserted: list = field(default_factory=list)
+    edits: dict = field(factory=dict)
+    meta_edits: dict = field(factory=dict)
+    inserted: list = field(factory=list)
+    meta_inserted: list = field(factory=list)
 
     def identifiers(self, tags) -> dict[int, tuple[str, str]]:
         """{tag: (original text, new text)} of top-level data set attributes ('' when absent
@@ -155,7 +152,7 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     context = FileContext.of(data, parsed.meta)
     names = [action.name for action in plan.actions]
     decisions = plan.decisions(data, context)
-    actions = Counter(names[code] for code, _ in decisions.values())
+    actions = _count({}, (names[code] for code, _ in decisions.values()))
     chosen, rule = choose_masks(parsed, masks)
     masked = bool(chosen) and (burned_in or plan.marks)
     edits = {index: value for index, (_, value) in decisions.items()}
@@ -179,7 +176,7 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     if parsed.meta is not None:
         meta = parsed.meta
         meta_decisions = plan.decisions(meta, context.of_meta(meta), echoes=False)
-        actions.update(names[code] for code, _ in meta_decisions.values())
+        _count(actions, (names[code] for code, _ in meta_decisions.values()))
         meta_edits = {index: value for index, (_, value) in meta_decisions.items()}
         _follow_sop_instance(parsed, edits, meta_edits)
         if one and parsed.transfer_syntax == IMPLICIT_LE and not data.implicit:
@@ -207,6 +204,13 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
         output.warnings.append(f"{parsed.name}: Burned In Annotation is YES and no mask rule "
                                "matched: the text in its pixels is still there")
     return output
+
+
+def _count(counts: dict, names) -> dict:
+    """counts with each name's occurrences added (collections.Counter.update)."""
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def choose_masks(parsed: Parsed, masks) -> tuple[tuple[Mask, ...], str | None]:
@@ -547,16 +551,16 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
     >>> fastanon.anonymize_file(src, dst, policy={}).bytes_out == os.path.getsize(src)
     True
     """
-    src, dst = Path(src), Path(dst)
+    src, dst = os.fspath(src), os.fspath(dst)
     plan = plan_of(policy, key)
-    if dst.exists():
-        if src.exists() and os.path.samefile(src, dst):
+    if os.path.exists(dst):
+        if os.path.exists(src) and os.path.samefile(src, dst):
             raise FastanonError(f"{dst}: the output would overwrite its own input")
         if not overwrite:
             raise FastanonError(f"{dst}: exists (overwrite not allowed)")
     with open_source(src) as source:
         try:
-            parsed = parse(source.contents(), str(src), limits)
+            parsed = parse(source.contents(), src, limits)
             try:
                 return write(source, prepare(parsed, plan, masks, decompress=decompress), dst)
             finally:
@@ -565,7 +569,7 @@ def anonymize_file(src, dst, policy="research", masks=(), *, key: bytes | str | 
             raise FastanonError(f"{src}: out of memory while anonymizing it") from None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Source:
     """An input file opened once (by open_source): its size, and its bytes."""
 
@@ -588,32 +592,38 @@ class Source:
         return self.data
 
 
-@contextlib.contextmanager
-def open_source(path):
+class open_source:  # noqa: N801  (a context manager used like a function)
     """Open an input file for reading once; its mapping and descriptor close with the block."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
-    data = None
-    try:
-        info = os.fstat(fd)
-        regular = stat.S_ISREG(info.st_mode)
-        if regular:
-            data = (_read_all(fd, info.st_size) if info.st_size <= SMALL_FILE
-                    else mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
-    except OSError as exc:
-        os.close(fd)
-        raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
-    try:
-        yield Source(str(path), fd, info.st_size, regular, data)
-    finally:
-        if isinstance(data, mmap.mmap):
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def __enter__(self) -> Source:
+        path = self.path
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
+        data = None
+        try:
+            info = os.fstat(fd)
+            regular = stat.S_ISREG(info.st_mode)
+            if regular:
+                data = (_read_all(fd, info.st_size) if info.st_size <= SMALL_FILE
+                        else mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+        except OSError as exc:
+            os.close(fd)
+            raise FastanonError(f"{path}: cannot be read ({exc.strerror})") from None
+        self.fd, self.data = fd, data
+        return Source(path, fd, info.st_size, regular, data)
+
+    def __exit__(self, *exc) -> None:
+        if isinstance(self.data, mmap.mmap):
             try:
-                data.close()
+                self.data.close()
             except BufferError:      # a view is still held by an exception's traceback:
                 pass                 # the mapping closes when that is collected
-        os.close(fd)
+        os.close(self.fd)
 
 
 def _read_all(fd: int, size: int) -> bytes:
@@ -631,7 +641,7 @@ def write(source: Source, output: Output, dst) -> Report:
     """Write a prepared output to dst atomically (a temporary file beside it, renamed into place):
     a small input in one write, a mapped one with its bulk ranges copied file to file
     (copy_file_range), masks blanked in the written file."""
-    dst = Path(dst)
+    dst = os.fspath(dst)
     warnings: list = []
     if isinstance(source.data, mmap.mmap):
         with _atomic_output(dst) as fd_out:
@@ -686,19 +696,26 @@ def _blank_file(fd: int, size: int, output: Output, name: str) -> tuple[int, lis
     return size, report.warnings, new is not None
 
 
-@contextlib.contextmanager
-def _atomic_output(dst: Path):
+class _atomic_output:  # noqa: N801  (a context manager used like a function)
     """An open temporary file that becomes dst when the block succeeds and vanishes otherwise."""
-    fd_out, tmp = _open_temp(dst)
-    try:
+
+    def __init__(self, dst: str):
+        self.dst = dst
+
+    def __enter__(self) -> int:
+        self.fd, self.tmp = _open_temp(self.dst)
+        return self.fd
+
+    def __exit__(self, kind, value, traceback) -> None:
         try:
-            yield fd_out
-        finally:
-            os.close(fd_out)
-        os.replace(tmp, dst)
-    except BaseException:
-        _unlink(tmp)
-        raise
+            os.close(self.fd)
+            if kind is None:
+                os.replace(self.tmp, self.dst)
+                return
+        except BaseException:
+            _unlink(self.tmp)
+            raise
+        _unlink(self.tmp)
 
 
 _TEMP_NAMES = itertools.count()
@@ -748,23 +765,24 @@ def _abandoned(name: str) -> bool:
     return False
 
 
-def _open_temp(dst: Path) -> tuple[int, str]:
+def _open_temp(dst: str) -> tuple[int, str]:
     """A new file beside dst (same file system, so the final rename is atomic), made with the
     permissions of an ordinary new file; the folder is created when missing."""
-    folder = str(dst.parent)
+    folder, name = os.path.split(dst)
+    folder = folder or "."
     if folder not in _SWEPT:
         _SWEPT.add(folder)
         sweep_temp(folder)
-    tmp = f"{folder}/.{dst.name}.{_HOST}.{os.getpid()}-{next(_TEMP_NAMES)}{TEMP_SUFFIX}"
+    tmp = f"{folder}/.{name}.{_HOST}.{os.getpid()}-{next(_TEMP_NAMES)}{TEMP_SUFFIX}"
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC     # read too: masks map it
     try:
         return os.open(tmp, flags, 0o666), tmp
     except FileNotFoundError:
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
     except FileExistsError:        # left by an earlier process with the same pid
         import tempfile
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TEMP_SUFFIX, dir=dst.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=folder)
         os.chmod(tmp, 0o644)
         return fd, tmp
     return os.open(tmp, flags, 0o666), tmp

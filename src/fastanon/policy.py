@@ -7,12 +7,11 @@ E.1-1's codes under the chosen options, then `hide`, `[categories]` and `[tags]`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace as dc_replace
-from functools import lru_cache
-from pathlib import Path
-from typing import Callable, Mapping
+import os
+from _collections_abc import Mapping as _Mapping    # collections.abc's, without collections
 
 from . import presets
+from ._lean import field, memo, record
 from .categories import default_action, identity_tags, known_identity_tags, tags_in
 from .elements import dictionary_entry, is_private, parse_tag, tag_text
 from .errors import PolicyError
@@ -21,6 +20,10 @@ from .plan import (CID_7050, DEID_CODES, PATIENT_IDENTITY_REMOVED, Action, Plan,
                    code_item, resolve)
 from .presets._profile_table import EDITION, OPTIONS, PROFILE
 from .values import text_value
+
+TYPE_CHECKING = False     # typing is not imported at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 # How an option's "C" (clean) is carried out; options not listed here have no cleaning: remove.
 _CLEANING = {"retain_long_modified_dates": "shift", "clean_descriptors": "clean",
@@ -61,7 +64,7 @@ DEID_METHOD = 0x00120063
 LONGITUDINAL_MODIFIED = 0x00280303
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Policy:
     """Actions by tag, with rules for private tags and repeating groups; every other element is kept.
 
@@ -73,12 +76,12 @@ class Policy:
     """
 
     name: str = "custom"
-    tags: Mapping[int, Action] = field(default_factory=dict)
+    tags: Mapping[int, Action] = field(factory=dict)
     private: Action = Action("keep")          # private data elements (odd groups)
     private_creator: Action = Action("keep")  # (gggg,0010-00FF) private creators
     masks: tuple[tuple[int, int, Action], ...] = ()   # (mask, value, action): repeating groups
     clean_preamble: bool = False              # zero the 128-byte preamble (PS3.10 §7.1)
-    generators: Mapping[str, Callable] = field(default_factory=dict, compare=False)
+    generators: Mapping[str, Callable] = field(factory=dict, compare=False)
     description: str = ""
     options: frozenset = frozenset()          # PS3.15 E.1-1 options in use
     safe_private: bool = False                # keep private attributes of Table E.3.10-1
@@ -91,9 +94,9 @@ class Policy:
     # Top-level elements written into every output: (tag, VR, value bytes, or for SQ a list of
     # items, each a list of (tag, VR, value bytes)) — e.g. PatientIdentityRemoved (PS3.15 E.1).
     additions: tuple = ()
-    reasons: Mapping[int, str] = field(default_factory=dict, compare=False)
-    mask_reasons: tuple[str, ...] = field(default=(), compare=False)
-    private_reason: str = field(default="", compare=False)
+    reasons: Mapping[int, str] = field(factory=dict, compare=False)
+    mask_reasons: tuple[str, ...] = field((), compare=False)
+    private_reason: str = field("", compare=False)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping) -> "Policy":
@@ -115,9 +118,9 @@ class Policy:
     @classmethod
     def from_file(cls, path) -> "Policy":
         """A policy file (TOML), usually `extends = "research"` plus changes (presets.spec_of)."""
-        path = Path(path)
-        return _cached(f"file:{path.resolve()}",
-                       lambda read: build(presets.spec_of(path, read=read)))
+        path = os.fspath(path)
+        return _cached(f"file:{os.path.realpath(path)}",
+                       lambda read: build(presets.spec_of(path, read=read, file=True)))
 
     @classmethod
     def from_spec(cls, spec: dict) -> "Policy":
@@ -172,7 +175,7 @@ class Policy:
         for tag, action in _tags_of(mapping or {}).items():
             tags[tag] = action
             reasons[tag] = f"override: {action}"
-        return dc_replace(self, tags=tags, reasons=reasons, **changes)
+        return self.replace(tags=tags, reasons=reasons, **changes)
 
     def compile(self, **context) -> Plan:
         """The Plan of this policy for one run (context: key=...)."""
@@ -184,7 +187,7 @@ def _tags_of(mapping: Mapping) -> dict[int, Action]:
 
 
 
-@lru_cache(maxsize=None)
+@memo
 def _preset(name: str) -> Policy:
     return _cached(f"preset:{name}", lambda read: build(presets.spec_of(name, read=read)))
 
@@ -429,6 +432,6 @@ def as_policy(policy) -> Policy:
         return policy
     if isinstance(policy, str):
         return Policy.preset(policy)
-    if isinstance(policy, Mapping):
+    if isinstance(policy, _Mapping):
         return Policy.from_mapping(policy)
     raise PolicyError(f"not a policy: {policy!r} (a preset name, a Policy or a mapping)")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
 
+from ._lean import record
 from . import _core
 from .elements import (KIND_ELEMENT, KIND_SEQUENCE, SQ_TAGS, TEXT_VRS, TRANSFER_SYNTAX, Element,
                        dictionary_vr, tag_text)
@@ -24,7 +24,7 @@ INFLATE_RATIO = 1024     # nor beyond 1024 times its deflated size once past INF
 INFLATE_FLOOR = 64 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Limits:
     """How much work one input may cause (run options --max-inflated, --max-inflate-ratio):
     a deflated data set inflates to at most max_inflated bytes, and to at most inflate_ratio
@@ -66,7 +66,7 @@ _MESSAGES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Region:
     """One scanned stretch of bytes: a table whose offsets point into buf."""
 
@@ -117,7 +117,7 @@ class Region:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Parsed:
     """A whole file: preamble, file meta (if any) and the data set, each with its table."""
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
+
+try:                                # the interpreter's own SHA-256 (hashlib loads OpenSSL)
+    from _sha2 import sha256 as _sha256          # Python 3.12 and later
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256    # 3.11
+    except ImportError:
+        from hashlib import sha256 as _sha256
 
 STANDARD_ROOT = "1.2.840.10008."   # UIDs the standard itself defines (PS3.6 Annex A): never remapped
 
@@ -21,6 +26,50 @@ def key_bytes(key: bytes | str | None) -> bytes:
     return bytes(key)
 
 
+_BLOCK = 64                         # SHA-256's block size (RFC 2104: HMAC)
+_KEYED: dict = {}                   # key → (inner, outer) hash states with the padded key in
+
+
+def keyed_hash(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256(key, message) (RFC 2104), the same bytes as hmac.new(key, message,
+    hashlib.sha256).digest(); the key's two padded blocks are hashed once per key.
+
+    >>> import hashlib, hmac
+    >>> keyed_hash(b"secret", b"x") == hmac.new(b"secret", b"x", hashlib.sha256).digest()
+    True
+    """
+    states = _KEYED.get(key)
+    if states is None:
+        block = _sha256(key).digest() if len(key) > _BLOCK else key
+        block = block.ljust(_BLOCK, b"\0")
+        inner, outer = _sha256(), _sha256()
+        inner.update(bytes(b ^ 0x36 for b in block))
+        outer.update(bytes(b ^ 0x5C for b in block))
+        if len(_KEYED) >= 16:
+            _KEYED.clear()
+        states = _KEYED[key] = (inner, outer)
+    inner, outer = states[0].copy(), states[1].copy()
+    inner.update(message)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def base32(data: bytes) -> str:
+    """RFC 4648 base 32 of data without the '=' padding (base64.b32encode's letters).
+
+    >>> import base64
+    >>> base32(b"fastanon") == base64.b32encode(b"fastanon").decode().rstrip("=")
+    True
+    """
+    bits = len(data) * 8
+    number = int.from_bytes(data, "big") << (-bits % 5)
+    count = -(-bits // 5)
+    return "".join(_BASE32[(number >> (5 * (count - 1 - i))) & 31] for i in range(count))
+
+
 def new_uid(key: bytes, old: str) -> str:
     """'2.25.' + the decimal of 128 bits of HMAC-SHA256(key, old): at most 44 characters, digits and dots.
 
@@ -31,7 +80,7 @@ def new_uid(key: bytes, old: str) -> str:
     """
     if not old or old.startswith(STANDARD_ROOT):
         return old
-    digest = hmac.new(key, b"uid\0" + old.encode("ascii", "replace"), hashlib.sha256).digest()
+    digest = keyed_hash(key, b"uid\0" + old.encode("ascii", "replace"))
     return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
@@ -59,8 +108,8 @@ def pseudonym(key: bytes, value: str, length: int = 16) -> str:
     >>> pseudonym(b"secret", "PAT-0001")
     'L7JVRE6E6O2CGPL3'
     """
-    digest = hmac.new(key, b"hash\0" + value.encode("utf-8", "replace"), hashlib.sha256).digest()
-    return base64.b32encode(digest).decode("ascii")[:length]
+    digest = keyed_hash(key, b"hash\0" + value.encode("utf-8", "replace"))
+    return base32(digest[:-(-length * 5 // 8)])[:length]    # the bytes those letters encode
 
 
 def number_pseudonym(key: bytes, value: str, digits: int = 9) -> str:
@@ -69,5 +118,5 @@ def number_pseudonym(key: bytes, value: str, digits: int = 9) -> str:
     >>> number_pseudonym(b"secret", "4711001") == number_pseudonym(b"secret", "4711001")
     True
     """
-    digest = hmac.new(key, b"number\0" + value.encode("utf-8", "replace"), hashlib.sha256).digest()
+    digest = keyed_hash(key, b"number\0" + value.encode("utf-8", "replace"))
     return str(int.from_bytes(digest[:8], "big") % 10 ** digits)

@@ -9,22 +9,19 @@ says what is wrong.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import NamedTuple
 
 
-class Opt(NamedTuple):
+class Opt:
     """One command-line option. kind: "flag", "text", "count" (an integer >= 1), "file" (an
     existing file, not a folder), "path" (not a folder) or "choice"."""
 
-    flags: tuple[str, ...]
-    dest: str
-    kind: str
-    help: str
-    metavar: str | None = None
-    multiple: bool = False
-    choices: tuple[str, ...] = ()
-    default: object = None
+    __slots__ = ("flags", "dest", "kind", "help", "metavar", "multiple", "choices", "default")
+
+    def __init__(self, flags: tuple[str, ...], dest: str, kind: str, help: str,  # noqa: A002
+                 metavar: str | None = None, multiple: bool = False,
+                 choices: tuple[str, ...] = (), default: object = None):
+        self.flags, self.dest, self.kind, self.help = flags, dest, kind, help
+        self.metavar, self.multiple, self.choices, self.default = metavar, multiple, choices, default
 
 
 POLICY_OPTIONS = (
@@ -52,7 +49,7 @@ def parse(argv: list[str], options: tuple[Opt, ...], arguments: tuple[tuple[str,
           ) -> dict | None:
     """{dest: value} for argv, as click would pass them to the command; None when click should
     parse argv itself. arguments: (dest, kind) of the positional ones, kind "exists" (a path
-    that exists, as a Path) or "text"."""
+    that exists) or "text". Paths are given as str."""
     by_flag = {flag: opt for opt in options for flag in opt.flags}
     values: dict = {opt.dest: ([] if opt.multiple else opt.default if opt.kind != "flag"
                                else False) for opt in options}
@@ -93,7 +90,7 @@ def parse(argv: list[str], options: tuple[Opt, ...], arguments: tuple[tuple[str,
         if kind == "exists":
             if not text or not os.path.exists(text) or not os.access(text, os.R_OK):
                 return None
-            values[dest] = Path(text)
+            values[dest] = text
         else:
             values[dest] = text
     for opt in options:
@@ -114,4 +111,4 @@ def _value(opt: Opt, text: str):
         return None
     if opt.kind == "file" and not (os.path.isfile(text) and os.access(text, os.R_OK)):
         return None
-    return Path(text)
+    return text

@@ -8,7 +8,6 @@ before click is loaded (_run.py).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..errors import FastanonError
 from ._args import KEY_ENV, KEY_OPTIONS, POLICY_OPTIONS, Opt  # noqa: F401  (KEY_ENV re-exported)
@@ -19,8 +18,8 @@ def to_click(opt: Opt):
     import click
 
     kinds = {"flag": None, "text": None, "count": click.IntRange(1),
-             "file": click.Path(exists=True, dir_okay=False, path_type=Path),
-             "path": click.Path(dir_okay=False, path_type=Path)}
+             "file": click.Path(exists=True, dir_okay=False),
+             "path": click.Path(dir_okay=False)}
     extra: dict = {"help": opt.help}
     if opt.kind == "flag":
         extra["is_flag"] = True
@@ -55,7 +54,7 @@ def usage(message: str, hint: str | None = None) -> Exception:
     return click.BadParameter(message, param_hint=hint) if hint else click.UsageError(message)
 
 
-def load_policy(preset: str | None, policy_file: Path | None):
+def load_policy(preset: str | None, policy_file: str | None):
     """(Policy, its name) from --preset / --policy; a bad value is a usage error."""
     from ..policy import Policy
 
@@ -72,13 +71,14 @@ def load_policy(preset: str | None, policy_file: Path | None):
         raise usage(str(exc), "--policy" if policy_file else "--preset") from None
 
 
-def load_key(key: str | None, key_file: Path | None) -> bytes:
+def load_key(key: str | None, key_file: str | None) -> bytes:
     """The secret from --key, --key-file or $FASTANON_KEY; b"" when none is given."""
     if key is not None and key_file:
         raise usage("give --key or --key-file, not both")
     if key_file:
         try:
-            secret = key_file.read_bytes().strip()
+            with open(key_file, "rb") as handle:
+                secret = handle.read().strip()
         except OSError as exc:
             raise usage(f"{key_file}: {exc.strerror}", "--key-file") from None
         if not secret:

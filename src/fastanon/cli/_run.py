@@ -10,20 +10,19 @@ usage error before anything is written, click takes argv from the start and says
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import sys
-import threading
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import FastanonError, PolicyError
 from ._args import KEY_OPTIONS, POLICY_OPTIONS, Opt, parse
 from ._options import load_key, load_policy, usage
 
+TYPE_CHECKING = False     # typing is not imported at run time
 if TYPE_CHECKING:
     from ..batch import Outcome, Summary
+    from os import PathLike
+
+    Path = str | PathLike
 
 EXIT_INTERRUPTED = 130          # the shell's convention for a run stopped by SIGINT
 
@@ -134,9 +133,9 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
 
     policy, name = load_policy(preset, policy_file)
     masks = _masks(mask_texts, masks_file, rules_file, burned_in)
-    dst_path = Path(dst)
-    if not src.is_dir() and not rename and dst.endswith(("/", os.sep)):
-        dst_path.mkdir(parents=True, exist_ok=True)     # "DST/": a folder for the one output
+    src = os.fspath(src)
+    if not os.path.isdir(src) and not rename and dst.endswith(("/", os.sep)):
+        os.makedirs(dst, exist_ok=True)     # "DST/": a folder for the one output
     job = Job(policy=policy, key=load_key(key, key_file), masks=masks, overwrite=overwrite,
               workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
               rename=rename, keep_paths=keep_paths, mapping=mapping is not None,
@@ -144,7 +143,7 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
     previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:
-        summary = run_batch(src, dst_path, job, progress, audit, mapping)
+        summary = run_batch(src, dst, job, progress, audit, mapping)
     except Interrupted as stop:
         progress.finish()
         again = ("Run the same command again to complete it." if job.key else
@@ -182,7 +181,11 @@ def _on_sigterm(handler):
     if handler is None:
         return None
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        import _signal as signals       # signal's C module: signal itself loads enum
+    except ImportError:
+        import signal as signals
+    try:
+        return signals.signal(signals.SIGTERM, handler)
     except ValueError:
         return None
 
@@ -245,13 +248,14 @@ def _masks_from_file(path: Path) -> tuple:
     from ..masks import Mask
 
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as handle:
+            doc = tomllib.loads(handle.read())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"{path}: cannot be read as TOML ({exc})") from None
     if set(doc) != {"masks"} or not isinstance(doc["masks"], list):
         raise PolicyError(f"{path}: expected one key, masks = [\"X,Y,W,H\", ...] (per-file rules "
                           "go in a --mask-rules file)")
-    return tuple(Mask.from_toml(item, str(path)) for item in doc["masks"])
+    return tuple(Mask.from_toml(item, os.fspath(path)) for item in doc["masks"])
 
 
 class Progress:
@@ -266,13 +270,15 @@ class Progress:
         self.total: int | None = None
         self.started = time.monotonic()
         self.drawn = 0.0
-        self.counter: threading.Thread | None = None
+        self.counter = None             # the thread counting the files
 
     def __call__(self, outcome: Outcome) -> None:
         self.count += 1
         self.bytes += outcome.bytes_in
-        if self.show and self.counter is None and self.src.is_dir():
+        if self.show and self.counter is None and os.path.isdir(self.src):
             # Started with the first outcome: after the worker pool has forked.
+            import threading
+
             self.counter = threading.Thread(target=self._count, daemon=True)
             self.counter.start()
         if outcome.status == "failed":
@@ -306,7 +312,7 @@ class Progress:
         elapsed = max(now - self.started, 1e-9)
         rate = self.count / elapsed
         text = f"{self.count:,} files  {self.bytes / 1e6:,.1f} MB  {rate:,.0f} files/s"
-        total = self.total if self.src.is_dir() else 1
+        total = self.total if os.path.isdir(self.src) else 1
         if total:
             done = min(self.count / total, 1.0)
             bar = "#" * int(done * 20)
@@ -314,7 +320,12 @@ class Progress:
             text = (f"{done:4.0%} [{bar:<20}] {self.count:,}/{total:,} files  "
                     f"{self.bytes / 1e6:,.1f} MB  {rate:,.0f} files/s  "
                     f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
-        width = shutil.get_terminal_size((80, 20)).columns - 1
+        columns = os.environ.get("COLUMNS", "")
+        try:
+            width = (int(columns) if columns.isdigit()
+                     else os.get_terminal_size(sys.stderr.fileno()).columns) - 1
+        except (OSError, ValueError, AttributeError):
+            width = 79
         say("\r" + text[:width] + "\x1b[K", end="")
 
     def _say(self, level: str, where: str, message: str) -> None:

@@ -6,8 +6,6 @@ without click when its arguments are well formed).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from . import _run
@@ -15,5 +13,5 @@ from ._options import with_options
 from ._run import EXIT_INTERRUPTED, Progress, cpu_count  # noqa: F401  (the command's vocabulary)
 
 run = click.command(context_settings={"help_option_names": ["-h", "--help"]})(
-    click.argument("src", type=click.Path(exists=True, path_type=Path))(
+    click.argument("src", type=click.Path(exists=True))(
         click.argument("dst", type=click.Path())(with_options(_run.OPTIONS)(_run.run))))

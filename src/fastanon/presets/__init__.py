@@ -25,29 +25,32 @@ Actions resolve in this order, later wins: profile, hide, categories, tags.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from ..errors import PolicyError
 
-HERE = Path(__file__).resolve().parent
+HERE = os.path.dirname(os.path.realpath(__file__))
 
 
 def names() -> list[str]:
     """The presets shipped with fastanon."""
-    return sorted(p.stem for p in HERE.glob("*.toml") if p.stem != "categories")
+    return sorted(name[:-5] for name in os.listdir(HERE)
+                  if name.endswith(".toml") and name != "categories.toml")
 
 
-def spec_of(source, seen: tuple = (), read: list | None = None) -> dict:
-    """The merged specification of a preset name or a TOML path, with `extends` resolved;
-    read, when given, gets the path of every file read."""
-    if isinstance(source, Path) or (isinstance(source, str) and source.endswith(".toml")):
-        path = Path(source)
+def spec_of(source, seen: tuple = (), read: list | None = None, *, file: bool = False) -> dict:
+    """The merged specification of a preset name or a TOML path (a path-like object, a name
+    ending in .toml, or anything with file=True), with `extends` resolved; read, when given,
+    gets the path of every file read."""
+    if file or isinstance(source, os.PathLike) or (isinstance(source, str)
+                                                     and source.endswith(".toml")):
+        path = os.fspath(source)
     elif source in names():
-        path = HERE / f"{source}.toml"
+        path = os.path.join(HERE, f"{source}.toml")
     else:
         raise PolicyError(f"unknown preset {source!r}; expected one of {', '.join(names())} "
                           "or the path of a .toml file")
-    if path.resolve() in seen:
+    if os.path.realpath(path) in seen:
         raise PolicyError(f"{path}: `extends` loops back to itself")
     import tomllib          # only where a policy is read (a mapping policy needs none)
 
@@ -59,17 +62,17 @@ def spec_of(source, seen: tuple = (), read: list | None = None) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML ({exc})") from None
     if read is not None:
-        read.append(str(path))
+        read.append(path)
     base = spec.pop("extends", None)
     if base is None:
         return spec
-    if isinstance(base, str) and base.endswith(".toml") and not Path(base).is_absolute():
-        base = path.parent / base
-    merged = spec_of(base, seen + (path.resolve(),), read)
+    if isinstance(base, str) and base.endswith(".toml") and not os.path.isabs(base):
+        base = os.path.join(os.path.dirname(path), base)
+    merged = spec_of(base, seen + (os.path.realpath(path),), read)
     for key, value in spec.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
-    merged.setdefault("name", path.stem)
+    merged.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     return merged

@@ -1,0 +1,149 @@
+"""What the run path uses of dataclasses and functools, without importing them.
+
+A run starts within a few milliseconds of the bare interpreter only if it imports little:
+`import dataclasses` alone costs more than the rest of fastanon (it loads inspect, and with it
+ast, dis and tokenize), functools brings collections and reprlib. A class
+decorated with @record gets what the records here use: __init__ from its annotated fields in
+order (a class attribute is the default; field(factory=...) makes a fresh one per instance),
+__repr__, __eq__ over the fields not marked compare=False, a `replace(**changes)` copy, and with
+frozen=True no assignment after __init__ and a __hash__; slots=True gives it __slots__.
+"""
+
+from __future__ import annotations
+
+_MISSING = object()
+
+
+class field:  # noqa: N801  (used like a function, as in dataclasses)
+    """A field's default: factory() per instance, or default; compare=False leaves it out of
+    __eq__ and __hash__."""
+
+    __slots__ = ("default", "factory", "compare")
+
+    def __init__(self, default=_MISSING, *, factory=None, compare: bool = True):
+        self.default, self.factory, self.compare = default, factory, compare
+
+
+def record(cls=None, *, frozen: bool = False, slots: bool = False):
+    if cls is None:
+        return lambda c: _make(c, frozen, slots)
+    return _make(cls, frozen, slots)
+
+
+def _make(cls, frozen: bool, slots: bool):
+    names = [n for n in cls.__dict__.get("__annotations__", {})]
+    specs = {}
+    for name in names:
+        value = cls.__dict__.get(name, _MISSING)
+        specs[name] = value if isinstance(value, field) else field(value)
+    for base in reversed(cls.__mro__[1:]):
+        inherited = getattr(base, "__record_fields__", None)
+        if inherited:
+            specs = {**inherited, **specs}
+            names = list(inherited) + [n for n in names if n not in inherited]
+    namespace = {k: v for k, v in cls.__dict__.items()
+                 if k not in names and k not in ("__dict__", "__weakref__")}
+    if slots:
+        namespace["__slots__"] = tuple(n for n in names if n not in
+                                       {s for b in cls.__mro__[1:] for s in
+                                        getattr(b, "__slots__", ())})
+    else:
+        for name in names:                  # plain defaults stay readable on the class
+            if specs[name].default is not _MISSING:
+                namespace[name] = specs[name].default
+    namespace["__record_fields__"] = specs
+    namespace["__init__"] = _init(cls.__name__, names, specs, frozen)
+    compared = tuple(n for n in names if specs[n].compare)
+    namespace["__repr__"] = lambda self: (
+        f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")")
+    namespace["__eq__"] = lambda self, other: (
+        NotImplemented if other.__class__ is not self.__class__ else
+        all(getattr(self, n) == getattr(other, n) for n in compared))
+    namespace["replace"] = _replace
+    if frozen:
+        namespace["__setattr__"] = _frozen
+        namespace["__delattr__"] = _frozen
+        namespace["__hash__"] = lambda self: hash(tuple(getattr(self, n) for n in compared))
+    else:
+        namespace["__hash__"] = None
+    return type(cls)(cls.__name__, cls.__bases__, namespace)
+
+
+def _init(owner: str, names: list[str], specs: dict, frozen: bool):
+    """An __init__ made as source text (as fast as a hand-written one)."""
+    args, body, env = [], [], {"_MISSING": _MISSING, "_set": object.__setattr__}
+    for name in names:
+        spec = specs[name]
+        if spec.factory is not None:
+            env[f"_f_{name}"] = spec.factory
+            args.append(f"{name}=_MISSING")
+            value = f"_f_{name}() if {name} is _MISSING else {name}"
+        elif spec.default is not _MISSING:
+            env[f"_d_{name}"] = spec.default
+            args.append(f"{name}=_d_{name}")
+            value = name
+        else:
+            if any("=" in a for a in args):
+                raise TypeError(f"{owner}: field {name!r} without a default follows one with it")
+            args.append(name)
+            value = name
+        body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
+    source = (f"def __init__(self, {', '.join(args)}):\n" if args else "def __init__(self):\n") \
+        + ("\n".join(body) or "    pass") + "\n"
+    exec(source, env)   # noqa: S102  (our own field names only)
+    return env["__init__"]
+
+
+def _replace(self, **changes):
+    """A copy with some fields changed."""
+    values = {n: getattr(self, n) for n in self.__record_fields__}
+    unknown = set(changes) - set(values)
+    if unknown:
+        raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}")
+    values.update(changes)
+    return type(self)(**values)
+
+
+def _frozen(self, name, value=None):
+    raise AttributeError(f"{type(self).__name__} is frozen: cannot change {name!r}")
+
+
+def memo(func=None, *, maxsize: int | None = None):
+    """func's results by its (hashable) arguments, kept for the process (functools.lru_cache);
+    with maxsize, forgotten all at once when there are more (inputs choose the arguments)."""
+    if func is None:
+        return lambda f: memo(f, maxsize=maxsize)
+    results: dict = {}
+
+    def cached(*args):
+        try:
+            return results[args]
+        except KeyError:
+            if maxsize is not None and len(results) >= maxsize:
+                results.clear()
+            value = results[args] = func(*args)
+            return value
+
+    cached.__name__, cached.__doc__, cached.__wrapped__ = func.__name__, func.__doc__, func
+    cached.cache_clear = results.clear
+    return cached
+
+
+IGNORECASE = 2      # re.IGNORECASE, without importing re
+
+
+class Pattern:
+    """A regular expression compiled on first use: `import re` (and the enum module it loads)
+    is paid by the runs that match something, not by every start."""
+
+    __slots__ = ("_source", "_flags", "_compiled")
+
+    def __init__(self, source, flags: int = 0):
+        self._source, self._flags, self._compiled = source, flags, None
+
+    def __getattr__(self, name: str):
+        if self._compiled is None:
+            import re
+
+            self._compiled = re.compile(self._source, self._flags)
+        return getattr(self._compiled, name)

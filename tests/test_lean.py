@@ -1,0 +1,75 @@
+"""_lean's records, memo and lazy patterns behave as the dataclasses, lru_cache and re.compile
+they replace on the run path."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastanon._lean import IGNORECASE, Pattern, field, memo, record
+
+
+@record(frozen=True, slots=True)
+class Point:
+    x: int
+    y: int = 0
+    tags: tuple = field((), compare=False)
+
+
+@record
+class Bag:
+    name: str
+    items: list = field(factory=list)
+
+
+def test_a_record_has_init_defaults_eq_hash_and_replace():
+    p = Point(1)
+    assert (p.x, p.y, p.tags) == (1, 0, ())
+    assert p == Point(1, 0, ("other",)) and p != Point(2) and hash(p) == hash(Point(1, 0, ("x",)))
+    assert p.replace(y=5) == Point(1, 5) and p.replace(y=5) is not p
+    assert repr(p) == "Point(x=1, y=0, tags=())"
+    assert not hasattr(p, "__dict__")
+    with pytest.raises(AttributeError):
+        p.x = 3
+    with pytest.raises(TypeError):
+        p.replace(z=1)
+    with pytest.raises(TypeError):
+        Point()
+
+
+def test_a_mutable_record_gets_a_fresh_default_each_time():
+    a, b = Bag("a"), Bag("b")
+    a.items.append(1)
+    assert b.items == [] and a.items == [1]
+    a.name = "c"
+    assert a == Bag("c", [1]) and a != Point(1)
+    with pytest.raises(TypeError):
+        hash(a)
+
+
+def test_a_field_without_default_may_not_follow_one_with_it():
+    with pytest.raises(TypeError, match="without a default"):
+        @record
+        class Wrong:
+            a: int = 1
+            b: int
+
+
+def test_memo_caches_and_forgets_past_its_size():
+    calls = []
+
+    @memo(maxsize=2)
+    def square(n):
+        calls.append(n)
+        return n * n
+
+    assert [square(2), square(2), square(3)] == [4, 4, 9] and calls == [2, 3]
+    square(4)                   # a third: the cache starts again
+    square(2)
+    assert calls == [2, 3, 4, 2]
+
+
+def test_a_pattern_compiles_on_first_use():
+    pattern = Pattern(r"ab+c", IGNORECASE)
+    assert pattern._compiled is None
+    assert pattern.fullmatch("ABBC") and not pattern.search("ac")
+    assert pattern._compiled is not None
