@@ -11,6 +11,8 @@ frozen=True no assignment after __init__ and a __hash__; slots=True gives it __s
 
 from __future__ import annotations
 
+import struct
+
 _MISSING = object()
 
 
@@ -147,3 +149,10 @@ class Pattern:
 
             self._compiled = re.compile(self._source, self._flags)
         return getattr(self._compiled, name)
+
+
+def packed(code: str, values) -> memoryview:
+    """values as a read-only buffer of C numbers of struct/array code ("B", "I", "q"...), what
+    array.array(code, values) gives the kernel (array loads collections.abc)."""
+    values = list(values)
+    return memoryview(struct.pack(f"={len(values)}{code}", *values)).cast(code)

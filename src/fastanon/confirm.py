@@ -11,9 +11,9 @@ and nothing is written.
 
 from __future__ import annotations
 
-from array import array
 
 from . import _core
+from ._lean import packed
 from .elements import PIXEL_DATA, TRANSFER_SYNTAX, tag_text
 from .errors import FastanonError
 from .scan import IMPLICIT_LE, Limits, Region, parse
@@ -73,13 +73,13 @@ def confirm(output, data, name: str, pixels_new: bool = False) -> None:
 _NEW_CONTENT = object()     # an edit whose new value is not known here (checked for place only)
 
 
-_NONE = array("q")
-_NO_TAGS = array("I")
+_NONE = packed("q", ())
+_NO_TAGS = packed("I", ())
 
 
 def _same(planned: Region, again: Region, edits: dict, inserted: list, name: str,
           where: str) -> None:
-    removed, replaced, lengths, values = array("q"), array("q"), array("q"), []
+    removed, replaced, lengths, values = [], [], [], []
     for index, value in sorted(edits.items()):
         if value is None:
             removed.append(index)
@@ -92,13 +92,14 @@ def _same(planned: Region, again: Region, edits: dict, inserted: list, name: str
                 values.append(value)
     if inserted:
         inserted = sorted(inserted, key=lambda entry: (entry[0], entry[1]))
-        before = array("q", [at for at, _, _ in inserted])
-        tags = array("I", [tag for _, tag, _ in inserted])
-        sizes = array("q", [length for _, _, length in inserted])
+        before = packed("q", [at for at, _, _ in inserted])
+        tags = packed("I", [tag for _, tag, _ in inserted])
+        sizes = packed("q", [length for _, _, length in inserted])
     else:
         before, tags, sizes = _NONE, _NO_TAGS, _NONE
-    difference = _core.expect(planned.table, again.table, again.buf, removed, replaced, lengths,
-                              b"".join(values), before, tags, sizes)
+    difference = _core.expect(planned.table, again.table, again.buf, packed("q", removed),
+                              packed("q", replaced), packed("q", lengths), b"".join(values),
+                              before, tags, sizes)
     if difference is not None:
         raise FastanonError(f"{name}: the output's {where} would not read back as planned "
                             f"({_describe(planned, again, *difference)}); not written")

@@ -9,9 +9,7 @@ confirmed and cleaned in the decoded value of each element they fall in.
 
 from __future__ import annotations
 
-from array import array
-
-from ._lean import Pattern
+from ._lean import Pattern, packed
 
 from .charsets import Charset
 from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, PIXEL_DATA, is_private, keyword
@@ -104,7 +102,7 @@ class Echoes:
                 while at >= 0:
                     hits.append(lo + at)
                     at = text.find(needle, at + 1)
-        return [i for i in region.table.holding(array("q", sorted(hits)))
+        return [i for i in region.table.holding(packed("q", sorted(hits)))
                 if i not in self.sources]        # a source repeating itself is no echo
 
     def explain(self, text: str) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from array import array
+import sys
+from bisect import bisect_left
 from operator import itemgetter
 
 from . import _dictionary
-from ._lean import Pattern
+from ._lean import Pattern, packed
 from .errors import UnknownTagError
 from ._core import (  # noqa: F401  (re-exported vocabulary)
     FLAG_BIG,
@@ -44,8 +45,24 @@ DIRECTORY_RECORDS = 0x00041220      # DirectoryRecordSequence: the data set is a
 # fastanon's implementation class UID (PS3.10 §7.1), under the 2.25 UUID arc (PS3.5 §B.2).
 FASTANON_UID = "2.25.181633216785009617315467106530306958121"
 
+# The dictionary's tags as a sequence of ints, for bisect (native 32-bit, read in place).
+_TAGS = memoryview(_dictionary.TAGS if sys.byteorder == "little" else
+                   b"".join(_dictionary.TAGS[i:i + 4][::-1]
+                            for i in range(0, len(_dictionary.TAGS), 4))).cast("I")
+_COUNT = len(_TAGS)
+
+
+def _sq_tags() -> memoryview:
+    vrs, found, at = _dictionary.VRS, [], _dictionary.VRS.find("SQ")
+    while at >= 0:
+        if at % 2 == 0:
+            found.append(_TAGS[at // 2])
+        at = vrs.find("SQ", at + 1)
+    return packed("I", found)
+
+
 # Sorted SQ tags for the scanner's implicit VR decisions (PS3.5 §7.5, Annex A.1).
-SQ_TAGS = array("I", sorted(t for t, (vr, _) in _dictionary.DICTIONARY.items() if vr == "SQ"))
+SQ_TAGS = _sq_tags()
 
 
 class Element(tuple):
@@ -107,11 +124,29 @@ def is_private_creator(tag: int) -> bool:
     return is_private(tag) and 0x0010 <= (tag & 0xFFFF) <= 0x00FF
 
 
+_ENTRIES: dict = {}       # the entries looked up so far (the tables are searched once a tag)
+_KEYWORDS: list = []      # the keywords, split on first use
+
+
 def dictionary_entry(tag: int) -> tuple[str, str] | None:
     """(VR, keyword) of a standard or repeating-group tag; None when unknown."""
-    entry = _dictionary.DICTIONARY.get(tag)
-    if entry is not None:
-        return entry
+    try:
+        return _ENTRIES[tag]
+    except KeyError:
+        pass
+    if len(_ENTRIES) >= 1 << 16:
+        _ENTRIES.clear()          # files choose the tags looked up: memory stays bounded
+    entry = _ENTRIES[tag] = _entry(tag)
+    return entry
+
+
+def _entry(tag: int) -> tuple[str, str] | None:
+    at = bisect_left(_TAGS, tag)
+    if at < _COUNT and _TAGS[at] == tag:
+        if not _KEYWORDS:
+            _KEYWORDS.extend(_dictionary.KEYWORDS_TEXT.split("\n"))
+        vr = _dictionary.VRS[2 * at:2 * at + 2]
+        return "NONE" if vr == "--" else vr, _KEYWORDS[at]
     if not is_private(tag):
         for mask, value, vr, keyword in _dictionary.REPEATERS:
             if tag & mask == value:
