@@ -58,14 +58,17 @@ def _make(cls, frozen: bool, slots: bool):
     compared = tuple(n for n in names if specs[n].compare)
     namespace["__repr__"] = lambda self: (
         f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")")
-    namespace["__eq__"] = lambda self, other: (
-        NotImplemented if other.__class__ is not self.__class__ else
-        all(getattr(self, n) == getattr(other, n) for n in compared))
+    mine = "(" + "".join(f"self.{n}, " for n in compared) + ")"
+    theirs = "(" + "".join(f"other.{n}, " for n in compared) + ")"
+    namespace["__eq__"] = _function(
+        f"def __eq__(self, other):\n    if other.__class__ is not self.__class__:\n"
+        f"        return NotImplemented\n    return {mine} == {theirs}\n", "__eq__")
     namespace["replace"] = _replace
     if frozen:
         namespace["__setattr__"] = _frozen
         namespace["__delattr__"] = _frozen
-        namespace["__hash__"] = lambda self: hash(tuple(getattr(self, n) for n in compared))
+        namespace["__hash__"] = _function(
+            f"def __hash__(self):\n    return hash({mine})\n", "__hash__")
     else:
         namespace["__hash__"] = None
     return type(cls)(cls.__name__, cls.__bases__, namespace)
@@ -92,8 +95,14 @@ def _init(owner: str, names: list[str], specs: dict, frozen: bool):
         body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
     source = (f"def __init__(self, {', '.join(args)}):\n" if args else "def __init__(self):\n") \
         + ("\n".join(body) or "    pass") + "\n"
+    return _function(source, "__init__", env)
+
+
+def _function(source: str, name: str, env: dict | None = None):
+    """A function from source text (how the methods are as fast as hand-written ones)."""
+    env = {} if env is None else env
     exec(source, env)   # noqa: S102  (our own field names only)
-    return env["__init__"]
+    return env[name]
 
 
 def _replace(self, **changes):
