@@ -7,7 +7,7 @@ file ``.complete.json``; a corpus whose marker matches is reused.
 ``FASTANON_BENCH_SCALE`` (default 1) scales frame and file counts, e.g. 0.05
 for a quick smoke run; scaled corpora get their own folders.
 
-``python benchmarks/benchdata.py [big|ct|small ...]`` generates them ahead of time.
+``python benchmarks/benchdata.py [big|ct|small|small200 ...]`` generates them ahead of time.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import (
     CTImageStorage,
     ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
     SecondaryCaptureImageStorage,
     generate_uid,
@@ -95,6 +96,9 @@ CORPUS_PARAMS = {
     # per-file overhead: tiny images in 10 folders
     "small": {"kind": "small", "rows": 16, "cols": 16,
               "files": max(1, round(5000 * SCALE)), "folders": 10},
+    # ~2 MB: 200 files of ~10 KB (64x64 uint16), Implicit VR Little Endian, in 4 folders
+    "small200": {"kind": "small_implicit", "rows": 64, "cols": 64,
+                 "files": max(1, round(200 * SCALE)), "folders": 4},
 }
 
 
@@ -296,7 +300,33 @@ def _write_small(root: Path, p: dict) -> list[str]:
     return names
 
 
-WRITERS = {"multiframe": _write_multiframe, "ct": _write_ct, "small": _write_small}
+def _write_small_implicit(root: Path, p: dict) -> list[str]:
+    """Small 16-bit images encoded Implicit VR Little Endian (data set and transfer syntax)."""
+    rows, cols, n, folders = p["rows"], p["cols"], p["files"], p["folders"]
+    ds = _header(SecondaryCaptureImageStorage, _uid("small200", 0),
+                 study_key="small200", series_key="small200")
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.Modality = "OT"
+    ds.ConversionType = "WSD"
+    _grey16(ds, rows, cols, signed=False)
+    base = np.arange(rows * cols, dtype=np.uint32)
+    names = []
+    for f in range(folders):
+        (root / f"SERIES{f:03d}").mkdir()
+    for i in range(n):
+        sop_uid = _uid("small200", i)
+        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+        ds.SOPInstanceUID = sop_uid
+        ds.InstanceNumber = i + 1
+        ds.PixelData = ((base * 131 + i) & 0xFFF).astype("<u2").tobytes()
+        rel = f"SERIES{i % folders:03d}/IMG{i + 1:05d}.dcm"
+        ds.save_as(root / rel, enforce_file_format=True)
+        names.append(rel)
+    return names
+
+
+WRITERS = {"multiframe": _write_multiframe, "ct": _write_ct, "small": _write_small,
+           "small_implicit": _write_small_implicit}
 
 
 def get_corpus(name: str) -> Corpus:

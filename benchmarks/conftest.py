@@ -35,7 +35,7 @@ def bench_results(pytestconfig) -> dict:
 
 @pytest.fixture
 def corpus(request, bench_results) -> Corpus:
-    """Indirectly parametrized with a corpus name: "big", "ct" or "small"."""
+    """Indirectly parametrized with a corpus name: "big", "ct", "small" or "small200"."""
     name = request.param
     corpora = bench_results.setdefault("_corpora", {})
     if name not in corpora:
@@ -135,3 +135,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                 line += f"  target <= {PEAK_RSS_TARGET_MIB:.0f} MiB: {'yes' if ok else 'NO'}"
             tr.write_line(line)
     tr.write_line("targets are informative only; benchmarks never fail on them")
+
+    from benchpeers import summary_lines  # test_bench_peers.py: other anonymizers
+    peer_lines = summary_lines(results)
+    if peer_lines:
+        tr.section("peer anonymizers vs cp -r")
+        for line in peer_lines:
+            tr.write_line(line)
