@@ -73,3 +73,21 @@ def test_a_pattern_compiles_on_first_use():
     assert pattern._compiled is None
     assert pattern.fullmatch("ABBC") and not pattern.search("ac")
     assert pattern._compiled is not None
+
+
+def test_records_survive_pickling_as_workers_send_them():
+    """A spawned worker gets the Job (with its Limits and the policy's Actions) pickled, and
+    sends Outcomes back: frozen and slotted records included."""
+    import pickle
+
+    from fastanon.batch import Job, Outcome
+    from fastanon.plan import Action
+    from fastanon.policy import Policy
+    from fastanon.scan import Limits
+
+    job = Job(policy=Policy.preset("research"), key=b"k", limits=Limits(5, 6))
+    for value in (Point(1, 2, ("t",)), Action("replace", "X"), Limits(1, 2), job,
+                  Outcome("a", "b", "written", actions={"remove": 2})):
+        again = pickle.loads(pickle.dumps(value))
+        assert again == value and type(again) is type(value)
+    assert pickle.loads(pickle.dumps(job)).policy.tags == job.policy.tags

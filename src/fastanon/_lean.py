@@ -6,7 +6,8 @@ ast, dis and tokenize), functools brings collections and reprlib. A class
 decorated with @record gets what the records here use: __init__ from its annotated fields in
 order (a class attribute is the default; field(factory=...) makes a fresh one per instance),
 __repr__, __eq__ over the fields not marked compare=False, a `replace(**changes)` copy, and with
-frozen=True no assignment after __init__ and a __hash__; slots=True gives it __slots__.
+frozen=True no assignment after __init__ and a __hash__; slots=True gives it __slots__ (and
+pickling by its fields).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def _make(cls, frozen: bool, slots: bool):
         f"def __eq__(self, other):\n    if other.__class__ is not self.__class__:\n"
         f"        return NotImplemented\n    return {mine} == {theirs}\n", "__eq__")
     namespace["replace"] = _replace
+    if slots:                   # pickled as its fields (a frozen one refuses setattr)
+        namespace["__reduce__"] = lambda self: (type(self), tuple(getattr(self, n) for n in names))
     if frozen:
         namespace["__setattr__"] = _frozen
         namespace["__delattr__"] = _frozen
