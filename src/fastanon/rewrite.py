@@ -23,6 +23,7 @@ from .errors import PolicyError
 from .scan import Region
 
 REMOVE = None
+_HEADER_ONLY = object()      # patches(): an element whose header alone is rewritten
 
 Patch = tuple[int, int, bytes]
 
@@ -49,16 +50,16 @@ def patches(region: Region, edits: dict[int, bytes | None],
             continue                    # inside an element already removed or replaced
         if kind == KIND_ITEM:
             raise PolicyError(f"entry {index} is a sequence item; only elements can be edited")
-        if index not in edits:
+        new = edits.get(index, _HEADER_ONLY)
+        if new is _HEADER_ONLY:
             change = own[index] = len(_explicit(tag, headers[index], 0, flags & FLAG_BIG)) \
                 - (vstart - start)
         else:
-            new = edits[index]
             if new is REMOVE:
                 out.append((start, end, b""))
                 change = start - end
             else:
-                vr = headers.get(index)
+                vr = headers.get(index) if headers else None
                 head = (_header(region.buf, start, flags, len(new)) if vr is None else
                         _explicit(tag, vr, len(new), flags & FLAG_BIG))
                 out.append((start, end, head + new))
@@ -81,7 +82,7 @@ def patches(region: Region, edits: dict[int, bytes | None],
     groups: dict[tuple[int, int], int] = {}
     for index, change in delta.items():
         tag, _, kind, flags, _, parent, start, vstart, vlen, end = rows[index]
-        if index not in edits and index not in own and not flags & FLAG_UNDEFINED:
+        if not (index in edits or (own and index in own) or flags & FLAG_UNDEFINED):
             offset = length_offset(kind, flags, start)
             out.append((offset, offset + 4, _u32(vlen + change, flags & FLAG_BIG)))
         if kind != KIND_ITEM and tag & 0xFFFF:
