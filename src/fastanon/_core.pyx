@@ -3,7 +3,8 @@
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
 from libc.string cimport memcmp
-from libc.stdlib cimport malloc, realloc, free
+from libc.stdlib cimport calloc, malloc, realloc, free
+from cpython.bytes cimport PyBytes_FromStringAndSize
 
 # Entry kinds.
 cdef enum:
@@ -522,6 +523,147 @@ cdef class Table:
             i += 1
         return -1
 
+    def patches(self, const uint8_t[::1] buf, const int64_t[::1] order,
+                const uint8_t[::1] kinds, list values, const uint16_t[::1] vrs):
+        """The patches (start, end, new bytes), sorted, that apply edits to the region whose
+        bytes are buf: order (sorted indices), kinds[k] (PATCH_REMOVE, PATCH_REPLACE with values[k],
+        PATCH_HEADER), vrs[k] (0, or the VR of an explicit header to write). Lengths of enclosing
+        defined-length sequences and items, and group lengths (gggg,0000) at the same level,
+        follow (PS3.5 §7.2, §7.5). Returns (PATCH_OK, list) or (status, entry, length, vr)."""
+        cdef int64_t n = self.n, count = order.shape[0], k, i, p, skip_until = -1, change
+        cdef int64_t value_len, hlen, start, size, g, gi, limit, vlen, j
+        cdef Entry* e
+        cdef Entry* entries = self.entries
+        cdef uint8_t head[12]
+        cdef uint8_t kind
+        cdef int64_t* delta
+        cdef int64_t* own
+        cdef uint8_t* edited
+        cdef int64_t* touched
+        cdef int64_t ntouched = 0
+        cdef object new
+        cdef bint undefined
+        if kinds.shape[0] != count or vrs.shape[0] != count or len(values) != count:
+            raise ValueError("one kind, value and VR per edit")
+        out = []
+        if count == 0:
+            return (PATCH_OK, out)
+        delta = <int64_t*>calloc(n, sizeof(int64_t))
+        own = <int64_t*>calloc(n, sizeof(int64_t))
+        edited = <uint8_t*>calloc(n, 1)
+        touched = <int64_t*>malloc(n * sizeof(int64_t))
+        if delta == NULL or own == NULL or edited == NULL or touched == NULL:
+            free(delta); free(own); free(edited); free(touched)
+            raise MemoryError()
+        try:
+            for k in range(count):
+                i = order[k]
+                if i < 0 or i >= n:
+                    raise IndexError(i)
+                e = &entries[i]
+                if e.start < skip_until:
+                    continue                    # inside an element removed or replaced
+                if e.kind == K_ITEM:
+                    return (PATCH_ITEM, i, 0, 0)
+                kind = kinds[k]
+                if kind == PATCH_HEADER:
+                    hlen = header_bytes(head, &buf[0], e, vrs[k], 0, False)
+                    change = hlen - (e.vstart - e.start)
+                    own[i] = change + 1        # + 1: "re-headered" even when the size stays
+                    edited[i] |= 2
+                elif kind == PATCH_REMOVE:
+                    out.append((e.start, e.end, b""))
+                    change = e.start - e.end
+                    edited[i] |= 1
+                    skip_until = e.end
+                else:
+                    new = values[k]
+                    value_len = len(new)
+                    hlen = header_bytes(head, &buf[0], e, vrs[k], value_len, False)
+                    if hlen == -1:
+                        return (PATCH_SHORT, i, value_len, vrs[k] or e.vr)
+                    if hlen == -2:
+                        return (PATCH_LENGTH, i, value_len, 0)
+                    out.append((e.start, e.end, PyBytes_FromStringAndSize(<char*>head, hlen) + new))
+                    change = hlen + value_len - (e.end - e.start)
+                    edited[i] |= 1
+                    skip_until = e.end
+                if change and not (edited[i] & 4):
+                    edited[i] |= 4              # listed in touched (once, whatever delta does)
+                    touched[ntouched] = i
+                    ntouched += 1
+                delta[i] += change
+                if change:
+                    p = e.parent
+                    while p >= 0:
+                        if not (edited[p] & 4):
+                            edited[p] |= 4
+                            touched[ntouched] = p
+                            ntouched += 1
+                        delta[p] += change
+                        p = entries[p].parent
+            # Re-headered elements, with the defined length of what they hold.
+            for k in range(count):
+                i = order[k]
+                if (edited[i] & 3) != 2:
+                    continue
+                e = &entries[i]
+                vlen = e.vlen
+                undefined = e.flags & F_UNDEFINED
+                if not undefined:
+                    vlen += delta[i] - (own[i] - 1)
+                hlen = header_bytes(head, &buf[0], e, vrs[k], vlen, undefined)
+                if hlen == -2:
+                    return (PATCH_LENGTH, i, vlen, 0)
+                out.append((e.start, e.vstart, PyBytes_FromStringAndSize(<char*>head, hlen)))
+            # Defined lengths of the enclosing sequences and items; group lengths.
+            groups = {}
+            for j in range(ntouched):
+                i = touched[j]
+                change = delta[i]
+                if change == 0:
+                    continue
+                e = &entries[i]
+                if not (edited[i] & 3) and not (e.flags & F_UNDEFINED):
+                    vlen = e.vlen + change
+                    if vlen < 0 or vlen >= <int64_t>UNDEFINED:
+                        return (PATCH_LENGTH, i, vlen, 0)
+                    start = e.start + (4 if (e.kind == K_ITEM or (e.flags & F_IMPLICIT))
+                                       else (8 if (e.flags & F_LONG) else 6))
+                    put32(head, <uint32_t>vlen, e.flags & F_BIG)
+                    out.append((start, start + 4, PyBytes_FromStringAndSize(<char*>head, 4)))
+                if e.kind != K_ITEM and (e.tag & 0xFFFF):
+                    key = (e.parent, e.tag >> 16)
+                    groups[key] = groups.get(key, 0) + change
+            for (p, g), change in groups.items():
+                if not change:
+                    continue
+                gi = self.find((<uint32_t>g) << 16, p)
+                if gi < 0 or (edited[gi] & 3) == 1:
+                    continue
+                e = &entries[gi]
+                if e.vlen != 4:
+                    continue
+                # Recomputed from the bytes, not by adjusting the old value: it may be wrong.
+                size = e.end
+                limit = entries[p].end if p >= 0 else -1
+                for j in range(gi + 1, n):
+                    if limit >= 0 and entries[j].start >= limit:
+                        break
+                    if entries[j].parent == p:
+                        if (entries[j].tag >> 16) != g:
+                            break
+                        size = entries[j].end
+                vlen = size - e.end + change
+                if vlen < 0 or vlen >= <int64_t>UNDEFINED:
+                    return (PATCH_LENGTH, gi, vlen, 0)
+                put32(head, <uint32_t>vlen, e.flags & F_BIG)
+                out.append((e.vstart, e.vstart + 4, PyBytes_FromStringAndSize(<char*>head, 4)))
+        finally:
+            free(delta); free(own); free(edited); free(touched)
+        out.sort()
+        return (PATCH_OK, out)
+
     def select(self, const uint32_t[::1] tags, const uint8_t[::1] codes,
                const uint32_t[::1] masks, const uint32_t[::1] values, const uint8_t[::1] mcodes,
                uint8_t private_code, uint8_t creator_code):
@@ -564,6 +706,81 @@ cdef class Table:
             if code:
                 out.append((i, code))
         return out
+
+
+# Table.patches: how an edit is given (kinds[k]) and how the result says what went wrong.
+PATCH_REMOVE = 0      # the element and all it holds go
+PATCH_REPLACE = 1     # a new value (values[k]) under a header like its own, or vrs[k]'s
+PATCH_HEADER = 2      # only the header: explicit, VR vrs[k] (an implicit one in explicit data)
+PATCH_OK = 0
+PATCH_ITEM = 1        # an item was given: only elements can be edited
+PATCH_SHORT = 2       # a value too long for a 16-bit length (err: length, vr)
+PATCH_LENGTH = 3      # a length beyond 32 bits (err: length)
+
+cdef inline bint long_header(uint16_t vr) noexcept nogil:
+    return long_vr(vr)
+
+
+cdef int header_bytes(uint8_t* out, const uint8_t* buf, Entry* e, uint16_t vr, int64_t length,
+                      bint undefined) noexcept nogil:
+    """The header of entry e for a value of length bytes, written to out (at most 12 bytes):
+    like its own (vr 0) or explicit with vr. Returns its size, or -1 (length too long: 16-bit)
+    or -2 (beyond 32 bits)."""
+    cdef bint big = e.flags & F_BIG
+    cdef int i
+    cdef uint32_t value
+    if not undefined and (length < 0 or length >= <int64_t>UNDEFINED):
+        return -2
+    value = UNDEFINED if undefined else <uint32_t>length
+    for i in range(4):
+        out[i] = buf[e.start + i] if vr == 0 else 0
+    if vr != 0:                                    # the tag in the data set's byte order
+        if big:
+            out[0] = (e.tag >> 24) & 0xFF
+            out[1] = (e.tag >> 16) & 0xFF
+            out[2] = (e.tag >> 8) & 0xFF
+            out[3] = e.tag & 0xFF
+        else:
+            out[0] = (e.tag >> 16) & 0xFF
+            out[1] = (e.tag >> 24) & 0xFF
+            out[2] = e.tag & 0xFF
+            out[3] = (e.tag >> 8) & 0xFF
+    if vr == 0 and (e.flags & F_IMPLICIT):
+        put32(out + 4, value, big)
+        return 8
+    if vr == 0:
+        out[4] = buf[e.start + 4]
+        out[5] = buf[e.start + 5]
+    else:
+        out[4] = vr >> 8
+        out[5] = vr & 0xFF
+    if (vr == 0 and (e.flags & F_LONG)) or (vr != 0 and long_header(vr)):
+        out[6] = 0
+        out[7] = 0
+        put32(out + 8, value, big)
+        return 12
+    if value > 0xFFFF:
+        return -1
+    if big:
+        out[6] = (value >> 8) & 0xFF
+        out[7] = value & 0xFF
+    else:
+        out[6] = value & 0xFF
+        out[7] = (value >> 8) & 0xFF
+    return 8
+
+
+cdef inline void put32(uint8_t* p, uint32_t v, bint big) noexcept nogil:
+    if big:
+        p[0] = v >> 24
+        p[1] = (v >> 16) & 0xFF
+        p[2] = (v >> 8) & 0xFF
+        p[3] = v & 0xFF
+    else:
+        p[0] = v & 0xFF
+        p[1] = (v >> 8) & 0xFF
+        p[2] = (v >> 16) & 0xFF
+        p[3] = v >> 24
 
 
 cdef inline int64_t subtree_end(Entry* e, int64_t n, int64_t i) noexcept nogil:
