@@ -27,6 +27,12 @@ SCAN_BAD_VR: int
 SCAN_HIDDEN_DATA: int   # a delimiter inside a defined length, with data after it
 SCAN_REPEATED: int      # the same element twice in a row in one data set or item
 
+# Table.patches's status.
+PATCH_OK: int
+PATCH_ITEM: int       # an item was given: only elements can be edited
+PATCH_SHORT: int      # a value too long for its header's 16-bit length
+PATCH_LENGTH: int     # a length beyond 32 bits
+
 BLANK_OK: int
 BLANK_OUT_OF_BOUNDS: int
 BLANK_BAD_ARGS: int
@@ -61,6 +67,12 @@ class Table:
     def holding(self, positions: Buffer) -> list[int]:
         """Indices of the data elements whose value holds one of the (ascending, int64) byte
         offsets, each once, in document order."""
+    def patches(self, buf: Buffer, order: Buffer, values: list, vrs: Buffer,
+                header_only: object) -> tuple:
+        """(PATCH_OK, [(start, end, new bytes), ...]) applying edits (order: sorted int64
+        indices; values[k]: None to remove, header_only, or new value bytes; vrs[k]: 0 or the
+        VR code of an explicit header, or empty), with the lengths around them fixed; else
+        (status, entry, length, vr)."""
     def find(self, tag: int, parent: int) -> int:
         """Index of the first entry with tag directly under parent (-1: top level), or -1."""
     def select(self, tags: Buffer, codes: Buffer, masks: Buffer, values: Buffer, mcodes: Buffer,
@@ -81,10 +93,10 @@ def blank_bits(buf: Buffer, base: int, starts: Buffer, stride: int, nrows: int, 
                value: bool) -> int:
     """As blank() for bit-packed pixels: starts, stride and nbits count bits from byte base."""
 
-def expect(planned: Table, out: Table, out_buf: Buffer, removed: Buffer, replaced: Buffer,
-           new_lengths: Buffer, values: Buffer, insert_before: Buffer, insert_tags: Buffer,
+def expect(planned: Table, out: Table, out_buf: Buffer, order: Buffer, values: list,
+           unknown: object, insert_before: Buffer, insert_tags: Buffer,
            insert_lengths: Buffer) -> tuple[int, int] | None:
-    """None when out (re-scanned, its bytes out_buf) is planned with the planned edits: removed
-    and replaced (sorted int64 indices; new values one after another, int64 lengths, -1 for
-    content not known), top-level insertions (int64 index before, uint32 tag, int64 length or
-    -1); else (planned index, out index) of the first difference."""
+    """None when out (re-scanned, its bytes out_buf) is planned with the planned edits: order
+    (sorted int64 indices) and values[k] (None removed, unknown: content not known here, else
+    the new value bytes), top-level insertions (int64 index before, uint32 tag, int64 length
+    or -1); else (planned index, out index) of the first difference."""

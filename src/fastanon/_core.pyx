@@ -523,19 +523,19 @@ cdef class Table:
             i += 1
         return -1
 
-    def patches(self, const uint8_t[::1] buf, const int64_t[::1] order,
-                const uint8_t[::1] kinds, list values, const uint16_t[::1] vrs):
+    def patches(self, const uint8_t[::1] buf, const int64_t[::1] order, list values,
+                const uint16_t[::1] vrs, object header_only):
         """The patches (start, end, new bytes), sorted, that apply edits to the region whose
-        bytes are buf: order (sorted indices), kinds[k] (PATCH_REMOVE, PATCH_REPLACE with values[k],
-        PATCH_HEADER), vrs[k] (0, or the VR of an explicit header to write). Lengths of enclosing
-        defined-length sequences and items, and group lengths (gggg,0000) at the same level,
-        follow (PS3.5 §7.2, §7.5). Returns (PATCH_OK, list) or (status, entry, length, vr)."""
+        bytes are buf: order (sorted indices), values[k] (None: removed; header_only: only the
+        header is rewritten; else the new value), vrs[k] (0, or the VR of an explicit header
+        to write; vrs may be empty: all 0). Lengths of enclosing defined-length sequences and
+        items, and group lengths (gggg,0000) at the same level, follow (PS3.5 §7.2, §7.5).
+        Returns (PATCH_OK, list) or (status, entry, length, vr)."""
         cdef int64_t n = self.n, count = order.shape[0], k, i, p, skip_until = -1, change
         cdef int64_t value_len, hlen, start, size, g, gi, limit, vlen, j
         cdef Entry* e
         cdef Entry* entries = self.entries
         cdef uint8_t head[12]
-        cdef uint8_t kind
         cdef int64_t* delta
         cdef int64_t* own
         cdef uint8_t* edited
@@ -543,8 +543,10 @@ cdef class Table:
         cdef int64_t ntouched = 0
         cdef object new
         cdef bint undefined
-        if kinds.shape[0] != count or vrs.shape[0] != count or len(values) != count:
-            raise ValueError("one kind, value and VR per edit")
+        cdef bint with_vrs = vrs.shape[0] != 0
+        cdef uint16_t vr
+        if (with_vrs and vrs.shape[0] != count) or len(values) != count:
+            raise ValueError("one value (and VR) per edit")
         out = []
         if count == 0:
             return (PATCH_OK, out)
@@ -565,23 +567,23 @@ cdef class Table:
                     continue                    # inside an element removed or replaced
                 if e.kind == K_ITEM:
                     return (PATCH_ITEM, i, 0, 0)
-                kind = kinds[k]
-                if kind == PATCH_HEADER:
-                    hlen = header_bytes(head, &buf[0], e, vrs[k], 0, False)
+                new = values[k]
+                vr = vrs[k] if with_vrs else 0
+                if new is header_only:
+                    hlen = header_bytes(head, &buf[0], e, vr, 0, False)
                     change = hlen - (e.vstart - e.start)
                     own[i] = change + 1        # + 1: "re-headered" even when the size stays
                     edited[i] |= 2
-                elif kind == PATCH_REMOVE:
+                elif new is None:
                     out.append((e.start, e.end, b""))
                     change = e.start - e.end
                     edited[i] |= 1
                     skip_until = e.end
                 else:
-                    new = values[k]
                     value_len = len(new)
-                    hlen = header_bytes(head, &buf[0], e, vrs[k], value_len, False)
+                    hlen = header_bytes(head, &buf[0], e, vr, value_len, False)
                     if hlen == -1:
-                        return (PATCH_SHORT, i, value_len, vrs[k] or e.vr)
+                        return (PATCH_SHORT, i, value_len, vr or e.vr)
                     if hlen == -2:
                         return (PATCH_LENGTH, i, value_len, 0)
                     out.append((e.start, e.end, PyBytes_FromStringAndSize(<char*>head, hlen) + new))
@@ -612,7 +614,7 @@ cdef class Table:
                 undefined = e.flags & F_UNDEFINED
                 if not undefined:
                     vlen += delta[i] - (own[i] - 1)
-                hlen = header_bytes(head, &buf[0], e, vrs[k], vlen, undefined)
+                hlen = header_bytes(head, &buf[0], e, vrs[k] if with_vrs else 0, vlen, undefined)
                 if hlen == -2:
                     return (PATCH_LENGTH, i, vlen, 0)
                 out.append((e.start, e.vstart, PyBytes_FromStringAndSize(<char*>head, hlen)))
@@ -708,10 +710,7 @@ cdef class Table:
         return out
 
 
-# Table.patches: how an edit is given (kinds[k]) and how the result says what went wrong.
-PATCH_REMOVE = 0      # the element and all it holds go
-PATCH_REPLACE = 1     # a new value (values[k]) under a header like its own, or vrs[k]'s
-PATCH_HEADER = 2      # only the header: explicit, VR vrs[k] (an implicit one in explicit data)
+# Table.patches: how the result says what went wrong.
 PATCH_OK = 0
 PATCH_ITEM = 1        # an item was given: only elements can be edited
 PATCH_SHORT = 2       # a value too long for a 16-bit length (err: length, vr)
@@ -791,14 +790,13 @@ cdef inline int64_t subtree_end(Entry* e, int64_t n, int64_t i) noexcept nogil:
     return k
 
 
-def expect(Table planned, Table out, const uint8_t[::1] out_buf, const int64_t[::1] removed,
-           const int64_t[::1] replaced, const int64_t[::1] new_lengths, const uint8_t[::1] values,
-           const int64_t[::1] insert_before, const uint32_t[::1] insert_tags,
-           const int64_t[::1] insert_lengths):
+def expect(Table planned, Table out, const uint8_t[::1] out_buf, const int64_t[::1] order,
+           list values, object unknown, const int64_t[::1] insert_before,
+           const uint32_t[::1] insert_tags, const int64_t[::1] insert_lengths):
     """Check that out (a re-scanned output whose bytes are out_buf) is planned (the input's
-    table) with the planned edits: the entries removed (sorted indices, each with all it holds),
-    the replaced ones (sorted; their new values one after another in values, new_lengths[k] its
-    length, or -1 for content not known here; a replaced sequence's content is not compared)
+    table) with the planned edits: order (sorted indices of the edited entries) and values[k]
+    (None: removed, with all it holds; unknown: replaced by content not known here; else the
+    new value bytes, compared byte for byte; a replaced sequence's content is not compared),
     and top-level insertions (before an input index, len(planned) for the end; length -1 for a
     sequence). Every other entry must come back with its tag, depth and kind, an element or a
     fragment with its length. Returns None, or (planned index, out index) of the first
@@ -806,10 +804,12 @@ def expect(Table planned, Table out, const uint8_t[::1] out_buf, const int64_t[:
     cdef Entry* a = planned.entries
     cdef Entry* b = out.entries
     cdef int64_t n = planned.n, m = out.n, size = out_buf.shape[0]
-    cdef int64_t i = 0, j = 0, r = 0, p = 0, q = 0, length, offset = 0
-    cdef int64_t nr = removed.shape[0], np = replaced.shape[0], nq = insert_before.shape[0]
-    if new_lengths.shape[0] != np:
-        raise ValueError("one new length per replaced entry")
+    cdef int64_t i = 0, j = 0, p = 0, q = 0, length
+    cdef int64_t ne = order.shape[0], nq = insert_before.shape[0]
+    cdef const uint8_t[::1] view
+    cdef object value
+    if len(values) != ne:
+        raise ValueError("one value per edited entry")
     while i < n or q < nq:
         if q < nq and insert_before[q] <= i and (i >= n or a[i].parent == -1):
             if j >= m or b[j].tag != insert_tags[q] or b[j].depth != 0:
@@ -822,30 +822,22 @@ def expect(Table planned, Table out, const uint8_t[::1] out_buf, const int64_t[:
             continue
         if i >= n:
             break
-        while r < nr and removed[r] < i:
-            r += 1
-        if r < nr and removed[r] == i:
-            i = subtree_end(a, n, i)
+        while p < ne and order[p] < i:
+            p += 1
+        value = values[p] if p < ne and order[p] == i else unknown
+        if p < ne and order[p] == i and value is None:
+            i = subtree_end(a, n, i)            # removed
             continue
         if j >= m or b[j].tag != a[i].tag or b[j].depth != a[i].depth:
             return (i, j)
-        while p < np and replaced[p] < i:
-            if new_lengths[p] > 0:
-                offset += new_lengths[p]
-            p += 1
-        if p < np and replaced[p] == i:
-            length = new_lengths[p]
-            if length >= 0:
-                if offset + length > values.shape[0]:
-                    raise ValueError("values shorter than the new lengths say")
-                if a[i].kind == K_ELEMENT:
-                    if (b[j].kind != K_ELEMENT or b[j].vlen != length
-                            or b[j].vstart + length > size
-                            or (length and memcmp(&out_buf[b[j].vstart], &values[offset],
-                                                  length) != 0)):
-                        return (i, j)
-                offset += length
-            p += 1
+        if p < ne and order[p] == i:            # replaced
+            if value is not unknown and a[i].kind == K_ELEMENT:
+                view = value
+                length = view.shape[0]
+                if (b[j].kind != K_ELEMENT or b[j].vlen != length
+                        or b[j].vstart + length > size
+                        or (length and memcmp(&out_buf[b[j].vstart], &view[0], length) != 0)):
+                    return (i, j)
             i = subtree_end(a, n, i)
             j = subtree_end(b, m, j)
             continue

@@ -79,17 +79,7 @@ _NO_TAGS = packed("I", ())
 
 def _same(planned: Region, again: Region, edits: dict, inserted: list, name: str,
           where: str) -> None:
-    removed, replaced, lengths, values = [], [], [], []
-    for index, value in sorted(edits.items()):
-        if value is None:
-            removed.append(index)
-        else:
-            replaced.append(index)
-            if value is _NEW_CONTENT:
-                lengths.append(-1)
-            else:
-                lengths.append(len(value))
-                values.append(value)
+    order = sorted(edits)
     if inserted:
         inserted = sorted(inserted, key=lambda entry: (entry[0], entry[1]))
         before = packed("q", [at for at, _, _ in inserted])
@@ -97,8 +87,8 @@ def _same(planned: Region, again: Region, edits: dict, inserted: list, name: str
         sizes = packed("q", [length for _, _, length in inserted])
     else:
         before, tags, sizes = _NONE, _NO_TAGS, _NONE
-    difference = _core.expect(planned.table, again.table, again.buf, packed("q", removed),
-                              packed("q", replaced), packed("q", lengths), b"".join(values),
+    difference = _core.expect(planned.table, again.table, again.buf, packed("q", order),
+                              [edits[index] for index in order], _NEW_CONTENT,
                               before, tags, sizes)
     if difference is not None:
         raise FastanonError(f"{name}: the output's {where} would not read back as planned "

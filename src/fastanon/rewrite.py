@@ -38,21 +38,20 @@ def patches(region: Region, edits: dict[int, bytes | None],
     edited one of them gets its new value under that header. (The kernel's Table.patches.)"""
     if not edits and not headers:
         return []
-    order = sorted(edits.keys() | headers.keys()) if headers else sorted(edits)
-    kinds, values = bytearray(len(order)), []
-    vrs = bytearray(2 * len(order))
-    for k, index in enumerate(order):
-        new = edits.get(index, _HEADER_ONLY)
-        if new is _HEADER_ONLY:
-            kinds[k] = _core.PATCH_HEADER
-        elif new is not REMOVE:
-            kinds[k] = _core.PATCH_REPLACE
-        values.append(new if new is not _HEADER_ONLY else None)
-        if headers and index in headers:
-            vrs[2 * k:2 * k + 2] = headers[index].encode("ascii")[::-1] \
-                if _NATIVE_LITTLE else headers[index].encode("ascii")
-    result = region.table.patches(region.buf, packed("q", order), kinds, values,
-                                  memoryview(vrs).cast("H"))
+    if headers:
+        order = sorted(edits.keys() | headers.keys())
+        values = [edits.get(index, _HEADER_ONLY) for index in order]
+        vrs = bytearray(2 * len(order))
+        for k, index in enumerate(order):
+            if index in headers:
+                code = headers[index].encode("ascii")
+                vrs[2 * k:2 * k + 2] = code[::-1] if _NATIVE_LITTLE else code
+        vrs = memoryview(vrs).cast("H")
+    else:
+        order = sorted(edits)
+        values = [edits[index] for index in order]
+        vrs = _NO_VRS
+    result = region.table.patches(region.buf, packed("q", order), values, vrs, _HEADER_ONLY)
     if result[0] == _core.PATCH_OK:
         return result[1]
     status, index, length, vr = result
@@ -65,6 +64,7 @@ def patches(region: Region, edits: dict[int, bytes | None],
 
 
 _NATIVE_LITTLE = sys.byteorder == "little"
+_NO_VRS = memoryview(b"").cast("H")
 
 
 # Bytes per value of the VRs whose values are whole numbers of fixed-size units (PS3.5 §6.2).
