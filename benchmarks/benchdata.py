@@ -285,15 +285,21 @@ def _write_small(root: Path, p: dict) -> list[str]:
     ds.HighBit = 7
     ds.PixelRepresentation = 0
     base = np.arange(rows * cols, dtype=np.uint32)
+    return _write_series(root, ds, n, folders, "small",
+                         lambda i: ((base * 7 + i) & 0xFF).astype(np.uint8).tobytes())
+
+
+def _write_series(root: Path, ds: Dataset, n: int, folders: int, key: str, pixels) -> list[str]:
+    """n files of ds spread over folders, each with its own SOP Instance UID and pixels(i)."""
     names = []
     for f in range(folders):
         (root / f"SERIES{f:03d}").mkdir()
     for i in range(n):
-        sop_uid = _uid("small", i)
+        sop_uid = _uid(key, i)
         ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
         ds.SOPInstanceUID = sop_uid
         ds.InstanceNumber = i + 1
-        ds.PixelData = ((base * 7 + i) & 0xFF).astype(np.uint8).tobytes()
+        ds.PixelData = pixels(i)
         rel = f"SERIES{i % folders:03d}/IMG{i + 1:05d}.dcm"
         ds.save_as(root / rel, enforce_file_format=True)
         names.append(rel)
@@ -310,19 +316,8 @@ def _write_small_implicit(root: Path, p: dict) -> list[str]:
     ds.ConversionType = "WSD"
     _grey16(ds, rows, cols, signed=False)
     base = np.arange(rows * cols, dtype=np.uint32)
-    names = []
-    for f in range(folders):
-        (root / f"SERIES{f:03d}").mkdir()
-    for i in range(n):
-        sop_uid = _uid("small200", i)
-        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-        ds.SOPInstanceUID = sop_uid
-        ds.InstanceNumber = i + 1
-        ds.PixelData = ((base * 131 + i) & 0xFFF).astype("<u2").tobytes()
-        rel = f"SERIES{i % folders:03d}/IMG{i + 1:05d}.dcm"
-        ds.save_as(root / rel, enforce_file_format=True)
-        names.append(rel)
-    return names
+    return _write_series(root, ds, n, folders, "small200",
+                         lambda i: ((base * 131 + i) & 0xFFF).astype("<u2").tobytes())
 
 
 WRITERS = {"multiframe": _write_multiframe, "ct": _write_ct, "small": _write_small,
