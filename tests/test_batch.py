@@ -57,7 +57,13 @@ def test_check_paths(tmp_path):
         check_paths(tmp_path / "missing", tmp_path / "out")
 
 
-def test_pool_is_fed_through_a_window(wide_tree, tmp_path, monkeypatch):
+@pytest.fixture()
+def pool_at_once(monkeypatch):
+    """Workers from the first file (a run otherwise works alone for SERIAL_SECONDS first)."""
+    monkeypatch.setattr(batch, "SERIAL_SECONDS", 0)
+
+
+def test_pool_is_fed_through_a_window(wide_tree, tmp_path, monkeypatch, pool_at_once):
     pulled = []
     real = batch.pairs
 
@@ -80,14 +86,19 @@ def test_pool_is_fed_through_a_window(wide_tree, tmp_path, monkeypatch):
     assert seen_at_first[0] <= window + 2 * 2 + batch.CHUNK
 
 
-def test_outcomes_keep_the_walk_order(wide_tree, tmp_path):
+@pytest.mark.parametrize("serial", [0, 0.05])
+def test_outcomes_keep_the_walk_order(wide_tree, tmp_path, monkeypatch, serial):
+    """With workers from the start, and after a head of files done in the parent."""
+    monkeypatch.setattr(batch, "SERIAL_SECONDS", serial)
     order = []
     run(wide_tree, tmp_path / "out", Job(key=KEY.encode(), workers=2), order.append)
     assert [o.src for o in order] == [s for s, _, _ in pairs(wide_tree, tmp_path / "out")]
+    assert all(o.status == "written" for o in order)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_interrupt_stops_workers_and_sweeps_temporary_files(wide_tree, tmp_path, workers):
+def test_interrupt_stops_workers_and_sweeps_temporary_files(wide_tree, tmp_path, workers,
+                                                            pool_at_once):
     dst = tmp_path / "out"
     count = []
 
@@ -108,7 +119,7 @@ def test_interrupt_stops_workers_and_sweeps_temporary_files(wide_tree, tmp_path,
         pydicom.dcmread(path)
 
 
-def test_an_error_in_the_caller_stops_the_pool(wide_tree, tmp_path):
+def test_an_error_in_the_caller_stops_the_pool(wide_tree, tmp_path, pool_at_once):
     def on_outcome(outcome):
         raise RuntimeError("caller's bug")
 
@@ -178,6 +189,7 @@ def test_a_worker_that_dies_stops_the_run_instead_of_hanging(wide_tree, tmp_path
 
     monkeypatch.setattr(batch, "process", dying)        # forked workers inherit the patch
     monkeypatch.setattr(batch, "WATCH_SECONDS", 0.2)
+    monkeypatch.setattr(batch, "SERIAL_SECONDS", 0)      # the parent must not take that file
     dst = tmp_path / "out"
     started = time.monotonic()
     with pytest.raises(batch.WorkerLost, match="worker process died"):

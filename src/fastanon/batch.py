@@ -414,8 +414,19 @@ def _unique_name(outcome: Outcome, seen: set[int]) -> Outcome:
                           "destination")
 
 
+# A run works in this process for this long before it starts its workers: a pool costs about
+# 60 ms (importing multiprocessing, forking, the first task), which a shorter run never wins back.
+SERIAL_SECONDS = 0.15
+
+
 def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
     items = pairs(src, dst)
+    if job.workers > 1 and SERIAL_SECONDS > 0:
+        deadline = time.monotonic() + SERIAL_SECONDS
+        for item in items:
+            yield process(item)
+            if time.monotonic() >= deadline:
+                break
     head = list(islice(items, 2 * job.workers))
     if job.workers <= 1 or len(head) <= job.workers:     # too few files to be worth a pool
         for item in head:
