@@ -102,3 +102,25 @@ def test_a_new_process_loads_the_preset_and_the_identity_tags(cache):
     assert first.stdout.split()[0] == "True" and second.stdout.split()[0] == "False"
     assert first.stdout.split()[1:] == second.stdout.split()[1:]
     assert int(second.stdout.split()[1]) == len(identity_tags())
+
+
+def test_an_entry_others_may_write_is_not_trusted(cache, tmp_path):
+    """An entry that is group- or world-writable is built again (and replaced, private)."""
+    path = tmp_path / "site.toml"
+    path.write_text('extends = "internal"\n')
+    calls = []
+
+    def make(read):
+        calls.append(1)
+        return build(presets.spec_of(path, read=read))
+
+    _cached("file:trust", make)
+    (entry,) = cache.iterdir()
+    assert entry.stat().st_mode & 0o077 == 0
+    entry.chmod(0o666)
+    _cached("file:trust", make)
+    assert len(calls) == 2
+    (entry,) = cache.iterdir()
+    assert entry.stat().st_mode & 0o077 == 0
+    _cached("file:trust", make)
+    assert len(calls) == 2

@@ -5,7 +5,8 @@ categories' word patterns); a run pays that at every start. Built once, a policy
 here as plain data (marshal) with the size and modification time of every file it came from
 and of fastanon's own modules and presets; an entry whose files all still match is loaded, any
 other one is built again and replaced. Nothing here is needed for a result: a cache that cannot
-be read or written is ignored.
+be read or written is ignored, and so is an entry another user owns or others may write (it
+decides what leaves the house).
 
 The folder: $FASTANON_CACHE, else $XDG_CACHE_HOME/fastanon, else ~/.cache/fastanon.
 """
@@ -51,6 +52,9 @@ def load(name: str):
     """The data stored under name, or None when absent or any of its sources changed."""
     try:
         with open(_entry(name), "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+                return None         # a policy others could have written is not trusted
             stored = marshal.loads(handle.read())
         if (type(stored) is not dict or stored.get("format") != FORMAT
                 or stored.get("name") != name or stored.get("own") != _own()):
@@ -72,7 +76,8 @@ def store(name: str, sources, data) -> None:
                               "sources": sorted(_stamp(os.path.abspath(p)) for p in sources),
                               "data": data})
         temp = f"{entry}.{os.getpid()}.tmp"
-        with open(temp, "wb") as handle:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(blob)
         os.replace(temp, entry)
     except (OSError, ValueError):
