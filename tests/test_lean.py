@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fastanon._lean import IGNORECASE, Pattern, field, memo, record
+import re
+
+from fastanon._lean import Pattern, field, memo, record
 
 
 @record(frozen=True, slots=True)
@@ -69,7 +71,7 @@ def test_memo_caches_and_forgets_past_its_size():
 
 
 def test_a_pattern_compiles_on_first_use():
-    pattern = Pattern(r"ab+c", IGNORECASE)
+    pattern = Pattern(r"ab+c", re.IGNORECASE)
     assert pattern._compiled is None
     assert pattern.fullmatch("ABBC") and not pattern.search("ac")
     assert pattern._compiled is not None

@@ -27,6 +27,17 @@ def _built(path) -> Policy:
     return build(presets.spec_of(path))
 
 
+def _counted(path):
+    """A builder of the policy file at path for _cached, and the list its calls go into."""
+    calls = []
+
+    def make(read):
+        calls.append(1)
+        return build(presets.spec_of(path, read=read))
+
+    return make, calls
+
+
 @pytest.mark.parametrize("name", presets.names())
 def test_a_preset_as_plain_data_is_the_same_policy(name):
     policy = Policy.preset(name)
@@ -39,12 +50,7 @@ def test_a_preset_as_plain_data_is_the_same_policy(name):
 def test_a_policy_file_is_loaded_from_the_cache_until_it_changes(cache, tmp_path):
     path = tmp_path / "site.toml"
     path.write_text('extends = "research"\n[tags]\nPatientAge = "keep"\n')
-    calls = []
-
-    def make(read):
-        calls.append(1)
-        return build(presets.spec_of(path, read=read))
-
+    make, calls = _counted(path)
     first = _cached("file:test", make)
     assert len(calls) == 1 and len(list(cache.iterdir())) == 1
     assert _cached("file:test", make) == first and len(calls) == 1     # loaded, not built
@@ -108,12 +114,7 @@ def test_an_entry_others_may_write_is_not_trusted(cache, tmp_path):
     """An entry that is group- or world-writable is built again (and replaced, private)."""
     path = tmp_path / "site.toml"
     path.write_text('extends = "internal"\n')
-    calls = []
-
-    def make(read):
-        calls.append(1)
-        return build(presets.spec_of(path, read=read))
-
+    make, calls = _counted(path)
     _cached("file:trust", make)
     (entry,) = cache.iterdir()
     assert entry.stat().st_mode & 0o077 == 0

@@ -34,22 +34,16 @@ def record(cls=None, *, frozen: bool = False, slots: bool = False):
 
 
 def _make(cls, frozen: bool, slots: bool):
-    names = [n for n in cls.__dict__.get("__annotations__", {})]
+    """The record class of cls (its own annotated fields; records are not subclassed)."""
+    names = list(cls.__dict__.get("__annotations__", {}))
     specs = {}
     for name in names:
         value = cls.__dict__.get(name, _MISSING)
         specs[name] = value if isinstance(value, field) else field(value)
-    for base in reversed(cls.__mro__[1:]):
-        inherited = getattr(base, "__record_fields__", None)
-        if inherited:
-            specs = {**inherited, **specs}
-            names = list(inherited) + [n for n in names if n not in inherited]
     namespace = {k: v for k, v in cls.__dict__.items()
                  if k not in names and k not in ("__dict__", "__weakref__")}
     if slots:
-        namespace["__slots__"] = tuple(n for n in names if n not in
-                                       {s for b in cls.__mro__[1:] for s in
-                                        getattr(b, "__slots__", ())})
+        namespace["__slots__"] = tuple(names)
     else:
         for name in names:                  # plain defaults stay readable on the class
             if specs[name].default is not _MISSING:
@@ -129,21 +123,28 @@ def memo(func=None, *, maxsize: int | None = None):
         return lambda f: memo(f, maxsize=maxsize)
     results: dict = {}
 
-    def cached(*args):
-        try:
-            return results[args]
-        except KeyError:
-            if maxsize is not None and len(results) >= maxsize:
-                results.clear()
-            value = results[args] = func(*args)
-            return value
+    if func.__code__.co_argcount == 1 and not func.__code__.co_flags & 0x0C:
+        def cached(arg):                # one argument: keyed by itself (a hot path's lookup)
+            try:
+                return results[arg]
+            except KeyError:
+                if maxsize is not None and len(results) >= maxsize:
+                    results.clear()
+                value = results[arg] = func(arg)
+                return value
+    else:
+        def cached(*args):
+            try:
+                return results[args]
+            except KeyError:
+                if maxsize is not None and len(results) >= maxsize:
+                    results.clear()
+                value = results[args] = func(*args)
+                return value
 
     cached.__name__, cached.__doc__, cached.__wrapped__ = func.__name__, func.__doc__, func
     cached.cache_clear = results.clear
     return cached
-
-
-IGNORECASE = 2      # re.IGNORECASE, without importing re
 
 
 class Pattern:

@@ -41,15 +41,11 @@ _DICOMDIR_RENAMED = ("a DICOMDIR below the top of SRC cannot follow --rename: it
                      "files by File IDs (PS3.10 §8.2), which only a file set at the top of SRC "
                      "gets; run on its folder, or without --rename")
 CHUNK = 16               # files per task handed to a worker (fewer, larger messages)
-_NAME_START = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-_NAME_CHARACTERS = _NAME_START | frozenset("._-")
-
-
 def _safe_name(text: str) -> bool:
-    """Whether text can be a file name as it is: 1 to 64 letters, digits, '.', '_' or '-', the
-    first a letter or a digit."""
-    return (0 < len(text) <= 64 and text[0] in _NAME_START
-            and all(c in _NAME_CHARACTERS for c in text))
+    """Whether text can be a file name as it is: 1 to 64 ASCII letters, digits, '.', '_' or
+    '-', the first a letter or a digit."""
+    return (0 < len(text) <= 64 and text.isascii() and text[0].isalnum()
+            and all(c.isalnum() or c in "._-" for c in text))
 
 
 @record(frozen=True)
@@ -150,8 +146,8 @@ SKIPPED = "\0skipped"      # pairs(): a folder not walked again (a symbolic link
 
 
 def _holds(folder: str, other: str) -> bool:
-    """Whether other is folder or inside it, or folder inside other."""
-    return os.path.commonpath([folder, other]) in (folder, other)
+    """Whether other is folder or inside it, or folder inside other (real paths)."""
+    return _within(other, folder) or _within(folder, other)
 
 
 def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:

@@ -7,7 +7,7 @@ from bisect import bisect_left
 from operator import itemgetter
 
 from . import _dictionary
-from ._lean import Pattern, packed
+from ._lean import Pattern, memo, packed
 from .errors import UnknownTagError
 from ._core import (  # noqa: F401  (re-exported vocabulary)
     FLAG_BIG,
@@ -65,6 +65,16 @@ def _sq_tags() -> memoryview:
 SQ_TAGS = _sq_tags()
 
 
+try:                      # the C accessor collections.namedtuple uses, without collections
+    from _collections import _tuplegetter
+
+    def _field(index: int):
+        return _tuplegetter(index, None)
+except ImportError:
+    def _field(index: int):
+        return property(itemgetter(index))
+
+
 class Element(tuple):
     """One entry of a scanned table: where the element lies, not what it holds. A tuple of
     (index, tag, vr, kind, flags, depth, parent, start, vstart, vlen, end), with those names
@@ -82,17 +92,17 @@ class Element(tuple):
     def __repr__(self) -> str:
         return "Element(" + ", ".join(f"{n}={v!r}" for n, v in zip(self._fields, self)) + ")"
 
-    index = property(itemgetter(0))
-    tag = property(itemgetter(1))
-    vr = property(itemgetter(2))      # from the header; the dictionary's for implicit VR ("UN")
-    kind = property(itemgetter(3))    # KIND_ELEMENT, KIND_SEQUENCE, KIND_ITEM or KIND_FRAGMENTS
-    flags = property(itemgetter(4))
-    depth = property(itemgetter(5))
-    parent = property(itemgetter(6))  # index of the enclosing item (or sequence); -1 at the top
-    start = property(itemgetter(7))   # header offset
-    vstart = property(itemgetter(8))  # value offset
-    vlen = property(itemgetter(9))    # declared value length (0xFFFFFFFF: undefined)
-    end = property(itemgetter(10))    # offset after the value, its items and delimiter
+    index = _field(0)
+    tag = _field(1)
+    vr = _field(2)        # from the header; the dictionary's for implicit VR ("UN")
+    kind = _field(3)      # KIND_ELEMENT, KIND_SEQUENCE, KIND_ITEM or KIND_FRAGMENTS
+    flags = _field(4)
+    depth = _field(5)
+    parent = _field(6)    # index of the enclosing item (or sequence); -1 at the top
+    start = _field(7)     # header offset
+    vstart = _field(8)    # value offset
+    vlen = _field(9)      # declared value length (0xFFFFFFFF: undefined)
+    end = _field(10)      # offset after the value, its items and delimiter
 
     @property
     def undefined(self) -> bool:
@@ -124,23 +134,13 @@ def is_private_creator(tag: int) -> bool:
     return is_private(tag) and 0x0010 <= (tag & 0xFFFF) <= 0x00FF
 
 
-_ENTRIES: dict = {}       # the entries looked up so far (the tables are searched once a tag)
 _KEYWORDS: list = []      # the keywords, split on first use
 
 
+@memo(maxsize=1 << 16)        # files choose the tags looked up: memory stays bounded
 def dictionary_entry(tag: int) -> tuple[str, str] | None:
-    """(VR, keyword) of a standard or repeating-group tag; None when unknown."""
-    try:
-        return _ENTRIES[tag]
-    except KeyError:
-        pass
-    if len(_ENTRIES) >= 1 << 16:
-        _ENTRIES.clear()          # files choose the tags looked up: memory stays bounded
-    entry = _ENTRIES[tag] = _entry(tag)
-    return entry
-
-
-def _entry(tag: int) -> tuple[str, str] | None:
+    """(VR, keyword) of a standard or repeating-group tag; None when unknown (the tables are
+    searched once a tag)."""
     at = bisect_left(_TAGS, tag)
     if at < _COUNT and _TAGS[at] == tag:
         if not _KEYWORDS:

@@ -183,7 +183,7 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
             # The data set is explicit VR, as readers take it: the meta says so.
             meta_edits[meta.table.find(TRANSFER_SYNTAX, -1)] = pad("UI", EXPLICIT_LE.encode())
         meta_patches = []
-        if plan.policy.consistent:
+        if one:
             # Written whole: nothing can drift into or out of it. (A {tag: action} mapping
             # changes exactly what it says: its meta is patched.)
             whole = dict(meta_edits)
@@ -267,6 +267,13 @@ PAGE = 4096
 PRIVATE_INFORMATION_CREATOR = 0x00020100
 PRIVATE_INFORMATION = 0x00020102
 CREATOR_UID = pad("UI", FASTANON_UID.encode())  # even length (PS3.5 §6.2)
+_PADDING_CREATOR = struct.pack("<HH2sH", 2, 0x0100, b"UI", len(CREATOR_UID)) + CREATOR_UID
+
+
+def _padding(size: int) -> bytes:
+    """Private Information Creator UID (fastanon's) and Private Information of size zero
+    bytes: the meta elements that pad it (PS3.10 Table 7.1-1)."""
+    return _PADDING_CREATOR + struct.pack("<HH2s2xI", 2, 0x0102, b"OB", size) + bytes(size)
 
 
 def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list, meta_edits: dict) -> list:
@@ -285,8 +292,7 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list, meta_edits
         return meta_patches
     if shift % PAGE == 0 or shift % 2:
         return meta_patches
-    creator = struct.pack("<HH2sH", 2, 0x0100, b"UI", len(CREATOR_UID)) + CREATOR_UID
-    size = -(shift + len(creator) + 12) % PAGE
+    size = -(shift + len(_PADDING_CREATOR) + 12) % PAGE
     rebuilt = any(p[0] == parsed.meta_start and p[1] == parsed.dataset_start and p[2]
                   for p in meta_patches)
     if rebuilt:                     # written whole: the padding goes in with the rest
@@ -301,15 +307,15 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list, meta_edits
                        for e in meta.elements())
     if length_index != 0 or kept_private:
         return meta_patches     # no group length to fix, or private information that stays
-    padding = struct.pack("<HH2s2xI", 2, 0x0102, b"OB", size) + bytes(size)
-    added = len(creator) + len(padding)
+    padding = _padding(size)
+    added = len(padding)
     group_length = meta.element(length_index)
     patched = [p for p in meta_patches if p[0] == group_length.vstart]
     old = patched[0][2] if patched else meta.value(group_length)
     value = struct.pack("<I", struct.unpack("<I", old)[0] + added)
     result = [p for p in meta_patches if p[0] != group_length.vstart]
     result.append((group_length.vstart, group_length.vstart + 4, value))
-    result.append((parsed.dataset_start, parsed.dataset_start, creator + padding))
+    result.append((parsed.dataset_start, parsed.dataset_start, padding))
     result.sort(key=lambda p: (p[0], p[1]))
     return result
 
@@ -383,13 +389,12 @@ def _meta_bytes(meta: Region, meta_edits: dict, padding: int | None = None) -> b
             continue
         if value is KEEP_VALUE:
             value = meta.value(meta.element(index))
-        parts.append(rewrite.encode_element(tag, vr or dictionary_entry(tag)[0].split(" ")[0],
+        parts.append(rewrite.encode_element(tag, vr or dictionary_entry(tag)[0],
                                             value, False, False))
     for new, (new_vr, value) in missing:
         parts.append(rewrite.encode_element(new, new_vr, value, False, False))
     if padding is not None:
-        parts.append(struct.pack("<HH2sH", 2, 0x0100, b"UI", len(CREATOR_UID)) + CREATOR_UID)
-        parts.append(struct.pack("<HH2s2xI", 2, 0x0102, b"OB", padding) + bytes(padding))
+        parts.append(_padding(padding))
     body = b"".join(parts)
     length = struct.pack("<I", len(body))
     if table.find(GROUP_LENGTH_META, -1) == 0:

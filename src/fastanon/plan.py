@@ -17,8 +17,7 @@ from .echoes import CLEANED_VRS, HASH_LENGTH, Echoes
 from .elements import (BINARY_NUMBER_VRS, BYTES_VRS, DIRECTORY_RECORDS, FLAG_BIG, FLAG_IMPLICIT,
                        KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
                        SPECIFIC_CHARACTER_SET, Element, dictionary_vr, is_private_creator,
-                       keyword,
-                       tag_text)
+                       keyword, tag_text)
 from .errors import PolicyError
 from .iods import UNKNOWN, Iod, Requirement, file_meta, iod_of
 from .values import dummy, replacement, text_value
@@ -110,10 +109,10 @@ def _decimal(text: str) -> bool:
         exponent = exponent[1:] if exponent[:1] in "+-" else exponent
         if not exponent.isdecimal():
             return False
-    whole, dot, fraction = mantissa.partition(".")
+    whole, _, fraction = mantissa.partition(".")
     if not (whole.isdecimal() or (not whole and fraction)):
         return False
-    return (not whole or whole.isdecimal()) and (not fraction or fraction.isdecimal())
+    return not fraction or fraction.isdecimal()
 
 
 _NONZERO = frozenset("123456789")

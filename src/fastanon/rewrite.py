@@ -19,9 +19,8 @@ import sys
 from . import _core
 from ._dictionary import VR_AMBIGUOUS
 from ._lean import packed
-from .elements import (BINARY_NUMBER_VRS, FLAG_BIG, FLAG_IMPLICIT, FLAG_LONG, FLAG_OPEN, FLAG_SWITCHED, FLAG_UNDEFINED,
-                       KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, LONG_HEADER_VRS,
-                       PIXEL_DATA, dictionary_vr, length_offset)
+from .elements import (BINARY_NUMBER_VRS, FLAG_BIG, FLAG_OPEN, FLAG_SWITCHED, KIND_ELEMENT,
+                       KIND_FRAGMENTS, KIND_SEQUENCE, LONG_HEADER_VRS, PIXEL_DATA, dictionary_vr)
 from .errors import PolicyError
 from .scan import Region
 
