@@ -136,6 +136,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.write_line(line)
     tr.write_line("targets are informative only; benchmarks never fail on them")
 
+    from test_bench_reflink import summary_lines as reflink_lines  # on XFS
+    lines = reflink_lines(results)
+    if lines:
+        tr.section("on a file system with reflinks (XFS loop mount)")
+        for line in lines[1:]:
+            tr.write_line(line)
+
     from benchpeers import summary_lines  # test_bench_peers.py: other anonymizers
     peer_lines = summary_lines(results)
     if peer_lines:

@@ -147,6 +147,30 @@ def encoded(elem, ds) -> tuple[int, bytes]:
 _HEX_COMMENT = re.compile(r"#.*$", re.M)
 
 
+ALIGNMENT_PADDING = (0x00020100, 0x00020102)   # Private Information Creator UID, Private Information
+
+
+def drop_alignment_padding(input_had: bool, meta_after) -> None:
+    """Remove from meta_after (a pydicom FileMetaDataset) the padding that keeps Pixel Data at
+    its page offset (pipeline._align_bulk), after checking that it is fastanon's: its creator
+    UID and only zero bytes. Nothing is removed when the input had Private Information."""
+    from fastanon.elements import FASTANON_UID
+
+    if input_had:
+        return
+    if ALIGNMENT_PADDING[1] not in meta_after:
+        assert ALIGNMENT_PADDING[0] not in meta_after
+        return
+    assert meta_after[ALIGNMENT_PADDING[0]].value == FASTANON_UID
+    padding = meta_after[ALIGNMENT_PADDING[1]].value or b""
+    assert not any(padding)
+    for tag in ALIGNMENT_PADDING:
+        del meta_after[tag]
+    if 0x00020000 in meta_after:    # the group length without them (8 + UI, 12 + OB)
+        meta_after[0x00020000].value -= 8 + len(FASTANON_UID) + len(FASTANON_UID) % 2 \
+            + 12 + len(padding)
+
+
 def hex2bytes(text: str) -> bytes:
     """Bytes from commented hex, as pydicom's tests write them: one element per line, '#' comments.
 

@@ -57,7 +57,6 @@ def test_file_paths_equal_bytes_path(tmp_path, monkeypatch, syntax):
 
 
 def test_bulk_pixel_data_keeps_its_page_offset(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "ALIGN_BULK", 64 << 10)
     raw = _file(512)                                   # 256 KiB of Pixel Data
     out = fastanon.anonymize(raw, policy="research", key=b"k")
     assert _pixel_offset(out) % pipeline.PAGE == _pixel_offset(raw) % pipeline.PAGE
@@ -78,11 +77,10 @@ def test_bulk_pixel_data_keeps_its_page_offset(tmp_path, monkeypatch):
     assert (tmp_path / "out.dcm").read_bytes() == out
 
 
-def test_anonymizing_twice_changes_nothing_more(monkeypatch):
+def test_anonymizing_twice_changes_nothing_more():
     """The padding of a first run is removed by research and laid again, identically: the
     second output has the same elements, sizes and Pixel Data offset (keyed values differ,
     since a new UID of a new UID is another UID)."""
-    monkeypatch.setattr(pipeline, "ALIGN_BULK", 64 << 10)
     once = fastanon.anonymize(_file(512), policy="research", key=b"k")
     twice = fastanon.anonymize(once, policy="research", key=b"k")
     assert len(twice) == len(once) and _pixel_offset(twice) == _pixel_offset(once)
@@ -91,8 +89,7 @@ def test_anonymizing_twice_changes_nothing_more(monkeypatch):
     assert shape(twice) == shape(once)
 
 
-def test_no_padding_when_nothing_changes(monkeypatch):
-    monkeypatch.setattr(pipeline, "ALIGN_BULK", 64 << 10)
+def test_no_padding_when_nothing_changes():
     raw = _file(512)
     assert fastanon.anonymize(raw, policy={}) == raw
 
@@ -109,3 +106,21 @@ def test_calls_without_a_key_agree_within_the_process(tmp_path):
     out_2 = (tmp_path / "b-out.dcm").read_bytes()
     assert study(out_1) == study(out_2) != study(first)
     assert fastanon.anonymize(first, key=b"other") != out_1
+
+
+def test_the_padding_is_never_empty():
+    """Private Information (0002,0102) is Type 1C: present, it has a value. When the header's
+    change of size needs no padding bytes at all, the padding is a whole page."""
+    def padded(comment_length: int) -> tuple[bytes, bytes, int]:
+        ds = pydicom.dcmread(io.BytesIO(_file(512)))
+        ds.PatientComments = "C" * comment_length      # removed by research
+        raw = io.BytesIO()
+        ds.save_as(raw, enforce_file_format=True)
+        out = fastanon.anonymize(raw.getvalue(), policy="research", key=b"k")
+        return raw.getvalue(), out, len(pydicom.dcmread(io.BytesIO(out)).file_meta.PrivateInformation)
+
+    _, _, first = padded(2)
+    assert 0 < first < pipeline.PAGE
+    raw, out, size = padded(2 + pipeline.PAGE - first)     # a header that needs no padding bytes
+    assert size == pipeline.PAGE
+    assert _pixel_offset(out) % pipeline.PAGE == _pixel_offset(raw) % pipeline.PAGE

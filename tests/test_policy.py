@@ -23,7 +23,7 @@ import fastanon
 from fastanon import categories, presets
 from fastanon.policy import Policy
 
-from conftest import read_bytes, readable_files
+from conftest import ALIGNMENT_PADDING, drop_alignment_padding, read_bytes, readable_files
 
 KEY = "study-key-1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -288,6 +288,7 @@ def test_internal_changes_only_identity_and_contact(name):
     raw = read_bytes(name)
     out = fastanon.anonymize(raw, "internal", key=KEY)
     before, after = _texts(raw), _texts(out)
+    drop_alignment_padding(any(t in before.file_meta for t in ALIGNMENT_PADDING), after.file_meta)
     changed: list = []
     echoed = frozenset(f.tag for f in fastanon.inspect(raw, "internal", key=KEY)
                        if f.kind == "element" and f.reason.startswith("repeats the patient's"))

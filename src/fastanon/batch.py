@@ -65,6 +65,7 @@ class Job:
     mapping: bool = False           # collect original → new identifiers (a re-identification key)
     preset_name: str = "research"
     limits: Limits = DEFAULT_LIMITS  # how far a deflated data set may inflate
+    clone: bool = True              # share the input's bulk blocks where the file system can
 
 
 @record
@@ -78,6 +79,7 @@ class Outcome:
     mask_rule: str | None = None
     warnings: tuple = ()
     mapping: tuple = ()    # (original, new) per MAPPED entry, when the job asks for it
+    shared: int = 0        # bytes of the output that share the input's blocks
 
 
 @record
@@ -87,12 +89,14 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     bytes_in: int = 0
+    shared: int = 0
     seconds: float = 0.0
     failures: list = field(factory=list)
 
     def add(self, outcome: Outcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
         self.bytes_in += outcome.bytes_in
+        self.shared += outcome.shared
         if outcome.status == "failed" and len(self.failures) < 1000:   # the first ones; memory stays flat
             self.failures.append(outcome)
 
@@ -292,11 +296,11 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                 there = _existing(src, dst, job, size, mapping)
                 if there is not None:
                     return there
-            report = write(source, output, dst)
+            report = write(source, output, dst, job.clone)
         finally:
             parsed.release()
     return Outcome(src, dst, "written", "", size, dict(report.actions), report.mask_rule,
-                   tuple(report.mask_warnings), mapping)
+                   tuple(report.mask_warnings), mapping, report.shared)
 
 
 def _existing(src: str, dst: str, job: Job, size: int, mapping: tuple = ()) -> Outcome | None:

@@ -184,15 +184,21 @@ def join(buf, parts) -> bytes:
 
 
 BULK = 65536     # ranges at least this long are copied file to file; shorter ones are joined
+BLOCK = 4096     # a shared range starts on this boundary (a page; file system blocks divide it)
+_FICLONERANGE = 0x4020940D      # Linux: _IOW(0x94, 13, struct file_clone_range)
 
 
-def write(fd_in: int, buf, fd_out: int, parts) -> int:
-    """Write the output to fd_out: long copied ranges go file to file (copy_file_range), never
-    through Python objects; the short pieces between them (headers, new values) are joined and
-    written at once. Returns the bytes written."""
-    total = 0
+def write(fd_in: int, buf, fd_out: int, parts, clone: bool = True) -> tuple[int, int]:
+    """Write the output to fd_out: long copied ranges go file to file, never through Python
+    objects; the short pieces between them (headers, new values) are joined and written at
+    once. With clone, a long range from its first block boundary on is shared with the input
+    where the file system can (a reflink: XFS, btrfs, bcachefs, OpenZFS block cloning) and
+    copied where it cannot; without, it is always copied. Returns (bytes written, bytes of them
+    shared with the input)."""
+    total = shared = 0
     pending: list = []
     view = memoryview(buf)
+    size = len(buf)
     for part in parts:
         if isinstance(part, bytes):
             pending.append(part)
@@ -201,15 +207,25 @@ def write(fd_in: int, buf, fd_out: int, parts) -> int:
         if length < BULK:
             pending.append(view[offset:offset + length])
             continue
+        if clone:                       # up to the block boundary with the bytes before it
+            head = -offset % BLOCK
+            pending.append(view[offset:offset + head])
+            offset, length = offset + head, length - head
         if pending:
             total += write_all(fd_out, b"".join(pending))
             pending = []
-        total += _copy_range(fd_in, buf, fd_out, offset, length)
+        if clone and total % BLOCK == 0:
+            whole = length if offset + length == size else length - length % BLOCK
+            done = _clone_range(fd_in, fd_out, offset, whole, total)
+            shared += done
+            total += done
+            offset, length = offset + done, length - done
+        total += _copy_range(fd_in, buf, fd_out, offset, length, clone)
     if pending:
         total += write_all(fd_out, b"".join(pending))
         pending = []
     view.release()
-    return total
+    return total, shared
 
 
 def write_all(fd: int, data) -> int:
@@ -219,21 +235,51 @@ def write_all(fd: int, data) -> int:
     return len(data)
 
 
+def _clone_range(fd_in: int, fd_out: int, offset: int, length: int, at: int) -> int:
+    """Share length bytes of the input from offset as the output's bytes from at (its end):
+    the bytes shared, or 0 where the file system cannot (another file system, no reflinks)."""
+    if length < BULK or not sys.platform.startswith("linux"):
+        return 0
+    import fcntl
+
+    try:
+        fcntl.ioctl(fd_out, _FICLONERANGE, struct.pack("=qQQQ", fd_in, offset, length, at))
+    except OSError:             # EOPNOTSUPP, EXDEV, EINVAL (block size), ...: copied instead
+        return 0
+    os.lseek(fd_out, at + length, os.SEEK_SET)
+    return length
+
+
 _COPY_FILE_RANGE = hasattr(os, "copy_file_range")
+_SENDFILE = sys.platform.startswith("linux")
 
 
-def _copy_range(fd_in: int, buf, fd_out: int, offset: int, length: int) -> int:
-    global _COPY_FILE_RANGE
+def _copy_range(fd_in: int, buf, fd_out: int, offset: int, length: int,
+                clone: bool = True) -> int:
+    """Copy a range of the input to the output's end in the kernel: copy_file_range (which
+    a reflink file system may also share), or without clone sendfile (which always copies);
+    what the kernel cannot copy is written from the mapping."""
+    global _COPY_FILE_RANGE, _SENDFILE
     done = 0
-    if _COPY_FILE_RANGE and length >= BULK:
+    if length >= BULK:
         try:
-            while done < length:
-                n = os.copy_file_range(fd_in, fd_out, length - done, offset + done)
-                if n == 0:
-                    break
-                done += n
-        except OSError:
-            _COPY_FILE_RANGE = False   # e.g. across file systems on older kernels: plain copies
+            if clone and _COPY_FILE_RANGE:
+                while done < length:
+                    n = os.copy_file_range(fd_in, fd_out, length - done, offset + done)
+                    if n == 0:
+                        break
+                    done += n
+            elif _SENDFILE:
+                while done < length:
+                    n = os.sendfile(fd_out, fd_in, offset + done, length - done)
+                    if n == 0:
+                        break
+                    done += n
+        except OSError:     # e.g. across file systems on older kernels: plain copies from now on
+            if clone and _COPY_FILE_RANGE:
+                _COPY_FILE_RANGE = False
+            else:
+                _SENDFILE = False
     if done < length:
         write_all(fd_out, memoryview(buf)[offset + done:offset + length])
     return length

@@ -65,6 +65,10 @@ OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + (
         "Write the original and new identifiers of every file (patient name and ID, accession "
         "number, study, series and instance UIDs). This file is a RE-IDENTIFICATION KEY: keep "
         "it apart from the data, or do not ask for it.", metavar="FILE.csv"),
+    Opt(("--no-clone",), "no_clone", "flag",
+        "Always copy the Pixel Data. By default, on a file system with reflinks (XFS, btrfs, "
+        "bcachefs, OpenZFS 2.2) an output shares those blocks with its input instead, as `cp` "
+        "does there: fast and no extra space, but not an independent copy for backups."),
     Opt(("--max-inflated",), "max_inflated", "count",
         "A deflated data set may inflate to at most this many MiB (default 4096).",
         metavar="MIB"),
@@ -111,8 +115,8 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
         key_file: Path | None, mask_texts: tuple[str, ...], masks_file: Path | None,
         rules_file: Path | None, decompress: bool, burned_in: str, workers: int | None,
         overwrite: bool, rename: bool, keep_paths: bool, audit: Path | None,
-        mapping: Path | None, max_inflated: int | None, max_inflate_ratio: int | None,
-        quiet: bool) -> None:
+        mapping: Path | None, no_clone: bool, max_inflated: int | None,
+        max_inflate_ratio: int | None, quiet: bool) -> None:
     """Anonymize SRC (a DICOM file or a folder tree) into DST, which mirrors it.
 
     DICOM files are recognised by their content; other files are skipped and counted. The input
@@ -139,7 +143,8 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     job = Job(policy=policy, key=load_key(key, key_file), masks=masks, overwrite=overwrite,
               workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
               rename=rename, keep_paths=keep_paths, mapping=mapping is not None,
-              preset_name=name, limits=_limits(max_inflated, max_inflate_ratio))
+              preset_name=name, limits=_limits(max_inflated, max_inflate_ratio),
+              clone=not no_clone)
     progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
     previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:
@@ -202,7 +207,8 @@ def _counts(summary: Summary) -> str:
 def _rate(summary: Summary) -> str:
     seconds = summary.seconds or 1e-9
     rate = summary.bytes_in / 1e6 / seconds
-    return f"{summary.bytes_in / 1e6:,.1f} MB, {rate:,.{1 if rate < 10 else 0}f} MB/s, " \
+    shared = f", {summary.shared / 1e6:,.1f} MB shared with the inputs" if summary.shared else ""
+    return f"{summary.bytes_in / 1e6:,.1f} MB{shared}, {rate:,.{1 if rate < 10 else 0}f} MB/s, " \
            f"{summary.total / seconds:,.0f} files/s"
 
 
