@@ -304,8 +304,14 @@ def _align_bulk(parsed: Parsed, meta_patches: list, data_parts: list, meta_edits
         if any(tag >= PRIVATE_INFORMATION_CREATOR and meta_edits.get(i, b"") is not None
                for i, tag in enumerate(table.tags())):
             return meta_patches     # private information that stays
+        built = next(p[2] for p in meta_patches
+                     if p[0] == parsed.meta_start and p[1] == parsed.dataset_start)
+        padding = _padding(size)         # last, after the group length's new value
+        length = struct.pack("<I", struct.unpack_from("<I", built, 8)[0] + len(padding))
+        if table.find(GROUP_LENGTH_META, -1) == 0:
+            meta_edits[0] = length
         return [p for p in meta_patches if p[0] < parsed.meta_start] + [
-            (parsed.meta_start, parsed.dataset_start, _meta_bytes(meta, meta_edits, size))]
+            (parsed.meta_start, parsed.dataset_start, built[:8] + length + built[12:] + padding)]
     length_index = table.find(0x00020000, -1)
     removed = {(start, end) for start, end, new in meta_patches if not new}
     kept_private = any(e.tag >= PRIVATE_INFORMATION_CREATOR and (e.start, e.end) not in removed
@@ -376,11 +382,10 @@ def _before(table, tag: int) -> int:
 _NEW_LENGTH = b"\0\0\0\0"     # placeholder: the group length _meta_bytes computes
 
 
-def _meta_bytes(meta: Region, meta_edits: dict, padding: int | None = None) -> bytes:
+def _meta_bytes(meta: Region, meta_edits: dict) -> bytes:
     """The file meta information written whole in explicit VR little endian (PS3.10 §7.1): its
-    elements in their order with the planned new values, the group length computed; with
-    padding, Private Information Creator UID and Private Information of that many bytes last
-    (pipeline._align_bulk). meta_edits[group length] gets the value written."""
+    elements in their order with the planned new values, the group length computed (first, as
+    _align_bulk expects). meta_edits[group length] gets the value written."""
     table = meta.table
     parts = []
     missing = _missing(table)
@@ -398,8 +403,6 @@ def _meta_bytes(meta: Region, meta_edits: dict, padding: int | None = None) -> b
                                             value, False, False))
     for new, (new_vr, value) in missing:
         parts.append(rewrite.encode_element(new, new_vr, value, False, False))
-    if padding is not None:
-        parts.append(_padding(padding))
     body = b"".join(parts)
     length = struct.pack("<I", len(body))
     if table.find(GROUP_LENGTH_META, -1) == 0:
