@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from fastanon import batch
 from fastanon.batch import Interrupted, Job, check_paths, pairs, run
 from fastanon.errors import FastanonError
 from fastanon.pipeline import TEMP_SUFFIX
+from children import children
 from test_cli import KEY, write_file, write_tree
 
 
@@ -63,7 +63,18 @@ def pool_at_once(monkeypatch):
     monkeypatch.setattr(batch, "SERIAL_SECONDS", 0)
 
 
-def test_pool_is_fed_through_a_window(wide_tree, tmp_path, monkeypatch, pool_at_once):
+@pytest.fixture(params=["forked", "spawned"])
+def workers_kind(request, monkeypatch):
+    """Both kinds of workers: forked (Linux) and multiprocessing's spawned pool (elsewhere)."""
+    if request.param == "spawned":
+        monkeypatch.setattr(batch, "FORKED", False)
+    elif not batch.FORKED:
+        pytest.skip("forked workers are fastanon's on Linux only")
+    return request.param
+
+
+def test_pool_is_fed_through_a_window(wide_tree, tmp_path, monkeypatch, pool_at_once,
+                                      workers_kind):
     pulled = []
     real = batch.pairs
 
@@ -82,12 +93,15 @@ def test_pool_is_fed_through_a_window(wide_tree, tmp_path, monkeypatch, pool_at_
 
     summary = run(wide_tree, tmp_path / "out", Job(key=KEY.encode(), workers=2), on_outcome)
     assert summary.written == 600 and len(pulled) == 600
-    window = max(64, 2 * batch.CHUNK * 8)
-    assert seen_at_first[0] <= window + 2 * 2 + batch.CHUNK
+    if workers_kind == "spawned":
+        window = max(64, 2 * batch.CHUNK * 8) + batch.CHUNK
+    else:
+        window = 2 * batch.WINDOW * batch.FORKED_CHUNK
+    assert seen_at_first[0] <= window + 2 * 2
 
 
 @pytest.mark.parametrize("serial", [0, 0.05])
-def test_outcomes_keep_the_walk_order(wide_tree, tmp_path, monkeypatch, serial):
+def test_outcomes_keep_the_walk_order(wide_tree, tmp_path, monkeypatch, serial, workers_kind):
     """With workers from the start, and after a head of files done in the parent."""
     monkeypatch.setattr(batch, "SERIAL_SECONDS", serial)
     order = []
@@ -98,7 +112,7 @@ def test_outcomes_keep_the_walk_order(wide_tree, tmp_path, monkeypatch, serial):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_interrupt_stops_workers_and_sweeps_temporary_files(wide_tree, tmp_path, workers,
-                                                            pool_at_once):
+                                                            pool_at_once, workers_kind):
     dst = tmp_path / "out"
     count = []
 
@@ -112,20 +126,20 @@ def test_interrupt_stops_workers_and_sweeps_temporary_files(wide_tree, tmp_path,
         run(wide_tree, dst, Job(key=KEY.encode(), workers=workers), on_outcome)
     assert time.monotonic() - started < 30
     assert caught.value.summary.written == 30
-    assert not multiprocessing.active_children()
+    assert children() == []
     files = [p for p in dst.rglob("*") if p.is_file()]
     assert files and not [p for p in files if p.name.endswith(TEMP_SUFFIX)]
     for path in files:
         pydicom.dcmread(path)
 
 
-def test_an_error_in_the_caller_stops_the_pool(wide_tree, tmp_path, pool_at_once):
+def test_an_error_in_the_caller_stops_the_pool(wide_tree, tmp_path, pool_at_once, workers_kind):
     def on_outcome(outcome):
         raise RuntimeError("caller's bug")
 
     with pytest.raises(RuntimeError, match="caller's bug"):
         run(wide_tree, tmp_path / "out", Job(key=KEY.encode(), workers=2), on_outcome)
-    assert not multiprocessing.active_children()
+    assert children() == []
 
 
 def test_odd_inputs_are_skipped_or_named(tmp_path):
@@ -178,8 +192,9 @@ def test_random_key_is_one_per_run(tmp_path):
 
 
 def test_a_worker_that_dies_stops_the_run_instead_of_hanging(wide_tree, tmp_path, monkeypatch):
-    """A worker killed mid-file (as SIGBUS does when a mapped input shrinks) loses its task in
-    multiprocessing.Pool; the run notices the replaced worker, stops, and leaves no temp file."""
+    """A worker killed mid-file (as SIGBUS does when a mapped input shrinks) never answers for
+    its chunk; the run notices at once (its pipe closes), stops, and leaves no temp file and no
+    process."""
     real = batch.process
 
     def dying(item):
@@ -195,6 +210,7 @@ def test_a_worker_that_dies_stops_the_run_instead_of_hanging(wide_tree, tmp_path
     with pytest.raises(batch.WorkerLost, match="worker process died"):
         run(wide_tree, dst, Job(policy="research", key=KEY, workers=2))
     assert time.monotonic() - started < 60
+    assert children() == []
     assert not [p for p in dst.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
     for out in dst.rglob("*.dcm"):                       # what was written is complete
         pydicom.dcmread(out)

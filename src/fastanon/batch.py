@@ -40,7 +40,9 @@ AUDITED_ACTIONS = ("remove", "empty", "replace", "uid", "shift", "hash", "clean"
 _DICOMDIR_RENAMED = ("a DICOMDIR below the top of SRC cannot follow --rename: its records name "
                      "files by File IDs (PS3.10 §8.2), which only a file set at the top of SRC "
                      "gets; run on its folder, or without --rename")
-CHUNK = 16               # files per task handed to a worker (fewer, larger messages)
+CHUNK = 16               # files per task handed to a pool's worker (fewer, larger messages)
+FORKED_CHUNK = 4         # ... to a forked worker, whose messages cost little: balanced finer
+WINDOW = 16              # chunks a forked worker may be ahead of the outcome the run waits for
 def _safe_name(text: str) -> bool:
     """Whether text can be a file name as it is: 1 to 64 ASCII letters, digits, '.', '_' or
     '-', the first a letter or a digit."""
@@ -414,9 +416,10 @@ def _unique_name(outcome: Outcome, seen: set[int]) -> Outcome:
                           "destination")
 
 
-# A run works in this process for this long before it starts its workers: a pool costs about
-# 60 ms (importing multiprocessing, forking, the first task), which a shorter run never wins back.
-SERIAL_SECONDS = 0.15
+# A run works in this process for this long before it starts its workers: forked ones (Linux,
+# workers.py) cost a few milliseconds to start, a spawned pool (elsewhere) some 60 ms.
+SERIAL_SECONDS = 0.02
+FORKED = sys.platform.startswith("linux")   # else a pool of spawned processes (multiprocessing)
 
 
 def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
@@ -434,12 +437,20 @@ def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
         for item in items:
             yield process(item)
         return
+    if FORKED:                  # forked workers inherit the compiled plans
+        from .workers import Lost, ordered
+
+        chunks = _chunks(_chain(head, items), FORKED_CHUNK)
+        try:
+            for done in ordered(job.workers, _process_fields, chunks, job.workers * WINDOW):
+                for fields in done:
+                    yield Outcome(*fields)
+        except Lost:
+            raise WorkerLost(errno.EIO, _LOST) from None
+        return
     import multiprocessing
 
-    if sys.platform.startswith("linux"):   # forked workers inherit the compiled plans
-        pool = multiprocessing.get_context("fork").Pool(job.workers, _start_worker)
-    else:
-        pool = multiprocessing.get_context("spawn").Pool(job.workers, _start_worker, (job, dst))
+    pool = multiprocessing.get_context("spawn").Pool(job.workers, _start_worker, (job, dst))
     window = _Window(max(64, job.workers * CHUNK * 8))
     try:
         chunks = _chunks(window.feed(_chain(head, items)), CHUNK)
@@ -478,12 +489,27 @@ def _check_workers(pool, started: set[int]) -> None:
     """Pool replaces a dead worker and never hands back its task: a changed set of worker
     processes means a task is lost for good."""
     if {worker.pid for worker in pool._pool} != started:
-        raise WorkerLost(errno.EIO, "a worker process died while anonymizing; the outputs written "
-                         "so far are complete and a rerun with the same --key finishes the rest")
+        raise WorkerLost(errno.EIO, _LOST)
+
+
+_LOST = ("a worker process died while anonymizing; the outputs written so far are complete and "
+         "a rerun with the same --key finishes the rest")
 
 
 def _process_chunk(items: list) -> list[Outcome]:
     return [process(item) for item in items]
+
+
+_OUTCOME_FIELDS = tuple(Outcome.__record_fields__)
+
+
+def _process_fields(items: list) -> list[tuple]:
+    """A forked worker's chunk: each Outcome as its fields, as marshal carries them."""
+    results = []
+    for item in items:
+        outcome = process(item)
+        results.append(tuple(getattr(outcome, name) for name in _OUTCOME_FIELDS))
+    return results
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
