@@ -746,6 +746,15 @@ _TEMP_NAMES = itertools.count()
 # a later run can tell the ones of dead processes (SIGKILL, power loss) and remove them.
 _HOST = f"{zlib.crc32(os.uname().nodename.encode()):08x}"
 _SWEPT: set[str] = set()       # folders this process has swept
+_PID = [os.getpid()]            # this process's (a system call each time otherwise)
+
+
+def _forked() -> None:
+    _PID[0] = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def sweep_temp(folder: str, recursive: bool = False) -> int:
@@ -796,7 +805,7 @@ def _open_temp(dst: str) -> tuple[int, str]:
     if folder not in _SWEPT:
         _SWEPT.add(folder)
         sweep_temp(folder)
-    tmp = f"{folder}/.{name}.{_HOST}.{os.getpid()}-{next(_TEMP_NAMES)}{TEMP_SUFFIX}"
+    tmp = f"{folder}/.{name}.{_HOST}.{_PID[0]}-{next(_TEMP_NAMES)}{TEMP_SUFFIX}"
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC     # read too: masks map it
     try:
         return os.open(tmp, flags, 0o666), tmp
