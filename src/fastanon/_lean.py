@@ -49,30 +49,31 @@ def _make(cls, frozen: bool, slots: bool):
             if specs[name].default is not _MISSING:
                 namespace[name] = specs[name].default
     namespace["__record_fields__"] = specs
-    namespace["__init__"] = _init(cls.__name__, names, specs, frozen)
     compared = tuple(n for n in names if specs[n].compare)
-    namespace["__repr__"] = lambda self: (
-        f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")")
     mine = "(" + "".join(f"self.{n}, " for n in compared) + ")"
     theirs = "(" + "".join(f"other.{n}, " for n in compared) + ")"
-    namespace["__eq__"] = _function(
-        f"def __eq__(self, other):\n    if other.__class__ is not self.__class__:\n"
-        f"        return NotImplemented\n    return {mine} == {theirs}\n", "__eq__")
+    # The methods as source text, compiled at once: as fast as hand-written ones.
+    source, env = _init(cls.__name__, names, specs, frozen)
+    source += (f"def __eq__(self, other):\n    if other.__class__ is not self.__class__:\n"
+               f"        return NotImplemented\n    return {mine} == {theirs}\n")
+    if frozen:
+        source += f"def __hash__(self):\n    return hash({mine})\n"
+    exec(source, env)   # noqa: S102  (our own field names only)
+    namespace["__init__"], namespace["__eq__"] = env["__init__"], env["__eq__"]
+    namespace["__hash__"] = env["__hash__"] if frozen else None
+    namespace["__repr__"] = lambda self: (
+        f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")")
     namespace["replace"] = _replace
     if slots:                   # pickled as its fields (a frozen one refuses setattr)
         namespace["__reduce__"] = lambda self: (type(self), tuple(getattr(self, n) for n in names))
     if frozen:
         namespace["__setattr__"] = _frozen
         namespace["__delattr__"] = _frozen
-        namespace["__hash__"] = _function(
-            f"def __hash__(self):\n    return hash({mine})\n", "__hash__")
-    else:
-        namespace["__hash__"] = None
     return type(cls)(cls.__name__, cls.__bases__, namespace)
 
 
-def _init(owner: str, names: list[str], specs: dict, frozen: bool):
-    """An __init__ made as source text (as fast as a hand-written one)."""
+def _init(owner: str, names: list[str], specs: dict, frozen: bool) -> tuple[str, dict]:
+    """The source of __init__ and the names it needs."""
     args, body, env = [], [], {"_MISSING": _MISSING, "_set": object.__setattr__}
     for name in names:
         spec = specs[name]
@@ -92,14 +93,7 @@ def _init(owner: str, names: list[str], specs: dict, frozen: bool):
         body.append(f"    _set(self, {name!r}, {value})" if frozen else f"    self.{name} = {value}")
     source = (f"def __init__(self, {', '.join(args)}):\n" if args else "def __init__(self):\n") \
         + ("\n".join(body) or "    pass") + "\n"
-    return _function(source, "__init__", env)
-
-
-def _function(source: str, name: str, env: dict | None = None):
-    """A function from source text (how the methods are as fast as hand-written ones)."""
-    env = {} if env is None else env
-    exec(source, env)   # noqa: S102  (our own field names only)
-    return env[name]
+    return source, env
 
 
 def _replace(self, **changes):
