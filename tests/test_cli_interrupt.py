@@ -43,20 +43,31 @@ def expected_for(rel: Path, expected: dict) -> bytes:
     return expected[f"{(folder + name) % DISTINCT}"]
 
 
-def start(src: Path, dst: Path, workers: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fastanon", "run", "--key", KEY, "--workers",
-                             str(workers), str(src), str(dst)],
+def start(src: Path, dst: Path, workers: int | str) -> subprocess.Popen:
+    how = ["--dask", workers] if isinstance(workers, str) else ["--workers", str(workers)]
+    return subprocess.Popen([sys.executable, "-m", "fastanon", "run", "--key", KEY, *how,
+                             str(src), str(dst)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("workers, signum", [(2, signal.SIGINT), (1, signal.SIGINT),
-                                             (2, signal.SIGTERM)])
+def _dask_installed() -> bool:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("workers, signum", [
+    (2, signal.SIGINT), (1, signal.SIGINT), (2, signal.SIGTERM),
+    pytest.param("local:2", signal.SIGINT, marks=pytest.mark.skipif(
+        not _dask_installed(), reason="fastanon[dask] is not installed"))])
 def test_stopped_run_leaves_no_partial_output_and_rerun_completes(long_tree, tmp_path, workers,
                                                                    signum):
     src, expected = long_tree
     dst = tmp_path / "out"
     proc = start(src, dst, workers)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not (dst / "d00/f020.dcm").exists():        # a few outputs are there: stop it now
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.002)

@@ -237,8 +237,31 @@ def _start_worker(job: Job | None = None, dst: Path | None = None) -> None:
         _STATE = _prepare(job, dst)
 
 
-def process(item: tuple[str, str, str]) -> Outcome:
-    """Anonymize one file in a worker; every failure becomes an Outcome, never an exception."""
+def cpu_count() -> int:
+    """The processors this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_PREPARED: dict[str, _Worker] = {}     # process_items: a run's compiled plan, by its token
+
+
+def process_items(token: str, job: Job, dst: str, tree: bool, items: list) -> list[Outcome]:
+    """Anonymize items (from pairs) in this process for the run named token: a cluster's task.
+    The plan is compiled once per process and run."""
+    state = _PREPARED.get(token)
+    if state is None:
+        if len(_PREPARED) >= 8:            # a long-lived worker serves many runs
+            _PREPARED.clear()
+        state = _PREPARED[token] = _prepare(job, dst, tree)
+    return [process(item, state) for item in items]
+
+
+def process(item: tuple[str, str, str], state: _Worker | None = None) -> Outcome:
+    """Anonymize one file in a worker (with this process's run, or state); every failure
+    becomes an Outcome, never an exception."""
     src, dst, rel = item
     if not src:
         return Outcome(dst, "", "failed", rel)        # a folder the walk could not list
@@ -247,7 +270,7 @@ def process(item: tuple[str, str, str]) -> Outcome:
     try:
         with warnings.catch_warnings():     # mask warnings travel in the Outcome instead
             warnings.simplefilter("ignore", MaskWarning)
-            return _process(_STATE, src, dst, rel)
+            return _process(state or _STATE, src, dst, rel)
     except FastanonError as exc:
         return Outcome(src, dst, "failed", str(exc))
     except OSError as exc:
@@ -346,12 +369,14 @@ def _file_ids(key: bytes):
 # -- the run, in the parent -----------------------------------------------------------------------
 
 def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | None = None,
-        audit: Path | None = None, mapping: Path | None = None) -> Summary:
+        audit: Path | None = None, mapping: Path | None = None, spread=None) -> Summary:
     """Anonymize src (a file or a tree) into dst with job's options; returns the counts.
 
     Outcomes come back in the walk's order whatever the number of workers, and so do the rows of
     the audit and mapping CSV files. Ctrl-C raises Interrupted after the workers are stopped and
-    every temporary output is removed.
+    every temporary output is removed. spread(src, dst, job, tree) → the outcomes in walk order
+    runs the files elsewhere (a cluster: fastanon.dask), each through process_items; by default
+    they run in this process and its workers.
     """
     src, dst = os.fspath(src), os.fspath(dst)
     check_paths(src, dst, audit, mapping)
@@ -370,7 +395,7 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
     written_in = dst if os.path.isdir(dst) else os.path.dirname(dst) or "."
     summary = Summary()
     started = time.monotonic()
-    outcomes = _outcomes(src, dst, job)
+    outcomes = spread(src, dst, job, tree) if spread else _outcomes(src, dst, job)
     names: set[int] | None = set() if job.rename else None
     with _Csv(audit, _audit_header(), private=False) as audit_rows, \
             _Csv(mapping, _mapping_header(), private=True) as mapping_rows:
@@ -440,7 +465,7 @@ def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
     if FORKED:                  # forked workers inherit the compiled plans
         from .workers import Lost, ordered
 
-        chunks = _chunks(_chain(head, items), FORKED_CHUNK)
+        chunks = chunked(_chain(head, items), FORKED_CHUNK)
         try:
             for done in ordered(job.workers, _process_fields, chunks, job.workers * WINDOW):
                 for fields in done:
@@ -453,7 +478,7 @@ def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
     pool = multiprocessing.get_context("spawn").Pool(job.workers, _start_worker, (job, dst))
     window = _Window(max(64, job.workers * CHUNK * 8))
     try:
-        chunks = _chunks(window.feed(_chain(head, items)), CHUNK)
+        chunks = chunked(window.feed(_chain(head, items)), CHUNK)
         results = pool.imap(_process_chunk, chunks)      # chunk by chunk: next() has a timeout
         workers = {worker.pid for worker in pool._pool}
         while True:
@@ -512,7 +537,8 @@ def _process_fields(items: list) -> list[tuple]:
     return results
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """items in lists of size (the last one shorter)."""
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk

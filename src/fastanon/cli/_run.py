@@ -65,6 +65,10 @@ OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + (
         "Write the original and new identifiers of every file (patient name and ID, accession "
         "number, study, series and instance UIDs). This file is a RE-IDENTIFICATION KEY: keep "
         "it apart from the data, or do not ask for it.", metavar="FILE.csv"),
+    Opt(("--dask",), "dask", "text",
+        "Run on a Dask cluster: local (a LocalCluster of a worker process per CPU here), local:N, "
+        "or a scheduler's address (tcp://host:8786); SRC and DST must be the same paths on every "
+        "worker. Needs `pip install 'fastanon[dask]'`.", metavar="ADDRESS"),
     Opt(("--no-clone",), "no_clone", "flag",
         "Always copy the Pixel Data. By default, on a file system with reflinks (XFS, btrfs, "
         "bcachefs, OpenZFS 2.2) an output shares those blocks with its input instead, as `cp` "
@@ -104,18 +108,11 @@ def say(text: str, end: str = "\n") -> None:
     sys.stderr.flush()
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: str | None,
         key_file: Path | None, mask_texts: tuple[str, ...], masks_file: Path | None,
         rules_file: Path | None, decompress: bool, burned_in: str, workers: int | None,
         overwrite: bool, rename: bool, keep_paths: bool, audit: Path | None,
-        mapping: Path | None, no_clone: bool, max_inflated: int | None,
+        mapping: Path | None, dask: str | None, no_clone: bool, max_inflated: int | None,
         max_inflate_ratio: int | None, quiet: bool) -> None:
     """Anonymize SRC (a DICOM file or a folder tree) into DST, which mirrors it.
 
@@ -133,7 +130,7 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
       fastanon run --preset internal --workers 4 --audit audit.csv study/ out/
       fastanon run --mask 0,0,640,48 --burned-in-annotation no us/ us-anon/
     """
-    from ..batch import Interrupted, Job, run as run_batch   # the engine, when a run starts
+    from ..batch import Interrupted, Job, cpu_count, run as run_batch   # the engine, now
 
     policy, name = load_policy(preset, policy_file)
     masks = _masks(mask_texts, masks_file, rules_file, burned_in)
@@ -148,7 +145,13 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
     previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:
-        summary = run_batch(src, dst, job, progress, audit, mapping)
+        if dask:
+            from ..dask import run as run_on_cluster
+
+            summary = run_on_cluster(src, dst, job=job, address=dask, on_outcome=progress,
+                                     audit=audit, mapping=mapping)
+        else:
+            summary = run_batch(src, dst, job, progress, audit, mapping)
     except Interrupted as stop:
         progress.finish()
         again = ("Run the same command again to complete it." if job.key else

@@ -10,7 +10,7 @@ import click
 
 from . import _run
 from ._options import with_options
-from ._run import EXIT_INTERRUPTED, Progress, cpu_count  # noqa: F401  (the command's vocabulary)
+from ._run import EXIT_INTERRUPTED, Progress  # noqa: F401  (the command's vocabulary)
 
 run = click.command(context_settings={"help_option_names": ["-h", "--help"]})(
     click.argument("src", type=click.Path(exists=True))(
