@@ -73,6 +73,7 @@ def test_a_cluster_run_writes_what_a_local_run_writes(client, study, tmp_path):
 
 def test_a_worker_killed_mid_run_loses_nothing(client, study, tmp_path, monkeypatch):
     monkeypatch.setattr(fastanon_dask, "TASK_FILES", 2)  # 26 tasks: each worker holds some
+    monkeypatch.setattr(fastanon_dask, "FIRST_TASK_FILES", 2)
     expected = tmp_path / "local"
     _local(study, expected)
     pids = list(client.run(os.getpid).values())

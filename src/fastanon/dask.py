@@ -3,7 +3,7 @@
 New UIDs, date shifts and pseudonyms are keyed functions of the values, so workers on any machine
 agree without sharing a mapping, and the outputs are the bytes a local run with the same key
 writes. The client walks SRC as a local run does (streamed), hands the files to the cluster in
-tasks of TASK_FILES (batch.process_items: the pipeline, once per file, on the worker), keeps a
+tasks of up to TASK_FILES (batch.process_items: the pipeline, once per file, on the worker), keeps a
 bounded number of tasks in flight and takes their outcomes back in the walk's order, so that
 progress, the audit and the mapping file, the summary and the exit status are a local run's
 (batch.run does all of that). A worker lost mid-task loses nothing: Dask runs the task again
@@ -26,7 +26,9 @@ from . import batch
 from .errors import FastanonError
 from .pipeline import sweep_temp
 
-TASK_FILES = 32         # files per task: a task's overhead (some ms) is spread over many files
+TASK_FILES = 64         # files per task at most (~0.1 s of work: Dask's overhead is some ms)
+FIRST_TASK_FILES = 4    # the first tasks are smaller (then twice as large each): a short run
+                        # is spread over the workers too
 TASKS_PER_THREAD = 3    # tasks in flight for each worker thread of the cluster
 CONNECT_SECONDS = 10    # how long a scheduler's address may take to answer
 
@@ -102,14 +104,27 @@ class _client:  # noqa: N801  (a context manager used like a function)
             made.close()
 
 
+def _growing(items):
+    """items in lists of FIRST_TASK_FILES, twice as many each time, up to TASK_FILES."""
+    size, chunk = FIRST_TASK_FILES, []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk, size = [], min(size * 2, TASK_FILES)
+    if chunk:
+        yield chunk
+
+
 def _spread(client, src: str, dst: str, job: batch.Job, tree: bool):
     """The outcomes of the run's files, run on the cluster in tasks, in the walk's order."""
     token = os.urandom(8).hex()         # the workers compile this run's plan once each
     threads = sum(client.nthreads().values()) or 1
+    shared = client.scatter(job, broadcast=True, hash=False)   # sent once, not with each task
     in_flight: deque = deque()
     try:
-        for chunk in batch.chunked(batch.pairs(src, dst), TASK_FILES):
-            in_flight.append(client.submit(batch.process_items, token, job, dst, tree, chunk,
+        for chunk in _growing(batch.pairs(src, dst)):
+            in_flight.append(client.submit(batch.process_items, token, shared, dst, tree, chunk,
                                            pure=False, retries=3))
             while len(in_flight) >= threads * TASKS_PER_THREAD:
                 yield from in_flight.popleft().result()
