@@ -143,6 +143,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for line in lines[1:]:
             tr.write_line(line)
 
+    try:
+        from test_bench_dask import summary_lines as dask_lines  # on a LocalCluster
+    except pytest.skip.Exception:
+        dask_lines = None
+    if dask_lines and dask_lines(results):
+        tr.section("on a Dask LocalCluster")
+        for line in dask_lines(results):
+            tr.write_line(line)
+
     from benchpeers import summary_lines  # test_bench_peers.py: other anonymizers
     peer_lines = summary_lines(results)
     if peer_lines:

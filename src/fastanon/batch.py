@@ -18,7 +18,8 @@ from itertools import islice
 from ._lean import field, record
 from .elements import DIRECTORY_RECORDS
 from .errors import FastanonError, MaskWarning
-from .pipeline import TEMP_SUFFIX, open_source, prepare, sweep_temp, write
+from . import stores
+from .pipeline import TEMP_SUFFIX, Source, open_source, prepare, put, sweep_temp, write
 from .plan import Plan
 from .policy import as_policy
 from .scan import DEFAULT_LIMITS, Limits, looks_like_dicom, parse
@@ -119,6 +120,16 @@ def check_paths(src: Path, dst: Path, *others: Path | None) -> None:
     """Refuse a destination equal to, or inside, the source tree (the input is never touched);
     `others` (audit and mapping files) may not be written inside the source tree either."""
     src, dst = os.fspath(src), os.fspath(dst)
+    if stores.is_url(src) or stores.is_url(dst):
+        if not stores.is_url(src):
+            if not os.path.exists(src):
+                raise FastanonError(f"{src}: no such file or directory")
+        elif not stores.exists(src):
+            raise FastanonError(f"{src}: no such object or prefix")
+        inner, outer = dst.rstrip("/"), src.rstrip("/")
+        if inner == outer or inner.startswith(outer + "/"):
+            raise FastanonError(f"{dst}: the destination lies inside the source {src}")
+        return
     if not os.path.exists(src):
         raise FastanonError(f"{src}: no such file or directory")
     src_real, dst_real = os.path.realpath(src), os.path.realpath(dst)
@@ -160,6 +171,9 @@ def pairs(src: Path, dst: Path) -> Iterator[tuple[str, str, str]]:
     """(input, output, path relative to src) streamed in a stable order (folders and names sorted);
     dst mirrors src's relative paths. A folder that cannot be listed comes as ("", folder, reason)."""
     src, dst = os.fspath(src), os.fspath(dst)
+    if stores.is_url(src):
+        yield from stores.pairs(src, dst)
+        return
     if not os.path.isdir(src):
         name = os.path.basename(src)
         yield src, os.path.join(dst, name) if os.path.isdir(dst) else dst, name
@@ -286,7 +300,7 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
     """One input, opened and scanned once: skipped when it is not DICOM, "exists" when its output
     is there already, else prepared and written (with --rename, named by its new UIDs)."""
     job = state.job
-    with open_source(src) as source:         # an input that cannot be read: failed, named
+    with _opened(src) as source:             # an input that cannot be read: failed, named
         size = source.size
         if not source.regular:
             return Outcome(src, dst, "skipped", "not a regular file")
@@ -321,15 +335,46 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                 there = _existing(src, dst, job, size, mapping)
                 if there is not None:
                     return there
-            report = write(source, output, dst, job.clone)
+            if stores.is_url(dst):
+                report = put(source, output, dst, lambda data: stores.write(dst, data))
+            else:
+                report = write(source, output, dst, job.clone)
         finally:
             parsed.release()
     return Outcome(src, dst, "written", "", size, dict(report.actions), report.mask_rule,
                    tuple(report.mask_warnings), mapping, report.shared)
 
 
+def _opened(src: str):
+    """The input: a local file opened once (open_source), or an object read whole."""
+    if not stores.is_url(src):
+        return open_source(src)
+    return _Read(src)
+
+
+class _Read:
+    """An object of a store, read whole, as a Source."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def __enter__(self) -> Source:
+        data = stores.read(self.url)
+        return Source(self.url, -1, len(data), True, data)
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 def _existing(src: str, dst: str, job: Job, size: int, mapping: tuple = ()) -> Outcome | None:
     """The outcome when dst is there already (kept unless --overwrite), else None."""
+    if stores.is_url(dst) or stores.is_url(src):
+        if src == dst:
+            return Outcome(src, dst, "failed", "the output would overwrite its own input", size)
+        if job.overwrite or not (stores.exists(dst) if stores.is_url(dst)
+                                 else os.path.exists(dst)):
+            return None
+        return Outcome(src, dst, "exists", "output exists", size, mapping=mapping)
     if not os.path.exists(dst):
         return None
     if os.path.samefile(src, dst):
@@ -378,21 +423,26 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
     runs the files elsewhere (a cluster: fastanon.dask), each through process_items; by default
     they run in this process and its workers.
     """
-    src, dst = os.fspath(src), os.fspath(dst)
+    src, dst = stores.local(os.fspath(src)), stores.local(os.fspath(dst))
     check_paths(src, dst, audit, mapping)
-    tree = os.path.isdir(src)
+    tree = stores.isdir(src) if stores.is_url(src) else os.path.isdir(src)
     if not job.key:
         job = job.replace(key=os.urandom(32))    # one random key for the whole run
     if job.mapping != bool(mapping):
         job = job.replace(mapping=bool(mapping))
+    if job.workers > 1 and (stores.in_process(src) or stores.in_process(dst)):
+        job = job.replace(workers=1)            # workers would read and write their own copy
     global _STATE
     _STATE = _prepare(job, dst, tree)       # a bad policy fails here, before any worker
     if job.rename and tree and os.path.isfile(os.path.join(src, "DICOMDIR")):
         job = job.replace(file_set=True)    # the files get names the DICOMDIR can hold
         _STATE = _prepare(job, dst, True)
-    if tree or job.rename:
-        os.makedirs(dst, exist_ok=True)
-    written_in = dst if os.path.isdir(dst) else os.path.dirname(dst) or "."
+    if stores.is_url(dst):
+        written_in = None           # objects are put whole: no temporary file to sweep
+    else:
+        if tree or job.rename:
+            os.makedirs(dst, exist_ok=True)
+        written_in = dst if os.path.isdir(dst) else os.path.dirname(dst) or "."
     summary = Summary()
     started = time.monotonic()
     outcomes = spread(src, dst, job, tree) if spread else _outcomes(src, dst, job)
@@ -576,10 +626,11 @@ class _Window:
         self._stopped.set()
 
 
-def _sweep_temp(folder: str) -> None:
+def _sweep_temp(folder: str | None) -> None:
     """Remove temporary outputs left by this run's workers, stopped mid-write (Ctrl-C, an audit
     that cannot be written), and by dead runs before it; a live run's stay."""
-    sweep_temp(str(folder), recursive=True)
+    if folder is not None:
+        sweep_temp(str(folder), recursive=True)
 
 
 # -- audit and mapping files ----------------------------------------------------------------------

@@ -10,7 +10,8 @@ progress, the audit and the mapping file, the summary and the exit status are a 
 elsewhere; each output appears only complete (a temporary name, then a rename), and an output
 already there is kept (a rerun completes an interrupted run).
 
-SRC and DST are paths every worker sees the same (one machine, or a shared file system).
+SRC and DST are paths every worker sees the same (one machine, or a shared file system), or
+URLs of an object store (s3://bucket/prefix: stores.py) that every worker can reach.
 `pip install fastanon[dask]` brings dask.distributed; nothing here is imported by a local run.
 
     fastanon run --dask local:4 SRC DST           # a LocalCluster of 4 worker processes
@@ -25,6 +26,7 @@ from collections import deque
 from . import batch
 from .errors import FastanonError
 from .pipeline import sweep_temp
+from .stores import in_process, is_url
 
 TASK_FILES = 64         # files per task at most (~0.1 s of work: Dask's overhead is some ms)
 FIRST_TASK_FILES = 4    # the first tasks are smaller (then twice as large each): a short run
@@ -40,6 +42,10 @@ def run(src, dst, policy="research", *, key: bytes | str | None = None, client=N
     ("local", "local:N" for a LocalCluster of N worker processes here, or a scheduler's
     "tcp://host:8786"). The options are batch.Job's (masks, overwrite, rename, ...), or job
     gives them all. Returns the run's Summary, as batch.run does."""
+    for where in (src, dst):
+        if in_process(os.fspath(where)):
+            raise FastanonError(f"{where}: a memory:// store is this process's own; a cluster's "
+                                "workers cannot reach it")
     if job is None:
         job = batch.Job(policy=policy, key=_key(key), preset_name=policy if isinstance(
             policy, str) else "custom", **options)
@@ -55,8 +61,9 @@ def run(src, dst, policy="research", *, key: bytes | str | None = None, client=N
 
 def _sweep(dst: str) -> None:
     """Remove the temporary files of this host's processes that ended mid-write (other hosts'
-    are for their own runs to sweep)."""
-    sweep_temp(dst if os.path.isdir(dst) else os.path.dirname(dst) or ".", recursive=True)
+    are for their own runs to sweep; objects are put whole and leave none)."""
+    if not is_url(dst):
+        sweep_temp(dst if os.path.isdir(dst) else os.path.dirname(dst) or ".", recursive=True)
 
 
 def _key(key: bytes | str | None) -> bytes:

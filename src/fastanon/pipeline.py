@@ -691,6 +691,15 @@ def write(source: Source, output: Output, dst, clone: bool = True) -> Report:
                   output.warnings + list(warnings), shared)
 
 
+def put(source: Source, output: Output, dst: str, store) -> Report:
+    """The output rendered in memory, masks blanked and checked, then handed whole to store
+    (an object store's single write: the object appears complete or not at all)."""
+    result, report = render(output, dst)
+    store(result)
+    return Report(source.path, dst, source.size, len(result), output.actions, output.rule,
+                  output.warnings + list(report.warnings))
+
+
 def _unchanged(source: Source) -> None:
     """A FastanonError when the input changed size while it was read (a mapped file cut short
     reads as "Bad address")."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from ..stores import is_url, local
+
 
 class Opt:
     """One command-line option. kind: "flag", "text", "count" (an integer >= 1), "file" (an
@@ -49,7 +51,8 @@ def parse(argv: list[str], options: tuple[Opt, ...], arguments: tuple[tuple[str,
           ) -> dict | None:
     """{dest: value} for argv, as click would pass them to the command; None when click should
     parse argv itself. arguments: (dest, kind) of the positional ones, kind "exists" (a path
-    that exists) or "text". Paths are given as str."""
+    that exists), "source" (that, or an object store's URL) or "text". Paths are given as
+    str."""
     by_flag = {flag: opt for opt in options for flag in opt.flags}
     values: dict = {opt.dest: ([] if opt.multiple else opt.default if opt.kind != "flag"
                                else False) for opt in options}
@@ -87,7 +90,10 @@ def parse(argv: list[str], options: tuple[Opt, ...], arguments: tuple[tuple[str,
     if len(positional) != len(arguments):
         return None
     for (dest, kind), text in zip(arguments, positional):
-        if kind == "exists":
+        if kind == "source" and is_url(text):
+            values[dest] = text             # an object store's: the run checks it
+        elif kind in ("exists", "source"):
+            text = local(text) if kind == "source" else text
             if not text or not os.path.exists(text) or not os.access(text, os.R_OK):
                 return None
             values[dest] = text

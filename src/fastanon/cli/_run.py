@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 130          # the shell's convention for a run stopped by SIGINT
 
-ARGUMENTS = (("src", "exists"), ("dst", "text"))
+ARGUMENTS = (("src", "source"), ("dst", "text"))
 
 OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + (
     Opt(("--mask",), "mask_texts", "text",
@@ -134,8 +134,11 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
 
     policy, name = load_policy(preset, policy_file)
     masks = _masks(mask_texts, masks_file, rules_file, burned_in)
+    from ..stores import is_url
+
     src = os.fspath(src)
-    if not os.path.isdir(src) and not rename and dst.endswith(("/", os.sep)):
+    if not is_url(src) and not is_url(dst) and not os.path.isdir(src) and not rename \
+            and dst.endswith(("/", os.sep)):
         os.makedirs(dst, exist_ok=True)     # "DST/": a folder for the one output
     job = Job(policy=policy, key=load_key(key, key_file), masks=masks, overwrite=overwrite,
               workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,

@@ -1,0 +1,111 @@
+"""Inputs and outputs in object stores and other fsspec file systems (s3://, gs://, memory://).
+
+A run whose SRC or DST is such a URL reads each input object whole and writes each output as one
+complete object (a single put: an object store shows a new object only once it is all there, so
+no partial output ever exists; there is no temporary name to sweep). `file://` URLs and plain
+paths are local files and go the local way (mapped inputs, kernel copies, temporary name and
+rename). fsspec and the store's own package (s3fs, gcsfs, adlfs) are needed only for URLs;
+credentials come from the store's usual places (for S3: the environment, ~/.aws).
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from .errors import FastanonError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+def is_url(path) -> bool:
+    """An fsspec URL other than a local file's."""
+    text = str(path)
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.isidentifier() and scheme != "file"
+
+
+def local(path) -> str:
+    """A plain path for a file:// URL (others as given)."""
+    text = str(path)
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
+def _fs(url: str):
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise FastanonError(f"{url}: URLs need fsspec (pip install fsspec and the store's "
+                            "package, e.g. s3fs)") from None
+    try:
+        return url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise FastanonError(f"{url}: {exc}") from None
+
+
+def _protocol(fs) -> str:
+    protocol = fs.protocol
+    return protocol[0] if isinstance(protocol, (tuple, list)) else protocol
+
+
+def _url(fs, path: str) -> str:
+    return f"{_protocol(fs)}://{path.lstrip('/') if _protocol(fs) != 'memory' else path}"
+
+
+def exists(url: str) -> bool:
+    """Whether an object (or prefix) is there now (not as a listing cached earlier said)."""
+    fs, path = _fs(url)
+    fs.invalidate_cache(path)
+    return fs.exists(path)
+
+
+def in_process(url) -> bool:
+    """A store that lives in this process's memory (memory://): other processes, forked
+    workers among them, see other contents."""
+    return is_url(url) and str(url).startswith("memory://")
+
+
+def isdir(url: str) -> bool:
+    fs, path = _fs(url)
+    return fs.isdir(path)
+
+
+def read(url: str) -> bytes:
+    """The whole object; a FastanonError naming it when it cannot be read."""
+    fs, path = _fs(url)
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError:
+        raise FastanonError(f"{url}: no such object") from None
+    except OSError as exc:
+        raise FastanonError(f"{url}: cannot be read ({exc})") from None
+
+
+def write(url: str, data: bytes) -> None:
+    """The object at url, complete, in one put."""
+    fs, path = _fs(url)
+    try:
+        fs.pipe_file(path, bytes(data))
+    except OSError as exc:
+        raise FastanonError(f"{url}: cannot be written ({exc})") from None
+
+
+def pairs(src: str, dst: str) -> Iterator[tuple[str, str, str]]:
+    """(input URL, output URL or path, relative path) of every object under src, folder by
+    folder in sorted order (a local run's order); dst mirrors the relative paths."""
+    fs, root = _fs(src)
+    out = dst.rstrip("/")
+    if not fs.isdir(root):
+        if not fs.exists(root):
+            raise FastanonError(f"{src}: no such object or prefix")
+        yield src, out if not dst.endswith("/") else f"{out}/{posixpath.basename(root)}", \
+            posixpath.basename(root)
+        return
+    root = root.rstrip("/")
+    for folder, dirs, files in fs.walk(root):
+        dirs.sort()
+        rel_folder = posixpath.relpath(folder, root) if folder.rstrip("/") != root else ""
+        for name in sorted(files):
+            rel = posixpath.join(rel_folder, name) if rel_folder else name
+            yield _url(fs, posixpath.join(folder, name)), f"{out}/{rel}", rel
