@@ -125,7 +125,11 @@ def _growing(items):
 
 def _spread(client, src: str, dst: str, job: batch.Job, tree: bool):
     """The outcomes of the run's files, run on the cluster in tasks, in the walk's order."""
-    token = os.urandom(8).hex()         # the workers compile this run's plan once each
+    # The workers compile a job's plan once each, and keep it for the next run of the same job.
+    import hashlib
+    import pickle
+
+    token = hashlib.sha256(pickle.dumps((job, dst, tree))).hexdigest()
     threads = sum(client.nthreads().values()) or 1
     shared = client.scatter(job, broadcast=True, hash=False)   # sent once, not with each task
     in_flight: deque = deque()

@@ -29,7 +29,7 @@ def is_url(path) -> bool:
 def local(path) -> str:
     """A plain path for a file:// URL (others as given)."""
     text = str(path)
-    return text[len("file://"):] if text.startswith("file://") else text
+    return text.removeprefix("file://")
 
 
 def _fs(url: str):
