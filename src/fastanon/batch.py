@@ -44,6 +44,8 @@ _DICOMDIR_RENAMED = ("a DICOMDIR below the top of SRC cannot follow --rename: it
 CHUNK = 16               # files per task handed to a pool's worker (fewer, larger messages)
 FORKED_CHUNK = 4         # ... to a forked worker, whose messages cost little: balanced finer
 WINDOW = 16              # chunks a forked worker may be ahead of the outcome the run waits for
+
+
 def _safe_name(text: str) -> bool:
     """Whether text can be a file name as it is: 1 to 64 ASCII letters, digits, '.', '_' or
     '-', the first a letter or a digit."""

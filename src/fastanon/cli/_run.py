@@ -67,8 +67,9 @@ OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + (
         "it apart from the data, or do not ask for it.", metavar="FILE.csv"),
     Opt(("--dask",), "dask", "text",
         "Run on a Dask cluster: local (a LocalCluster of a worker process per CPU here), local:N, "
-        "or a scheduler's address (tcp://host:8786); SRC and DST must be the same paths on every "
-        "worker. Needs `pip install 'fastanon[dask]'`.", metavar="ADDRESS"),
+        "or a scheduler's address (tcp://host:8786); SRC and DST are the same paths on every "
+        "worker, or URLs they all reach (s3://...). Needs `pip install 'fastanon[dask]'`.",
+        metavar="ADDRESS"),
     Opt(("--no-clone",), "no_clone", "flag",
         "Always copy the Pixel Data. By default, on a file system with reflinks (XFS, btrfs, "
         "bcachefs, OpenZFS 2.2) an output shares those blocks with its input instead, as `cp` "
@@ -114,7 +115,8 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
         overwrite: bool, rename: bool, keep_paths: bool, audit: Path | None,
         mapping: Path | None, dask: str | None, no_clone: bool, max_inflated: int | None,
         max_inflate_ratio: int | None, quiet: bool) -> None:
-    """Anonymize SRC (a DICOM file or a folder tree) into DST, which mirrors it.
+    """Anonymize SRC (a DICOM file or a folder tree, or an object store's URL) into DST, which
+    mirrors it.
 
     DICOM files are recognised by their content; other files are skipped and counted. The input
     is never modified, and DST may not lie inside SRC. Each output appears only when complete:
@@ -131,11 +133,10 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
       fastanon run --mask 0,0,640,48 --burned-in-annotation no us/ us-anon/
     """
     from ..batch import Interrupted, Job, cpu_count, run as run_batch   # the engine, now
+    from ..stores import is_url
 
     policy, name = load_policy(preset, policy_file)
     masks = _masks(mask_texts, masks_file, rules_file, burned_in)
-    from ..stores import is_url
-
     src = os.fspath(src)
     if not is_url(src) and not is_url(dst) and not os.path.isdir(src) and not rename \
             and dst.endswith(("/", os.sep)):
