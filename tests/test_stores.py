@@ -69,6 +69,29 @@ def test_memory_in_and_out(study, expected):
         batch.run("memory://in-study", "memory://in-study/out", batch.Job(key=KEY.encode()))
 
 
+def test_large_objects_go_through_local_files(study, expected, monkeypatch):
+    """An object larger than WHOLE_OBJECT is copied to a temporary file and mapped, its output
+    written to one and uploaded: the same bytes, and no temporary file left."""
+    import tempfile
+
+    from fastanon import pipeline
+
+    monkeypatch.setattr(batch, "WHOLE_OBJECT", 1000)      # every input here is larger,
+    monkeypatch.setattr(pipeline, "SMALL_FILE", 1000)     # and mapped once local
+    uploads = []
+    real_upload = stores.upload
+    monkeypatch.setattr(stores, "upload", lambda *a: (uploads.append(a), real_upload(*a)))
+    temp = Path(tempfile.mkdtemp())
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))      # where the run's files go
+    fs = fsspec.filesystem("memory")
+    _upload(fs, study, "/large-in")
+    summary = batch.run("memory://large-in", "memory://large-out", batch.Job(key=KEY.encode()))
+    assert (summary.written, summary.skipped, summary.failed) == (12, 1, 1)
+    assert _hashes(fs, "/large-out") == expected
+    assert len(uploads) == 12                             # each output from a local file
+    assert list(temp.iterdir()) == []
+
+
 def test_a_store_to_a_folder_and_back(study, expected, tmp_path):
     fs = fsspec.filesystem("memory")
     _upload(fs, study, "/mixed")

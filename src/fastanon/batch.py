@@ -338,7 +338,7 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                 if there is not None:
                     return there
             if stores.is_url(dst):
-                report = put(source, output, dst, lambda data: stores.write(dst, data))
+                report = _put(source, output, dst)
             else:
                 report = write(source, output, dst, job.clone)
         finally:
@@ -347,25 +347,64 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                    tuple(report.mask_warnings), mapping, report.shared)
 
 
+WHOLE_OBJECT = 64 << 20     # an object up to this size is read into memory; a larger one is
+                            # copied to a local temporary file and mapped
+
+
 def _opened(src: str):
-    """The input: a local file opened once (open_source), or an object read whole."""
+    """The input: a local file opened once (open_source), or an object of a store."""
     if not stores.is_url(src):
         return open_source(src)
     return _Read(src)
 
 
 class _Read:
-    """An object of a store, read whole, as a Source."""
+    """An object of a store as a Source: read whole, or (larger than WHOLE_OBJECT) copied to a
+    local temporary file that is mapped as a local input is, and removed with the block."""
 
     def __init__(self, url: str):
         self.url = url
+        self.local = self.opened = None
 
     def __enter__(self) -> Source:
-        data = stores.read(self.url)
-        return Source(self.url, -1, len(data), True, data)
+        if stores.size(self.url) <= WHOLE_OBJECT:
+            data = stores.read(self.url)
+            return Source(self.url, -1, len(data), True, data)
+        import tempfile
+
+        fd, self.local = tempfile.mkstemp(prefix=".fastanon-input-", suffix=".dcm")
+        os.close(fd)
+        stores.download(self.url, self.local)
+        self.opened = open_source(self.local)
+        source = self.opened.__enter__()
+        return Source(self.url, source.fd, source.size, source.regular, source.data)
 
     def __exit__(self, *exc) -> None:
-        pass
+        try:
+            if self.opened is not None:
+                self.opened.__exit__(*exc)
+        finally:
+            if self.local is not None:
+                os.unlink(self.local)
+
+
+def _put(source: Source, output, dst: str):
+    """An output object: put whole from memory, or (a mapped input) written to a local
+    temporary file as a local output is and uploaded from it (streamed)."""
+    if isinstance(source.data, bytes):
+        return put(source, output, dst, lambda data: stores.write(dst, data))
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=".fastanon-output-")
+    local = os.path.join(folder, "output.dcm")
+    try:
+        report = write(source, output, local, clone=False)
+        stores.upload(local, dst)
+    finally:
+        if os.path.exists(local):
+            os.unlink(local)
+        os.rmdir(folder)
+    return report.replace(dst=dst)
 
 
 def _existing(src: str, dst: str, job: Job, size: int, mapping: tuple = ()) -> Outcome | None:
@@ -436,7 +475,9 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
         job = job.replace(workers=1)            # workers would read and write their own copy
     global _STATE
     _STATE = _prepare(job, dst, tree)       # a bad policy fails here, before any worker
-    if job.rename and tree and os.path.isfile(os.path.join(src, "DICOMDIR")):
+    directory = os.path.join(src, "DICOMDIR")
+    if job.rename and tree and (stores.exists(directory) if stores.is_url(src)
+                                else os.path.isfile(directory)):
         job = job.replace(file_set=True)    # the files get names the DICOMDIR can hold
         _STATE = _prepare(job, dst, True)
     if stores.is_url(dst):

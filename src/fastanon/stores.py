@@ -2,7 +2,9 @@
 
 A run whose SRC or DST is such a URL reads each input object whole and writes each output as one
 complete object (a single put: an object store shows a new object only once it is all there, so
-no partial output ever exists; there is no temporary name to sweep). `file://` URLs and plain
+no partial output ever exists; there is no temporary name to sweep). An object larger than
+batch.WHOLE_OBJECT goes through a local temporary file instead (streamed both ways, mapped
+meanwhile), so that memory stays flat whatever the object's size. `file://` URLs and plain
 paths are local files and go the local way (mapped inputs, kernel copies, temporary name and
 rename). fsspec and the store's own package (s3fs, gcsfs, adlfs) are needed only for URLs;
 credentials come from the store's usual places (for S3: the environment, ~/.aws).
@@ -80,6 +82,34 @@ def read(url: str) -> bytes:
         raise FastanonError(f"{url}: no such object") from None
     except OSError as exc:
         raise FastanonError(f"{url}: cannot be read ({exc})") from None
+
+
+def size(url: str) -> int:
+    fs, path = _fs(url)
+    try:
+        return fs.size(path)
+    except FileNotFoundError:
+        raise FastanonError(f"{url}: no such object") from None
+    except OSError as exc:
+        raise FastanonError(f"{url}: cannot be read ({exc})") from None
+
+
+def download(url: str, path: str) -> None:
+    """The object copied to a local file, streamed (never whole in memory)."""
+    fs, remote = _fs(url)
+    try:
+        fs.get_file(remote, path)
+    except OSError as exc:
+        raise FastanonError(f"{url}: cannot be read ({exc})") from None
+
+
+def upload(path: str, url: str) -> None:
+    """A local file put as the object at url, streamed; the store shows it once complete."""
+    fs, remote = _fs(url)
+    try:
+        fs.put_file(path, remote)
+    except OSError as exc:
+        raise FastanonError(f"{url}: cannot be written ({exc})") from None
 
 
 def write(url: str, data: bytes) -> None:
