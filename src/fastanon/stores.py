@@ -73,52 +73,46 @@ def isdir(url: str) -> bool:
     return fs.isdir(path)
 
 
-def read(url: str) -> bytes:
-    """The whole object; a FastanonError naming it when it cannot be read."""
-    fs, path = _fs(url)
+def _do(url: str, reading: bool, call, *args):
+    """call(*args) on the store; its failure a FastanonError naming url."""
     try:
-        return fs.cat_file(path)
+        return call(*args)
     except FileNotFoundError:
-        raise FastanonError(f"{url}: no such object") from None
+        if reading:
+            raise FastanonError(f"{url}: no such object") from None
+        raise FastanonError(f"{url}: cannot be written (no such bucket or folder)") from None
     except OSError as exc:
-        raise FastanonError(f"{url}: cannot be read ({exc})") from None
+        raise FastanonError(f"{url}: cannot be {'read' if reading else 'written'} ({exc})") \
+            from None
+
+
+def read(url: str) -> bytes:
+    """The whole object."""
+    fs, path = _fs(url)
+    return _do(url, True, fs.cat_file, path)
 
 
 def size(url: str) -> int:
     fs, path = _fs(url)
-    try:
-        return fs.size(path)
-    except FileNotFoundError:
-        raise FastanonError(f"{url}: no such object") from None
-    except OSError as exc:
-        raise FastanonError(f"{url}: cannot be read ({exc})") from None
+    return _do(url, True, fs.size, path)
 
 
 def download(url: str, path: str) -> None:
     """The object copied to a local file, streamed (never whole in memory)."""
     fs, remote = _fs(url)
-    try:
-        fs.get_file(remote, path)
-    except OSError as exc:
-        raise FastanonError(f"{url}: cannot be read ({exc})") from None
+    _do(url, True, fs.get_file, remote, path)
 
 
 def upload(path: str, url: str) -> None:
     """A local file put as the object at url, streamed; the store shows it once complete."""
     fs, remote = _fs(url)
-    try:
-        fs.put_file(path, remote)
-    except OSError as exc:
-        raise FastanonError(f"{url}: cannot be written ({exc})") from None
+    _do(url, False, fs.put_file, path, remote)
 
 
 def write(url: str, data: bytes) -> None:
     """The object at url, complete, in one put."""
     fs, path = _fs(url)
-    try:
-        fs.pipe_file(path, bytes(data))
-    except OSError as exc:
-        raise FastanonError(f"{url}: cannot be written ({exc})") from None
+    _do(url, False, fs.pipe_file, path, bytes(data))
 
 
 def pairs(src: str, dst: str) -> Iterator[tuple[str, str, str]]:
