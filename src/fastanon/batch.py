@@ -717,6 +717,24 @@ class _Csv:
                     raise OSError(error.errno, error.strerror, os.fspath(self.path)) from None
 
 
+class AuditLog:
+    """An audit CSV outside a run (the node's): add(outcome) writes its row, flushed."""
+
+    def __init__(self, path: Path, job: Job):
+        self.job = job
+        self._csv = _Csv(path, _audit_header(), private=False)
+
+    def __enter__(self) -> AuditLog:
+        self._rows = self._csv.__enter__()
+        return self
+
+    def add(self, outcome: Outcome) -> None:
+        self._rows.writerow(_audit_row(outcome, self.job))
+
+    def __exit__(self, *exc) -> None:
+        self._csv.__exit__(*exc)
+
+
 def _audit_header() -> list[str]:
     return ["source", "destination", "status", "reason", "preset", "mask_rule", *AUDITED_ACTIONS]
 

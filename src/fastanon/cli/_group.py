@@ -21,6 +21,7 @@ def main() -> None:
 
 
 from .inspect import inspect  # noqa: E402
+from .listen import listen  # noqa: E402
 from .presets import presets  # noqa: E402
 from .run import run  # noqa: E402
 from .serve import serve  # noqa: E402
@@ -29,3 +30,4 @@ main.add_command(run)
 main.add_command(inspect)
 main.add_command(presets)
 main.add_command(serve)
+main.add_command(listen)

@@ -1,0 +1,90 @@
+"""`fastanon listen`: a DICOM node that anonymizes what it receives (node.py)."""
+
+from __future__ import annotations
+
+import click
+
+from ._args import KEY_OPTIONS, POLICY_OPTIONS
+from ._options import load_key, load_policy, with_options
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Write the anonymized objects here, as OUT/<study>/<series>/<sop>.dcm from "
+                   "their new UIDs.")
+@click.option("--quarantine", type=click.Path(file_okay=False), default=None,
+              help="Refused objects, each with a file saying why [default: OUT-quarantine]. "
+                   "They are not anonymized: keep this folder as you keep the originals.")
+@click.option("--port", type=click.IntRange(0, 65535), default=11112, show_default=True,
+              help="Port to listen on (0: any free port, printed).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--ae-title", default="FASTANON", show_default=True, help="This node's AE title.")
+@click.option("--allow", "allow", multiple=True, metavar="AET",
+              help="Accept associations only from this calling AE title (repeatable).")
+@click.option("--audit", type=click.Path(dir_okay=False), default=None, metavar="FILE.csv",
+              help="One CSV row per object: spool name, output, status, reason, actions.")
+@with_options(POLICY_OPTIONS + KEY_OPTIONS)
+def listen(out: str, quarantine: str | None, port: int, host: str, ae_title: str,
+           allow: tuple[str, ...], audit: str | None, preset: str | None,
+           policy_file: str | None, key: str | None, key_file: str | None) -> None:
+    """Receive DICOM objects (C-STORE), anonymize each and write it to OUT.
+
+    An object is acknowledged only once its anonymized output is on disk; one that cannot be
+    anonymized gets a failure status and goes to the quarantine folder. SIGTERM or Ctrl-C
+    stops accepting, lets the associations in flight finish, and exits 0. With the same --key,
+    an object sent here and the same object run from disk give the same output.
+
+    \b
+    Example:
+      fastanon listen --port 11112 --key-file site.key --out /data/anon --allow CT01
+    """
+    import os
+    import signal
+    import sys
+    import threading
+
+    try:
+        from .. import node
+        import pynetdicom  # noqa: F401
+    except ImportError:
+        raise click.UsageError("listen needs pynetdicom: pip install 'fastanon[net]'") from None
+    from ..batch import AuditLog, Job
+
+    policy, name = load_policy(preset, policy_file)
+    job = Job(policy=policy, key=load_key(key, key_file), preset_name=name)
+    if not job.key:
+        job = job.replace(key=os.urandom(32))
+        click.echo("note: no --key: UIDs and pseudonyms are consistent only while this node "
+                   "runs", err=True)
+    quarantine = quarantine or os.path.abspath(out).rstrip(os.sep) + "-quarantine"
+    stop = threading.Event()
+
+    def stopping(signum, frame):
+        stop.set()
+
+    previous = {s: signal.signal(s, stopping) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        audit_log = AuditLog(audit, job) if audit else None
+        with audit_log or _Nothing() as rows:
+            here = node.Node(job, out, quarantine, audit=rows if audit_log else None)
+            counts = node.serve(here, host, port, ae_title, allow, stop=stop,
+                                ready=lambda bound: click.echo(
+                                    f"fastanon listen: {ae_title} on {host}:{bound}, writing "
+                                    f"to {out}", err=True))
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or f'{host}:{port}'}: "
+                                   f"{exc.strerror or exc}") from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    click.echo(f"fastanon listen: {counts['stored']:,} stored, {counts['refused']:,} refused",
+               err=True)
+    sys.exit(0)
+
+
+class _Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        pass
