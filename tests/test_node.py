@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -17,7 +18,21 @@ from fastanon import batch
 from test_cli import KEY, tree_hashes, write_tree
 
 pytest.importorskip("pynetdicom", reason="fastanon[net] is not installed")
-STORESCU = shutil.which("storescu")
+def dcmtk(name: str) -> str | None:
+    """dcmtk's program of that name: pynetdicom installs Python apps of the same names, which
+    may come first on PATH."""
+    for folder in ["/usr/bin", *os.environ.get("PATH", "").split(os.pathsep)]:
+        path = shutil.which(name, path=folder)
+        if path is None:
+            continue
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
+                              check=False)
+        if "dcmtk" in done.stdout + done.stderr:
+            return path
+    return None
+
+
+STORESCU = dcmtk("storescu")
 needs_dcmtk = pytest.mark.skipif(STORESCU is None, reason="dcmtk's storescu is not installed")
 
 
