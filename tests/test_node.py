@@ -39,14 +39,15 @@ needs_dcmtk = pytest.mark.skipif(STORESCU is None, reason="dcmtk's storescu is n
 class Listening:
     """`python -m fastanon listen` on a free port, stopped with SIGTERM."""
 
-    def __init__(self, out: Path, *options: str):
+    def __init__(self, out: Path | None, *options: str):
         self.out = out
+        where = ["--out", str(out)] if out is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fastanon", "listen", "--port", "0", "--key", KEY,
-             "--out", str(out), *options],
+            [sys.executable, "-m", "fastanon", "listen", "--port", "0", "--key", KEY, *where,
+             *options],
             stderr=subprocess.PIPE, text=True)
         line = self.proc.stderr.readline()          # "... on 127.0.0.1:PORT, writing to ..."
-        found = re.search(r":(\d+), writing", line)
+        found = re.search(r":(\d+), (writing|forwarding)", line)
         assert found, line + self.proc.stderr.read()
         self.port = int(found.group(1))
 
@@ -152,3 +153,96 @@ def test_sigterm_lets_an_association_in_flight_finish(study, tmp_path):
     assert node.proc.returncode == 0 and statuses == [0, 0, 0, 0]
     assert "4 stored" in said
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 4
+
+
+# --- forwarding to dcmtk's storescp ------------------------------------------------------------
+
+STORESCP = dcmtk("storescp")
+needs_both = pytest.mark.skipif(STORESCU is None or STORESCP is None,
+                                reason="dcmtk's storescu and storescp are not installed")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
+
+
+class Destination:
+    """dcmtk's storescp on 127.0.0.1: every object it receives kept as it came (+B), each in a
+    file of its own (+uf: an object received twice is two files)."""
+
+    def __init__(self, folder: Path, port: int):
+        folder.mkdir(exist_ok=True)
+        self.folder = folder
+        self.proc = subprocess.Popen([STORESCP, "-aet", "DEST", "+B", "+uf", "-od", str(folder),
+                                      str(port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        import socket
+
+        while time.monotonic() < deadline:      # listening?
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError("storescp did not start")
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def _until(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _datasets(paths) -> dict[str, bytes]:
+    """{SOP Instance UID: the data set's bytes} (the file meta aside: storescp writes its own)."""
+    from fastanon.scan import parse
+
+    found = {}
+    for path in paths:
+        raw = Path(path).read_bytes()
+        parsed = parse(raw)
+        sop = parsed.dataset.attribute(0x00080018)
+        found[sop] = raw[parsed.dataset_start:]
+        parsed.release()
+    return found
+
+
+@needs_both
+def test_forwarded_objects_arrive_once_each_also_when_the_destination_was_down(study, tmp_path):
+    port = _free_port()
+    destination = Destination(tmp_path / "dest", port)
+    queue = tmp_path / "queue"
+    node = Listening(None, "--forward", f"DEST@127.0.0.1:{port}", "--queue", str(queue))
+    files = _valid(study)
+    try:
+        assert _storescu(node.port, files[:4]).returncode == 0
+        _until(lambda: len(destination.files()) == 4)
+        _until(lambda: not list(queue.rglob("*.dcm")))     # acknowledged by the destination
+        destination.stop()                          # down mid-study
+        assert _storescu(node.port, files[4:]).returncode == 0      # acknowledged: queued
+        assert len(list(queue.rglob("*.dcm"))) == 8
+        code, said = node.stop()                    # and the node restarted meanwhile
+        assert code == 0 and "12 stored" in said and "4 forwarded" in said
+        node = Listening(None, "--forward", f"DEST@127.0.0.1:{port}", "--queue", str(queue))
+        destination = Destination(tmp_path / "dest", port)
+        _until(lambda: len(destination.files()) == 12)
+        _until(lambda: not list(queue.rglob("*.dcm")))
+        time.sleep(0.5)
+        assert len(destination.files()) == 12       # none twice
+    finally:
+        node.stop()
+        destination.stop()
+    batch.run(study, tmp_path / "run", batch.Job(key=KEY.encode(), rename=True, workers=1))
+    assert _datasets(destination.files()) == _datasets((tmp_path / "run").rglob("*.dcm"))

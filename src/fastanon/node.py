@@ -44,6 +44,7 @@ class Node:
         self.audit = audit
         self.lock = threading.RLock()
         self.counts = {"stored": 0, "refused": 0}
+        self.stored = lambda: None              # told of each object written (the forwarder)
         for folder in (self.out, self.quarantine, self.spool):
             os.makedirs(folder, exist_ok=True)
         os.chmod(self.quarantine, 0o700)         # identifying data: this user's only
@@ -68,6 +69,7 @@ class Node:
                 return STATUS_OUT_OF_RESOURCES
             os.unlink(spooled)
             self._count("stored", outcome)
+            self.stored()
             return STATUS_OK
         os.replace(spooled, os.path.join(self.quarantine, name + ".dcm"))
         _write_durably(os.path.join(self.quarantine, name + ".txt"),
@@ -105,11 +107,175 @@ def _flush(path: str) -> None:
             os.close(fd)
 
 
+# -- forwarding ---------------------------------------------------------------------------------
+
+RETRY_SECONDS = (1, 2, 5, 10, 30)        # waits between attempts to reach the destination
+IDLE_SECONDS = 5.0                       # an association with nothing to send is released
+MAX_CONTEXTS = 128                       # presentation contexts an association may propose
+_ACCEPTED = {0x0000, 0xB000, 0xB006, 0xB007}    # success, and its warnings (PS3.4 B.2.3)
+
+
+def parse_destination(text: str) -> tuple[str, str, int]:
+    """(AE title, host, port) from AET@HOST:PORT; a ValueError saying what is wrong."""
+    aet, at, address = text.partition("@")
+    host, colon, port = address.rpartition(":")
+    if not (at and colon and aet and host and port.isdigit() and 0 < int(port) < 65536
+            and len(aet) <= 16):
+        raise ValueError(f"{text!r}: expected AET@HOST:PORT (an AE title of 1 to 16 "
+                         "characters)")
+    return aet, host, int(port)
+
+
+class Forwarder(threading.Thread):
+    """Sends the queue's objects to the destination, each as the bytes written (in the syntax
+    it arrived in); one leaves the queue only once the destination has acknowledged it. The
+    queue is the folder the node writes to, so objects received while the destination is down
+    wait there, also across a restart; a destination that refuses an object (a failure
+    status) sends it to the quarantine folder, with the status."""
+
+    def __init__(self, queue: str, destination: tuple[str, str, int], ae_title: str,
+                 quarantine: str, stop: threading.Event):
+        super().__init__(name="fastanon-forward", daemon=True)
+        self.queue, self.destination, self.ae_title = queue, destination, ae_title
+        self.quarantine, self.stop = quarantine, stop
+        self.wake = threading.Event()
+        self.counts = {"forwarded": 0, "refused by the destination": 0}
+        self._offered: set = set()           # (SOP class, syntax) the destination accepted
+        self._proposed: set = set()
+
+    def run(self) -> None:
+        from pynetdicom import _config
+
+        _config.STORE_SEND_CHUNKED_DATASET = True      # the file's bytes, never re-encoded
+        association, failures, idle_since = None, 0, time.monotonic()
+        while not self.stop.is_set():
+            pending = self._pending()
+            if not pending:
+                if association is not None and time.monotonic() - idle_since > IDLE_SECONDS:
+                    association.release()
+                    association = None
+                self.wake.wait(0.2)
+                self.wake.clear()
+                continue
+            contexts = self._contexts(pending)
+            if association is None or not association.is_established \
+                    or not contexts <= self._proposed:
+                if association is not None and association.is_established:
+                    association.release()
+                association = self._associate(contexts)
+                if association is None:
+                    self.stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                    failures += 1
+                    continue
+            failures = 0
+            for path, context in pending:
+                if self.stop.is_set():
+                    break
+                if context not in self._offered:
+                    if context in self._proposed:   # proposed, and the destination said no
+                        self._refused(path, f"the destination does not accept {context[0]} "
+                                            f"in {context[1]}")
+                        continue
+                    break                       # the next association proposes it
+                if not self._send(association, path):
+                    association = None          # lost: reached again after a wait
+                    break
+            idle_since = time.monotonic()
+        if association is not None and association.is_established:
+            association.release()
+
+    def _pending(self) -> list[tuple[str, tuple[str, str]]]:
+        """(path, (SOP class, transfer syntax)) of the queue's complete objects, in order."""
+        from pydicom.filereader import read_file_meta_info
+
+        found = []
+        for folder, dirs, files in os.walk(self.queue):
+            dirs.sort()
+            for name in sorted(files):
+                if name.startswith(".") or not name.endswith(".dcm"):
+                    continue            # a temporary name: not complete yet
+                path = os.path.join(folder, name)
+                try:
+                    meta = read_file_meta_info(path)
+                    context = (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
+                except (OSError, AttributeError, ValueError):
+                    continue
+                found.append((path, context))
+        return found
+
+    @staticmethod
+    def _contexts(pending: list) -> set:
+        contexts: list = []
+        for _, context in pending:
+            if context not in contexts:
+                contexts.append(context)
+        return set(contexts[:MAX_CONTEXTS])
+
+    def _associate(self, contexts: set):
+        from pynetdicom import AE
+
+        ae = AE(self.ae_title)
+        for sop_class, syntax in sorted(contexts):
+            ae.add_requested_context(sop_class, syntax)
+        aet, host, port = self.destination
+        try:
+            association = ae.associate(host, port, ae_title=aet)
+        except OSError:
+            association = None
+        if association is None or not association.is_established:
+            _LOG.warning("destination %s@%s:%d not reached; objects wait in the queue", aet,
+                         host, port)
+            return None
+        self._offered = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+                         for cx in association.accepted_contexts}
+        self._proposed = set(contexts)
+        return association
+
+    def _send(self, association, path: str) -> bool:
+        """Send one object; False when the association is lost (the object stays queued)."""
+        try:
+            status = association.send_c_store(path)
+        except (OSError, RuntimeError, ValueError, AttributeError) as exc:
+            _LOG.warning("forwarding stopped (%s); the object stays queued", type(exc).__name__)
+            return False
+        if "Status" not in status:
+            return False                        # no answer: sent again later
+        code = int(status.Status)
+        if code in _ACCEPTED:
+            os.unlink(path)
+            _prune(os.path.dirname(path), self.queue)
+            self.counts["forwarded"] += 1
+        elif 0xA700 <= code <= 0xA7FF:          # out of resources: the same object later
+            return False
+        else:
+            self._refused(path, f"status 0x{code:04X}")
+        return True
+
+    def _refused(self, path: str, why: str) -> None:
+        name = uuid.uuid4().hex
+        os.replace(path, os.path.join(self.quarantine, name + ".dcm"))
+        _write_durably(os.path.join(self.quarantine, name + ".txt"),
+                       f"refused by the destination: {why}\n".encode())
+        _prune(os.path.dirname(path), self.queue)
+        self.counts["refused by the destination"] += 1
+
+
+def _prune(folder: str, top: str) -> None:
+    """Remove the empty folders from folder up to (not including) top."""
+    while os.path.abspath(folder) != os.path.abspath(top):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+        folder = os.path.dirname(folder)
+
+
 def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...] = (),
           stop: threading.Event | None = None, ready=None, max_pdu: int = 0,
-          max_associations: int = 10) -> dict:
+          max_associations: int = 10, forward: tuple[str, str, int] | None = None) -> dict:
     """Accept associations until stop is set (SIGTERM), then let those in flight finish (up to
-    DRAIN_SECONDS); returns the counts. ready(port) is called once listening."""
+    DRAIN_SECONDS); returns the counts. ready(port) is called once listening. With forward,
+    what is written goes on to that destination (Forwarder), the node's folder its queue."""
     from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
     from pynetdicom.sop_class import Verification
 
@@ -129,6 +295,11 @@ def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...
     server = ae.start_server((host, port), block=False,
                              evt_handlers=[(evt.EVT_C_STORE, node.store)])
     stop = stop or threading.Event()
+    forwarder = None
+    if forward is not None:
+        forwarder = Forwarder(node.out, forward, ae_title, node.quarantine, threading.Event())
+        node.stored = forwarder.wake.set        # a new object: look at the queue now
+        forwarder.start()
     try:
         if ready is not None:
             ready(server.server_address[1])
@@ -141,4 +312,10 @@ def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...
             time.sleep(0.05)
         for association in server.active_associations:
             association.abort()
-    return dict(node.counts)
+        if forwarder is not None:               # what is not sent yet stays queued on disk
+            forwarder.stop.set()
+            forwarder.join(DRAIN_SECONDS)
+    counts = dict(node.counts)
+    if forwarder is not None:
+        counts.update(forwarder.counts)
+    return counts

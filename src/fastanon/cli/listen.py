@@ -9,12 +9,18 @@ from ._options import load_key, load_policy, with_options
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Write the anonymized objects here, as OUT/<study>/<series>/<sop>.dcm from "
                    "their new UIDs.")
+@click.option("--forward", default=None, metavar="AET@HOST:PORT",
+              help="Send the anonymized objects on to this node instead; they wait in --queue "
+                   "until it has acknowledged them (also across a restart).")
+@click.option("--queue", type=click.Path(file_okay=False), default="fastanon-queue",
+              show_default=True, help="With --forward: where objects wait to be sent.")
 @click.option("--quarantine", type=click.Path(file_okay=False), default=None,
-              help="Refused objects, each with a file saying why [default: OUT-quarantine]. "
-                   "They are not anonymized: keep this folder as you keep the originals.")
+              help="Refused objects, each with a file saying why [default: OUT-quarantine, or "
+                   "QUEUE-quarantine]. They are not anonymized: keep this folder as you keep "
+                   "the originals.")
 @click.option("--port", type=click.IntRange(0, 65535), default=11112, show_default=True,
               help="Port to listen on (0: any free port, printed).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
@@ -24,19 +30,22 @@ from ._options import load_key, load_policy, with_options
 @click.option("--audit", type=click.Path(dir_okay=False), default=None, metavar="FILE.csv",
               help="One CSV row per object: spool name, output, status, reason, actions.")
 @with_options(POLICY_OPTIONS + KEY_OPTIONS)
-def listen(out: str, quarantine: str | None, port: int, host: str, ae_title: str,
-           allow: tuple[str, ...], audit: str | None, preset: str | None,
-           policy_file: str | None, key: str | None, key_file: str | None) -> None:
-    """Receive DICOM objects (C-STORE), anonymize each and write it to OUT.
+def listen(out: str | None, forward: str | None, queue: str, quarantine: str | None, port: int,
+           host: str, ae_title: str, allow: tuple[str, ...], audit: str | None,
+           preset: str | None, policy_file: str | None, key: str | None,
+           key_file: str | None) -> None:
+    """Receive DICOM objects (C-STORE), anonymize each, and write it to OUT or forward it.
 
-    An object is acknowledged only once its anonymized output is on disk; one that cannot be
-    anonymized gets a failure status and goes to the quarantine folder. SIGTERM or Ctrl-C
-    stops accepting, lets the associations in flight finish, and exits 0. With the same --key,
-    an object sent here and the same object run from disk give the same output.
+    An object is acknowledged only once its anonymized output is on disk (in OUT, or in the
+    queue of --forward); one that cannot be anonymized gets a failure status and goes to the
+    quarantine folder. SIGTERM or Ctrl-C stops accepting, lets the associations in flight
+    finish, and exits 0 (what is not forwarded yet stays queued). With the same --key, an
+    object sent here and the same object run from disk give the same output.
 
     \b
-    Example:
+    Examples:
       fastanon listen --port 11112 --key-file site.key --out /data/anon --allow CT01
+      fastanon listen --key-file site.key --forward RESEARCH@pacs.example.org:104
     """
     import os
     import signal
@@ -50,6 +59,15 @@ def listen(out: str, quarantine: str | None, port: int, host: str, ae_title: str
         raise click.UsageError("listen needs pynetdicom: pip install 'fastanon[net]'") from None
     from ..batch import AuditLog, Job
 
+    if (out is None) == (forward is None):
+        raise click.UsageError("give --out DIR or --forward AET@HOST:PORT")
+    destination = None
+    if forward is not None:
+        try:
+            destination = node.parse_destination(forward)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--forward") from None
+        out = queue
     policy, name = load_policy(preset, policy_file)
     job = Job(policy=policy, key=load_key(key, key_file), preset_name=name)
     if not job.key:
@@ -67,18 +85,19 @@ def listen(out: str, quarantine: str | None, port: int, host: str, ae_title: str
         audit_log = AuditLog(audit, job) if audit else None
         with audit_log or _Nothing() as rows:
             here = node.Node(job, out, quarantine, audit=rows if audit_log else None)
-            counts = node.serve(here, host, port, ae_title, allow, stop=stop,
+            where = f"forwarding to {forward}" if forward else f"writing to {out}"
+            counts = node.serve(here, host, port, ae_title, allow, stop=stop, forward=destination,
                                 ready=lambda bound: click.echo(
-                                    f"fastanon listen: {ae_title} on {host}:{bound}, writing "
-                                    f"to {out}", err=True))
+                                    f"fastanon listen: {ae_title} on {host}:{bound}, {where}",
+                                    err=True))
     except OSError as exc:
         raise click.ClickException(f"{exc.filename or f'{host}:{port}'}: "
                                    f"{exc.strerror or exc}") from None
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    click.echo(f"fastanon listen: {counts['stored']:,} stored, {counts['refused']:,} refused",
-               err=True)
+    said = ", ".join(f"{count:,} {what}" for what, count in counts.items())
+    click.echo(f"fastanon listen: {said}", err=True)
     sys.exit(0)
 
 
