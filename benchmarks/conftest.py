@@ -152,6 +152,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for line in dask_lines(results):
             tr.write_line(line)
 
+    try:
+        from test_bench_node import summary_lines as node_lines  # over the DICOM network
+    except pytest.skip.Exception:
+        node_lines = None
+    if node_lines and node_lines(results):
+        tr.section("the CT study over the DICOM network (127.0.0.1)")
+        for line in node_lines(results):
+            tr.write_line(line)
+
     from benchpeers import summary_lines  # test_bench_peers.py: other anonymizers
     peer_lines = summary_lines(results)
     if peer_lines:

@@ -212,14 +212,15 @@ class Forwarder(threading.Thread):
         return set(contexts[:MAX_CONTEXTS])
 
     def _associate(self, contexts: set):
-        from pynetdicom import AE
+        from pynetdicom import AE, evt
 
         ae = AE(self.ae_title)
         for sop_class, syntax in sorted(contexts):
             ae.add_requested_context(sop_class, syntax)
         aet, host, port = self.destination
         try:
-            association = ae.associate(host, port, ae_title=aet)
+            association = ae.associate(host, port, ae_title=aet,
+                                       evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
         except OSError:
             association = None
         if association is None or not association.is_established:
@@ -260,6 +261,19 @@ class Forwarder(threading.Thread):
         self.counts["refused by the destination"] += 1
 
 
+def _no_delay(event) -> None:
+    """Each PDU goes out at once (TCP_NODELAY): with Nagle's algorithm the last segment of an
+    object waits for the peer's delayed acknowledgment, some 40 ms an object."""
+    import socket
+
+    connection = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if connection is not None:
+        try:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
 def _prune(folder: str, top: str) -> None:
     """Remove the empty folders from folder up to (not including) top."""
     while os.path.abspath(folder) != os.path.abspath(top):
@@ -293,7 +307,8 @@ def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...
     ae.maximum_pdu_size = max_pdu
     ae.maximum_associations = max_associations
     server = ae.start_server((host, port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, node.store)])
+                             evt_handlers=[(evt.EVT_C_STORE, node.store),
+                                           (evt.EVT_CONN_OPEN, _no_delay)])
     stop = stop or threading.Event()
     forwarder = None
     if forward is not None:
