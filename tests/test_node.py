@@ -246,3 +246,49 @@ def test_forwarded_objects_arrive_once_each_also_when_the_destination_was_down(s
         destination.stop()
     batch.run(study, tmp_path / "run", batch.Job(key=KEY.encode(), rename=True, workers=1))
     assert _datasets(destination.files()) == _datasets((tmp_path / "run").rglob("*.dcm"))
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 (openssl)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "node.pem", folder / "node.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], capture_output=True, check=True,
+                   timeout=120)
+    return cert, key
+
+
+def test_tls_only_when_asked(study, tmp_path, certificate):
+    import ssl
+
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    cert, key = certificate
+    node = Listening(tmp_path / "out", "--tls-cert", str(cert), "--tls-key", str(key))
+    ae = AE("SENDER")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    plain = ae.associate("127.0.0.1", node.port, ae_title="FASTANON")
+    assert not plain.is_established                 # no TLS: no association
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    secure = ae.associate("127.0.0.1", node.port, ae_title="FASTANON",
+                          tls_args=(client, "127.0.0.1"))
+    assert secure.is_established
+    status = secure.send_c_store(str(_valid(study)[0]))
+    secure.release()
+    code, said = node.stop()
+    assert status.Status == 0 and code == 0 and "1 stored" in said
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
+
+
+def test_tls_options_come_in_pairs(tmp_path, certificate):
+    cert, _ = certificate
+    done = subprocess.run([sys.executable, "-m", "fastanon", "listen", "--out", str(tmp_path),
+                           "--tls-cert", str(cert)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2 and "--tls-key" in done.stderr

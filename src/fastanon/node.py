@@ -284,12 +284,29 @@ def _prune(folder: str, top: str) -> None:
         folder = os.path.dirname(folder)
 
 
+def tls_context(cert: str, key: str, clients_ca: str | None = None):
+    """The server side of TLS 1.2 or later: this node's certificate and key; with clients_ca,
+    only callers holding a certificate it signed get in."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if clients_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(clients_ca)
+    return context
+
+
 def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...] = (),
           stop: threading.Event | None = None, ready=None, max_pdu: int = 0,
-          max_associations: int = 10, forward: tuple[str, str, int] | None = None) -> dict:
+          max_associations: int = 10, forward: tuple[str, str, int] | None = None,
+          tls=None) -> dict:
     """Accept associations until stop is set (SIGTERM), then let those in flight finish (up to
     DRAIN_SECONDS); returns the counts. ready(port) is called once listening. With forward,
-    what is written goes on to that destination (Forwarder), the node's folder its queue."""
+    what is written goes on to that destination (Forwarder), the node's folder its queue; with
+    tls (tls_context), associations come over TLS only. max_pdu: the largest PDU this node
+    receives (0: no limit); max_associations: how many at once."""
     from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
     from pynetdicom.sop_class import Verification
 
@@ -306,7 +323,7 @@ def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...
         ae.require_calling_aet = list(allow)
     ae.maximum_pdu_size = max_pdu
     ae.maximum_associations = max_associations
-    server = ae.start_server((host, port), block=False,
+    server = ae.start_server((host, port), block=False, ssl_context=tls,
                              evt_handlers=[(evt.EVT_C_STORE, node.store),
                                            (evt.EVT_CONN_OPEN, _no_delay)])
     stop = stop or threading.Event()

@@ -29,11 +29,23 @@ from ._options import load_key, load_policy, with_options
               help="Accept associations only from this calling AE title (repeatable).")
 @click.option("--audit", type=click.Path(dir_okay=False), default=None, metavar="FILE.csv",
               help="One CSV row per object: spool name, output, status, reason, actions.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Accept TLS associations only (TLS 1.2 or later), with this certificate "
+                   "(PEM); needs --tls-key.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The private key of --tls-cert (PEM).")
+@click.option("--tls-clients-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Only callers with a certificate this CA signed get in (mutual TLS).")
+@click.option("--max-associations", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Associations at once; more are rejected (the sender retries).")
+@click.option("--max-pdu", type=click.IntRange(0, 1 << 30), default=0, metavar="BYTES",
+              help="Largest PDU received [default: no limit].")
 @with_options(POLICY_OPTIONS + KEY_OPTIONS)
 def listen(out: str | None, forward: str | None, queue: str, quarantine: str | None, port: int,
            host: str, ae_title: str, allow: tuple[str, ...], audit: str | None,
-           preset: str | None, policy_file: str | None, key: str | None,
-           key_file: str | None) -> None:
+           tls_cert: str | None, tls_key: str | None, tls_clients_ca: str | None,
+           max_associations: int, max_pdu: int, preset: str | None, policy_file: str | None,
+           key: str | None, key_file: str | None) -> None:
     """Receive DICOM objects (C-STORE), anonymize each, and write it to OUT or forward it.
 
     An object is acknowledged only once its anonymized output is on disk (in OUT, or in the
@@ -68,6 +80,17 @@ def listen(out: str | None, forward: str | None, queue: str, quarantine: str | N
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--forward") from None
         out = queue
+    if bool(tls_cert) != bool(tls_key) or (tls_clients_ca and not tls_cert):
+        raise click.UsageError("TLS needs --tls-cert and --tls-key (and --tls-clients-ca only "
+                               "with them)")
+    tls = None
+    if tls_cert:
+        import ssl
+
+        try:
+            tls = node.tls_context(tls_cert, tls_key, tls_clients_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise click.BadParameter(f"{exc}", param_hint="--tls-cert/--tls-key") from None
     policy, name = load_policy(preset, policy_file)
     job = Job(policy=policy, key=load_key(key, key_file), preset_name=name)
     if not job.key:
@@ -87,6 +110,7 @@ def listen(out: str | None, forward: str | None, queue: str, quarantine: str | N
             here = node.Node(job, out, quarantine, audit=rows if audit_log else None)
             where = f"forwarding to {forward}" if forward else f"writing to {out}"
             counts = node.serve(here, host, port, ae_title, allow, stop=stop, forward=destination,
+                                tls=tls, max_pdu=max_pdu, max_associations=max_associations,
                                 ready=lambda bound: click.echo(
                                     f"fastanon listen: {ae_title} on {host}:{bound}, {where}",
                                     err=True))
