@@ -53,8 +53,8 @@ class Node:
         """The C-STORE handler: the status to answer."""
         name = uuid.uuid4().hex
         spooled = os.path.join(self.spool, name + ".dcm")
-        try:
-            _write_durably(spooled, event.encoded_dataset(include_meta=True))
+        try:        # not flushed: until it is acknowledged, the sender holds the object
+            _write(spooled, event.encoded_dataset(include_meta=True))
         except OSError as exc:
             _LOG.error("object %s: cannot be spooled (%s)", name, exc.strerror)
             return STATUS_OUT_OF_RESOURCES
@@ -85,15 +85,20 @@ class Node:
                 self.audit.add(outcome)
 
 
-def _write_durably(path: str, data: bytes) -> None:
+def _write(path: str, data: bytes, durably: bool = False) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durably:
+            os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_durably(path: str, data: bytes) -> None:
+    _write(path, data, durably=True)
 
 
 def _flush(path: str) -> None:
