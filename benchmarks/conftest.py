@@ -6,6 +6,7 @@ FASTANON_BENCH_DATA and FASTANON_BENCH_SCALE).
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
@@ -26,6 +27,12 @@ TARGETS = {  # ratio targets (fastanon median / baseline median); not asserted
     "small": 2.0,
 }
 PEAK_RSS_TARGET_MIB = 100.0
+SECTIONS = (  # modules whose summary_lines(results) print a section of their own
+    ("test_bench_reflink", "on a file system with reflinks (XFS loop mount)"),
+    ("test_bench_dask", "on a Dask LocalCluster"),
+    ("test_bench_node", "the CT study over the DICOM network (127.0.0.1)"),
+    ("benchpeers", "peer anonymizers vs cp -r"),
+)
 
 
 @pytest.fixture(scope="session")
@@ -136,34 +143,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.write_line(line)
     tr.write_line("targets are informative only; benchmarks never fail on them")
 
-    from test_bench_reflink import summary_lines as reflink_lines  # on XFS
-    lines = reflink_lines(results)
-    if lines:
-        tr.section("on a file system with reflinks (XFS loop mount)")
-        for line in lines[1:]:
-            tr.write_line(line)
-
-    try:
-        from test_bench_dask import summary_lines as dask_lines  # on a LocalCluster
-    except pytest.skip.Exception:
-        dask_lines = None
-    if dask_lines and dask_lines(results):
-        tr.section("on a Dask LocalCluster")
-        for line in dask_lines(results):
-            tr.write_line(line)
-
-    try:
-        from test_bench_node import summary_lines as node_lines  # over the DICOM network
-    except pytest.skip.Exception:
-        node_lines = None
-    if node_lines and node_lines(results):
-        tr.section("the CT study over the DICOM network (127.0.0.1)")
-        for line in node_lines(results):
-            tr.write_line(line)
-
-    from benchpeers import summary_lines  # test_bench_peers.py: other anonymizers
-    peer_lines = summary_lines(results)
-    if peer_lines:
-        tr.section("peer anonymizers vs cp -r")
-        for line in peer_lines:
-            tr.write_line(line)
+    for module, title in SECTIONS:
+        try:
+            lines = importlib.import_module(module).summary_lines(results)
+        except pytest.skip.Exception:   # the module's extra is not installed
+            continue
+        while lines and not lines[0]:
+            lines = lines[1:]
+        if lines:
+            tr.section(title)
+            for line in lines:
+                tr.write_line(line)

@@ -147,6 +147,20 @@ def encoded(elem, ds) -> tuple[int, bytes]:
 _HEX_COMMENT = re.compile(r"#.*$", re.M)
 
 
+def part10(ds, syntax: str = "1.2.840.10008.1.2.1") -> bytes:
+    """A pydicom Dataset as a Part 10 file's bytes: a file meta naming its SOP Class and
+    Instance, in syntax (default Explicit VR Little Endian)."""
+    from pydicom.dataset import FileMetaDataset
+
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = syntax
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
 ALIGNMENT_PADDING = (0x00020100, 0x00020102)   # Private Information Creator UID, Private Information
 
 

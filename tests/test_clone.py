@@ -8,7 +8,6 @@ why). The others run wherever the tests do, where the same calls copy.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import subprocess
@@ -16,8 +15,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import part10
 from loopfs import mount_xfs, unmount
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import fastanon
@@ -44,13 +44,7 @@ def _image(path, rows: int, frames: int = 1, seed: int = 0) -> bytes:
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     rng = np.random.default_rng(seed)
     ds.PixelData = rng.integers(0, 4096, rows * 512 * frames, dtype=np.uint16).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    raw = out.getvalue()
+    raw = part10(ds, ExplicitVRLittleEndian)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(raw)

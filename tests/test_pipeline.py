@@ -6,12 +6,13 @@ import mmap
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 import fastanon
 from fastanon import pipeline
 from fastanon.scan import parse
+from conftest import part10
 
 
 def _file(rows: int, syntax=ExplicitVRLittleEndian) -> bytes:
@@ -27,13 +28,7 @@ def _file(rows: int, syntax=ExplicitVRLittleEndian) -> bytes:
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.PixelData = (np.arange(rows * 256, dtype=np.uint16) * 7).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = syntax
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return part10(ds, syntax)
 
 
 def _pixel_offset(raw) -> int:

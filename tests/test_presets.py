@@ -7,7 +7,7 @@ import pytest
 
 import fastanon
 from fastanon import Policy, PolicyError, categories, presets
-from conftest import read_bytes
+from conftest import part10, read_bytes
 
 
 def test_names_and_load():
@@ -159,20 +159,13 @@ def test_instance_uids_the_table_does_not_list_are_remapped_consistently(tmp_pat
     """A multi-frame file names its source instance by MultiFrameSourceSOPInstanceUID, which
     Table E.1-1 does not list: research maps it to the source's new SOPInstanceUID; Retain UIDs
     keeps both."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.dataset import Dataset
 
     def write(**attributes) -> bytes:
         ds = Dataset()
         for keyword, value in attributes.items():
             setattr(ds, keyword, value)
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        out = io.BytesIO()
-        ds.save_as(out, enforce_file_format=True)
-        return out.getvalue()
+        return part10(ds)
 
     source_uid = "1.2.826.0.1.3680043.99.1.1"
     source = write(SOPClassUID="1.2.840.10008.5.1.4.1.1.2", SOPInstanceUID=source_uid)

@@ -572,7 +572,7 @@ def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
     window = _Window(max(64, job.workers * CHUNK * 8))
     try:
         chunks = chunked(window.feed(_chain(head, items)), CHUNK)
-        results = pool.imap(_process_chunk, chunks)      # chunk by chunk: next() has a timeout
+        results = pool.imap(_process_fields, chunks)     # chunk by chunk: next() has a timeout
         workers = {worker.pid for worker in pool._pool}
         while True:
             try:
@@ -582,9 +582,9 @@ def _outcomes(src: Path, dst: Path, job: Job) -> Iterator[Outcome]:
             except multiprocessing.TimeoutError:
                 _check_workers(pool, workers)
                 continue
-            for outcome in done:
+            for fields in done:
                 window.taken()
-                yield outcome
+                yield Outcome(*fields)
     except BaseException:
         window.stop()
         pool.terminate()
@@ -614,15 +614,12 @@ _LOST = ("a worker process died while anonymizing; the outputs written so far ar
          "a rerun with the same --key finishes the rest")
 
 
-def _process_chunk(items: list) -> list[Outcome]:
-    return [process(item) for item in items]
-
-
 _OUTCOME_FIELDS = tuple(Outcome.__record_fields__)
 
 
 def _process_fields(items: list) -> list[tuple]:
-    """A forked worker's chunk: each Outcome as its fields, as marshal carries them."""
+    """A worker's chunk: each Outcome as its fields (what marshal carries from a forked
+    worker; a spawned pool's pickles them too)."""
     results = []
     for item in items:
         outcome = process(item)
