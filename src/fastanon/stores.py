@@ -52,7 +52,9 @@ def _protocol(fs) -> str:
 
 
 def _url(fs, path: str) -> str:
-    return f"{_protocol(fs)}://{path.lstrip('/') if _protocol(fs) != 'memory' else path}"
+    """The URL of a path the store listed (memory:// paths keep their leading slash)."""
+    protocol = _protocol(fs)
+    return f"{protocol}://{path if protocol == 'memory' else path.lstrip('/')}"
 
 
 def exists(url: str) -> bool:
