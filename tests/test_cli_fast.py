@@ -128,3 +128,40 @@ def test_a_run_imports_nothing_heavy(tree):
     added = set(done.stdout.split())
     assert (tree / "out2" / "a.dcm").is_file()
     assert not added & set(HEAVY), sorted(added & set(HEAVY))
+
+
+def _command(*args: str, before: str = "") -> subprocess.CompletedProcess:
+    """`python -m fastanon ARGS`, what the `fastanon` command runs (cli.command), with before
+    run first in the same process."""
+    code = (f"import sys\n{before}\nfrom fastanon.cli import command\n"
+            "sys.argv = ['fastanon', *sys.argv[1:]]\ncommand()\nprint('after the command')\n")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_command_ends_with_its_outputs_complete_and_its_status(tree):
+    """The command ends the process without the interpreter's teardown: what it wrote is all
+    there (the audit's every row, the summary line), and the exit status is the run's."""
+    whole = (tree / "src" / "a.dcm").read_bytes()
+    (tree / "src" / "broken.dcm").write_bytes(whole[:-100])      # cut inside its Pixel Data
+    done = _command("run", "--key", KEY, "--audit", str(tree / "audit.csv"), str(tree / "src"),
+                    str(tree / "out"))
+    assert done.returncode == 1, done.stderr
+    assert "1 written" in done.stderr and "1 failed" in done.stderr
+    assert "after the command" not in done.stdout
+    rows = (tree / "audit.csv").read_text().splitlines()
+    assert len(rows) == 3 and {row.split(",")[2] for row in rows[1:]} == {"written", "failed"}
+    done = _command("presets")
+    assert done.returncode == 0 and "research" in done.stdout, done.stderr
+
+
+def test_the_command_exits_as_usual_when_something_is_left_to_run_at_exit(tree):
+    done = _command("run", "-q", "--key", KEY, str(tree / "src"), str(tree / "out"),
+                    before="import atexit\natexit.register(print, 'at exit')")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines() == ["at exit"]
+    done = _command("run", "-q", "--key", KEY, str(tree / "src"), str(tree / "out2"),
+                    before="import threading, time\n"
+                           "threading.Thread(target=time.sleep, args=(0.5,)).start()\n"
+                           "import atexit\natexit.register(print, 'joined')")
+    assert done.returncode == 0 and "joined" in done.stdout, done.stderr

@@ -93,3 +93,31 @@ def test_records_survive_pickling_as_workers_send_them():
         again = pickle.loads(pickle.dumps(value))
         assert again == value and type(again) is type(value)
     assert pickle.loads(pickle.dumps(job)).policy.tags == job.policy.tags
+
+
+def test_a_records_code_is_compiled_once_and_then_loaded_from_the_cache(tmp_path):
+    """A start loads the compiled methods of the run path's records from fastanon's cache: the
+    second process compiles none of them, and its records work the same."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import builtins\ncompiled = []\noriginal = builtins.compile\n"
+            "def counting(source, filename, *args, **kwargs):\n"
+            "    if str(filename).startswith('<record '):\n        compiled.append(filename)\n"
+            "    return original(source, filename, *args, **kwargs)\n"
+            "builtins.compile = counting\n"
+            "import fastanon.batch\nfrom fastanon.batch import Job, Summary\n"
+            "job = Job(policy=None, key=b'k')\nassert job.replace(key=b'j').key == b'j'\n"
+            "assert Summary() == Summary() and Summary().written == 0\n"
+            "print(len(compiled))\n")
+    env = {**os.environ, "FASTANON_CACHE": str(tmp_path / "cache")}
+    counts = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        counts.append(int(done.stdout))
+    assert counts[0] >= 5 and counts[1] == 0, counts
+    stored = list((tmp_path / "cache").iterdir())
+    assert stored and all(oct(p.stat().st_mode & 0o777) == "0o600" for p in stored)

@@ -1,6 +1,6 @@
 """`python -m fastanon`: the command line."""
 
-from .cli import entry
+from .cli import command
 
 if __name__ == "__main__":
-    entry()
+    command()

@@ -8,6 +8,8 @@ other one is built again and replaced. Nothing here is needed for a result: a ca
 be read or written is ignored, and so is an entry another user owns or others may write (it
 decides what leaves the house).
 
+The compiled methods of the record classes (_lean.record) are kept here the same way.
+
 The folder: $FASTANON_CACHE, else $XDG_CACHE_HOME/fastanon, else ~/.cache/fastanon.
 """
 
@@ -34,14 +36,22 @@ def _stamp(path: str) -> tuple[str, int, int]:
     return path, info.st_size, info.st_mtime_ns
 
 
+_OWN: list | None = None
+
+
 def _own() -> list[tuple[str, int, int]]:
-    """What fastanon itself builds policies from: its modules and presets."""
+    """What fastanon itself builds policies from: its modules and presets (looked at once a
+    process: a change to fastanon is seen by the next start)."""
+    global _OWN
+    if _OWN is not None:
+        return _OWN
     out = []
     for where in (_PACKAGE, os.path.join(_PACKAGE, "presets")):
         with os.scandir(where) as entries:
             out.extend(_stamp(entry.path) for entry in entries
                        if entry.name.endswith((".py", ".toml", ".so", ".pyd")))
-    return sorted(out)
+    _OWN = sorted(out)
+    return _OWN
 
 
 def _entry(name: str) -> str:
