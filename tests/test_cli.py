@@ -333,19 +333,34 @@ def test_no_temporary_files_left(tree, tmp_path):
 
 
 def test_masks_on_compressed_pixels_need_decompress(tmp_path):
+    """JPEG needs --decompress (refused without); RLE Lossless is masked in its own syntax, or
+    decoded to native with --decompress."""
     from pydicom.data import get_testdata_file
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
     src = tmp_path / "src"
     src.mkdir()
+    jpeg = src / "sc-jpeg.dcm"
+    jpeg.write_bytes(Path(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm", download=False)).read_bytes())
     rle = src / "mr-rle.dcm"
     rle.write_bytes(Path(get_testdata_file("MR_small_RLE.dcm", download=False)).read_bytes())
     result = invoke("run", "--mask", "2,3,5,4", src, tmp_path / "refused")
-    assert result.exit_code == 1 and str(rle) in result.stderr and "1 failed" in result.stderr
-    assert outputs(tmp_path / "refused") == []
+    assert result.exit_code == 1 and str(jpeg) in result.stderr and "1 failed" in result.stderr
+    assert "--decompress" in result.stderr
+    assert [p.name for p in outputs(tmp_path / "refused")] == ["mr-rle.dcm"]
+    ds = pydicom.dcmread(tmp_path / "refused/mr-rle.dcm")
+    assert ds.file_meta.TransferSyntaxUID == RLELossless
+    assert (ds.pixel_array[3:7, 2:7] == -32768).all() and ds.PatientName == ""
+    rle.unlink()
     result = invoke("run", "--mask", "2,3,5,4", "--decompress", src, tmp_path / "out")
+    if result.exit_code == 0:       # a JPEG decoder is installed
+        ds = pydicom.dcmread(tmp_path / "out/sc-jpeg.dcm")
+        assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    rle.write_bytes(Path(get_testdata_file("MR_small_RLE.dcm", download=False)).read_bytes())
+    jpeg.unlink()
+    result = invoke("run", "--mask", "2,3,5,4", "--decompress", src, tmp_path / "native")
     assert result.exit_code == 0, result.stderr
-    ds = pydicom.dcmread(tmp_path / "out/mr-rle.dcm")
+    ds = pydicom.dcmread(tmp_path / "native/mr-rle.dcm")
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert (ds.pixel_array[3:7, 2:7] == -32768).all() and ds.PatientName == ""
 

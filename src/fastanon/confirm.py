@@ -20,7 +20,8 @@ from .scan import IMPLICIT_LE, Limits, Region, parse
 
 _OWN = Limits(max_inflated=1 << 62, inflate_ratio=1 << 62)    # an output: as its input allowed
 
-PRIVATE_INFORMATION = (0x00020100, 0x00020102)    # the meta padding that aligns Pixel Data
+PRIVATE_INFORMATION = (0x00020100, 0x00020102)
+EXTENDED_OFFSETS = (0x7FE00001, 0x7FE00002)        # Extended Offset Table and its lengths    # the meta padding that aligns Pixel Data
 
 
 def confirm(output, data, name: str, pixels_new: bool = False) -> None:
@@ -34,10 +35,12 @@ def confirm(output, data, name: str, pixels_new: bool = False) -> None:
     try:
         planned = output.parsed
         edits = output.edits
-        if pixels_new:
-            pixel = planned.dataset.table.find(PIXEL_DATA, -1)
-            if pixel >= 0:
-                edits = {**edits, pixel: _NEW_CONTENT}     # only its place is checked
+        if pixels_new:      # only their place is checked: Pixel Data, its offset tables
+            edits = dict(edits)
+            for tag in (PIXEL_DATA, *EXTENDED_OFFSETS):
+                index = planned.dataset.table.find(tag, -1)
+                if index >= 0 and (tag == PIXEL_DATA or index not in edits):
+                    edits[index] = _NEW_CONTENT
         _same(planned.dataset, again.dataset, edits, output.inserted, name, "data set")
         if output.plan.policy.consistent and (
                 again.dataset.table.switched

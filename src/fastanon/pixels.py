@@ -2,8 +2,9 @@
 
 The file is scanned (scan.parse), the Image Pixel attributes a fill needs are read, black is
 chosen by the Photometric Interpretation, and _core.blank / _core.blank_bits write only the rows a
-mask covers. Neither numpy nor pydicom is imported for native data; compressed Pixel Data is
-decoded first only when asked to (decompress.py).
+mask covers. RLE Lossless frames with masks are decoded, blanked and encoded again by the kernel
+(_core.rle_mask_frame), in their transfer syntax. Neither numpy nor pydicom is imported for
+these; other compressed Pixel Data is decoded first only when asked to (decompress.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class MaskReport:
     applied: int = 0                 # rectangles written (per mask, not per frame)
     warnings: list[str] = field(default_factory=list)
     decompressed: bool = False
+    reencoded: int = 0               # frames decoded, masked and encoded again in their syntax
     size: int | None = None          # the file's new size when decompressing changed it
 
     def warn(self, message: str) -> None:
@@ -96,12 +98,22 @@ def read_pixel_module(parsed: Parsed, name: str) -> PixelModule | None:
     """The pixel module of a parsed file with native Pixel Data; None when it is encapsulated.
     Raises PolicyError when masks cannot apply."""
     region = parsed.dataset
+    element = _pixel_element(region, name)
+    if element.kind == KIND_FRAGMENTS:
+        return None
+    return _module(region, element, name)
+
+
+def _pixel_element(region: Region, name: str):
     index = region.table.find(PIXEL_DATA, -1)
     if index < 0:
         raise PolicyError(f"{name}: no Pixel Data (7FE0,0010) to mask")
-    element = region.element(index)
-    if element.kind == KIND_FRAGMENTS:
-        return None
+    return region.element(index)
+
+
+def _module(region: Region, element, name: str) -> PixelModule:
+    """The Image Pixel attributes of the data set whose Pixel Data is element (offset and
+    length: its value, of native data), checked."""
     values = {}
     for tag, label in ((ROWS, "Rows"), (COLUMNS, "Columns"), (BITS_ALLOCATED, "Bits Allocated")):
         values[label] = _typed(region, tag, int)
@@ -127,11 +139,11 @@ def read_pixel_module(parsed: Parsed, name: str) -> PixelModule | None:
         signed=_typed(region, PIXEL_REPRESENTATION, int) == 1, big=region.big,
         swapped=region.big and element.vr == "OW" and bits_allocated == 8,
         offset=element.vstart, length=element.vlen)
-    _check(module, element.vr, name)
+    _check(module, element.vr, name, native=element.kind != KIND_FRAGMENTS)
     return module
 
 
-def _check(m: PixelModule, vr: str, name: str) -> None:
+def _check(m: PixelModule, vr: str, name: str, native: bool = True) -> None:
     where = f"{name}: Pixel Data ({m.columns}×{m.rows}, {m.frames} frame(s), {m.photometric}"
     where += f", {m.samples} sample(s), {m.bits_allocated} bits allocated)"
     if m.frames < 1:
@@ -153,7 +165,7 @@ def _check(m: PixelModule, vr: str, name: str) -> None:
         if m.columns % 2 or m.planar != 0 or m.samples != 3:
             raise PolicyError(f"{where}: 4:2:2 data needs an even number of columns, "
                               "3 samples and Planar Configuration 0")
-    if m.needed > m.length:
+    if native and m.needed > m.length:
         raise PolicyError(f"{where}: the Pixel Data value holds {m.length:,} bytes but the pixel "
                           f"module describes {m.needed:,}")
 
@@ -284,8 +296,15 @@ def _write(pixels, fills: list[_Fill], m: PixelModule, name: str, mapped=None) -
 
 def plan_fills(m: PixelModule, masks, black: tuple[int, ...], report: MaskReport) -> list[_Fill]:
     """Clip each mask to the image, check its frames, and lay it out for the pixel layout."""
+    return [fill for frames, x0, y0, x1, y1 in clipped(m, masks, report)
+            for fill in _layout(m, frames, x0, y0, x1 - x0, y1 - y0, black)]
+
+
+def clipped(m: PixelModule, masks, report: MaskReport) -> list[tuple]:
+    """(frames, x0, y0, x1, y1) of each mask clipped to the image (said when it was), 4:2:2
+    blocks whole, its frames checked."""
     name = report.name
-    fills = []
+    out = []
     for mask in masks:
         x0, y0 = max(mask.x, 0), max(mask.y, 0)
         x1, y1 = min(mask.x + mask.width, m.columns), min(mask.y + mask.height, m.rows)
@@ -304,9 +323,9 @@ def plan_fills(m: PixelModule, masks, black: tuple[int, ...], report: MaskReport
         if frames[-1] >= m.frames:
             raise PolicyError(f"{name}: mask {mask}: frame {frames[-1]} is past the last frame "
                               f"(Number of Frames is {m.frames}; frames count from 0)")
-        fills.extend(_layout(m, frames, x0, y0, x1 - x0, y1 - y0, black))
+        out.append((frames, x0, y0, x1, y1))
         report.applied += 1
-    return fills
+    return out
 
 
 def _layout(m: PixelModule, frames, x: int, y: int, width: int, height: int,
@@ -338,9 +357,11 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
     """Black out masks in the Pixel Data of a DICOM file held in a writable buffer (a bytearray,
     or a writable mmap of an output file), in place: (None, what was done).
 
-    Compressed Pixel Data is refused unless decompress is true; then the file is decoded and
-    stored again as native Explicit VR Little Endian, and the masked new file is returned
-    instead: (its bytes, what was done), buf left as it was.
+    RLE Lossless Pixel Data keeps its transfer syntax: the frames with masks are decoded,
+    blanked and encoded again, the others kept byte for byte, and the new file is returned:
+    (its bytes, what was done), buf left as it was. Other compressed Pixel Data is refused
+    unless decompress is true; then the file is decoded and stored again as native Explicit VR
+    Little Endian, and the masked new file is returned the same way.
 
     Examples
     --------
@@ -359,11 +380,14 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
             raise PolicyError(f"{name}: mask {masks[0]}: masks in a Deflated Explicit VR "
                               "Little Endian data set are not supported")
         module = read_pixel_module(parsed, name)
+        if module is None and not decompress and parsed.transfer_syntax in IN_SYNTAX:
+            return _blank_rle(buf, parsed, masks, report), report
         if module is None and not decompress:
             raise PolicyError(
                 f"{name}: mask {masks[0]}: the Pixel Data is compressed (transfer syntax "
-                f"{parsed.transfer_syntax or 'unknown'}); masks need native pixels: use "
-                "--decompress (decompress=True) to decode, mask and store it uncompressed")
+                f"{parsed.transfer_syntax or 'unknown'}); masks apply in RLE Lossless and "
+                "native pixels only: use --decompress (decompress=True) to decode, mask and "
+                "store it uncompressed")
         if module is not None:
             fills = plan_fills(module, masks, black_samples(parsed.dataset, module, report), report)
             with memoryview(buf) as view:
@@ -380,3 +404,109 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
     report.warnings.extend(inner.warnings)
     report.applied, report.decompressed, report.size = inner.applied, True, len(plain)
     return bytes(plain), report
+
+
+# --------------------------------------------------------------------------------------------
+# Masks in RLE Lossless (PS3.5 Annex G), without leaving it.
+
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+IN_SYNTAX = frozenset({RLE_LOSSLESS})       # compressed syntaxes masks apply in, as they are
+EXTENDED_OFFSET_TABLE = 0x7FE00001
+EXTENDED_OFFSET_TABLE_LENGTHS = 0x7FE00002
+_ITEM = b"\xfe\xff\x00\xe0"
+_SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_RLE_ERRORS = {
+    _core.RLE_SHORT_HEADER: "is shorter than the 64 bytes of its RLE header",
+    _core.RLE_SEGMENTS: "has another number of RLE segments than the pixel module needs",
+    _core.RLE_OFFSETS: "has RLE segment offsets outside the frame or out of order",
+    _core.RLE_SHORT_SEGMENT: "has an RLE segment that decodes to fewer bytes than Rows x Columns",
+    _core.RLE_NO_MEMORY: "cannot be decoded: out of memory",
+}
+
+
+def masks_keep_syntax(transfer_syntax: str | None) -> bool:
+    """Whether masks apply to compressed Pixel Data of this transfer syntax without decoding
+    the file (RLE Lossless); native data always keeps its own."""
+    return transfer_syntax in IN_SYNTAX
+
+
+def _blank_rle(buf, parsed: Parsed, masks, report: MaskReport) -> bytes:
+    """The file with masks blacked out in its RLE Lossless frames: each frame a mask touches is
+    re-encoded (exact outside the masks), the other fragments are copied as they are, and the
+    Basic (or Extended) Offset Table is written anew for the new fragment lengths."""
+    name = report.name
+    region = parsed.dataset
+    element = _pixel_element(region, name)
+    m = _module(region, element, name)
+    if m.bits_allocated not in (8, 16, 32) or m.subsampled:
+        raise PolicyError(f"{name}: RLE Lossless with {m.bits_allocated} bits allocated and "
+                          f"{m.photometric}: masks support 8, 16 or 32 bits, not 4:2:2 data")
+    cell = m.bits_allocated // 8
+    if m.samples * cell > 15:
+        raise PolicyError(f"{name}: RLE Lossless holds at most 15 segments a frame, the pixel "
+                          f"module needs {m.samples * cell}")
+    black = bytes((value & ((1 << m.bits_allocated) - 1)) >> (8 * (cell - 1 - b)) & 0xFF
+                  for value in black_samples(region, m, report) for b in range(cell))
+    table, items = region.table, []
+    for index in range(element.index + 1, len(table)):
+        row = table.row(index)
+        if row[6] >= element.end:
+            break
+        if row[5] == element.index:
+            items.append((row[7], row[7] + row[8]))          # each item's value
+    if len(items) - 1 != m.frames:
+        raise PolicyError(f"{name}: the RLE Lossless Pixel Data holds {max(len(items) - 1, 0)} "
+                          f"fragment(s) for {m.frames} frame(s); masks need one fragment per frame "
+                          "(PS3.5 A.4.2)")
+    rects: dict[int, list[int]] = {}
+    for frames, x0, y0, x1, y1 in clipped(m, masks, report):
+        for frame in frames:
+            rects.setdefault(frame, []).extend((x0, y0, x1, y1))
+    fragments = []
+    with memoryview(buf) as view:
+        for frame, (start, stop) in enumerate(items[1:]):
+            if frame not in rects:
+                fragments.append(view[start:stop])
+                continue
+            status, new = _core.rle_mask_frame(view[start:stop], m.rows, m.columns, len(black),
+                                                array("q", rects[frame]), black)
+            if status:
+                raise MalformedError(f"{name}: frame {frame} of the Pixel Data "
+                                     f"{_RLE_ERRORS.get(status, f'cannot be masked ({status})')}")
+            fragments.append(new)
+            report.reencoded += 1
+        lengths = [len(f) + (len(f) & 1) for f in fragments]
+        offsets, at = [], 0
+        for length in lengths:
+            offsets.append(at)
+            at += 8 + length
+        basic = b""
+        if items[0][1] > items[0][0]:           # the input had a Basic Offset Table: so has this
+            basic = struct.pack(f"<{len(offsets)}I", *offsets)
+        pieces = [bytes(view[:element.start]), bytes(view[element.start:element.vstart]),
+                  _ITEM, struct.pack("<I", len(basic)), basic]
+        for fragment, length in zip(fragments, lengths):
+            pieces += [_ITEM, struct.pack("<I", length), fragment]
+            if length != len(fragment):
+                pieces.append(b"\0")
+        pieces += [_SEQUENCE_END, bytes(view[element.end:])]
+        fragments.clear()
+    out = bytearray(b"".join(pieces))
+    _extended_offsets(region, out, offsets, lengths, name)
+    return bytes(out)
+
+
+def _extended_offsets(region: Region, out: bytearray, offsets: list[int], lengths: list[int],
+                      name: str) -> None:
+    """The Extended Offset Table and its lengths (before Pixel Data, PS3.3 C.7.6.3), when the
+    file has them, written for the new fragments in place (the same number of frames: the same
+    length)."""
+    for tag, numbers in ((EXTENDED_OFFSET_TABLE, offsets),
+                         (EXTENDED_OFFSET_TABLE_LENGTHS, lengths)):
+        found = region.top(tag)
+        if found is None:
+            continue
+        if found.vlen != 8 * len(numbers):
+            raise PolicyError(f"{name}: {tag_text(tag)} holds {found.vlen // 8} value(s) for "
+                              f"{len(numbers)} frame(s); masks cannot keep it right")
+        out[found.vstart:found.vstart + found.vlen] = struct.pack(f"<{len(numbers)}Q", *numbers)

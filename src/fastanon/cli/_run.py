@@ -39,7 +39,8 @@ OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + (
         "gets the masks of the first rule it matches; the audit names it."),
     Opt(("--decompress",), "decompress", "flag",
         "Decode compressed Pixel Data to apply masks (written uncompressed, Explicit VR Little "
-        "Endian); without it, masks on compressed files are refused."),
+        "Endian). Without it, RLE Lossless is masked in its own syntax (only the frames with "
+        "masks encoded again) and masks on other compressed files are refused."),
     Opt(("--burned-in-annotation",), "burned_in", "choice",
         "no: set Burned In Annotation to NO in the files that were masked (a preset that marks "
         "files de-identified, as research does, always does so).",

@@ -217,9 +217,12 @@ def rows(doc: Document, choices: Choices) -> dict:
 
 def anonymized(doc: Document, choices: Choices, key: bytes) -> bytes:
     """The file as `fastanon run` writes it with this policy, key and masks (decompressing
-    compressed Pixel Data only when masks need it)."""
+    compressed Pixel Data only when masks need it and cannot apply in its transfer syntax)."""
+    from ..pixels import masks_keep_syntax
+
     return anonymize(doc.data, choices.policy(), choices.masks, key=key, name="the uploaded file",
-                     decompress=bool(choices.masks))
+                     decompress=bool(choices.masks)
+                     and not masks_keep_syntax(doc.parsed.transfer_syntax))
 
 
 def _values(data: bytes) -> dict[str, tuple[int, str, str]]:
