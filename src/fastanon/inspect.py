@@ -16,7 +16,8 @@ from .pipeline import Output, plan_of, prepare
 from .echoes import CLEANED_VRS, ECHO_SOURCES
 from .plan import FileContext, Plan, resolve
 from .policy import as_policy
-from .pixels import IN_SYNTAX as MASKED_IN_SYNTAX
+from .encapsulated import CODECS_PACKAGE
+from .pixels import IN_SYNTAX as MASKED_IN_SYNTAX, masks_keep_syntax
 from .scan import NATIVE_SYNTAXES, Parsed, parse
 
 BURNED_IN_ANNOTATION, MODALITY = 0x00280301, 0x00080060
@@ -212,10 +213,13 @@ def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_
     syntax = parsed.transfer_syntax
     if (pixel >= 0 and data.element(pixel).kind == KIND_FRAGMENTS) or \
             (has_pixels and syntax is not None and syntax not in NATIVE_SYNTAXES):
-        if syntax in MASKED_IN_SYNTAX:
-            text = (f"the pixel data is compressed ({syntax}, RLE Lossless); masks apply in it: "
-                    "the frames they touch are decoded and encoded again, the others kept as "
-                    "they are")
+        if masks_keep_syntax(syntax):
+            text = (f"the pixel data is compressed ({syntax}, lossless); masks apply in it: "
+                    "the frames they touch are decoded and encoded again losslessly, the others "
+                    "kept as they are")
+        elif syntax in MASKED_IN_SYNTAX:
+            text = (f"the pixel data is compressed ({syntax}, lossless); masks apply in it "
+                    f"with the codecs extra ({CODECS_PACKAGE}), else with --decompress")
         else:
             text = (f"the pixel data is compressed ({syntax}); burned-in text cannot be blanked "
                     "without decompressing it (--decompress)")

@@ -3,8 +3,9 @@
 The file is scanned (scan.parse), the Image Pixel attributes a fill needs are read, black is
 chosen by the Photometric Interpretation, and _core.blank / _core.blank_bits write only the rows a
 mask covers. RLE Lossless frames with masks are decoded, blanked and encoded again by the kernel
-(_core.rle_mask_frame), in their transfer syntax. Neither numpy nor pydicom is imported for
-these; other compressed Pixel Data is decoded first only when asked to (decompress.py).
+(_core.rle_mask_frame), lossless JPEG, JPEG-LS and JPEG 2000 ones by the codecs extra
+(encapsulated.py), in their transfer syntax. Neither numpy nor pydicom is imported for native
+data and RLE; other compressed Pixel Data is decoded first only when asked to (decompress.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import NamedTuple
 
 from . import _core
 from .elements import KIND_FRAGMENTS, PIXEL_DATA, tag_text
+from .encapsulated import (CODECS_PACKAGE, LOSSLESS_CODECS, RLE_LOSSLESS, Fragments,
+                           codecs_available, decode, encode)
 from .errors import MalformedError, PolicyError
 from .masks import MaskWarning
 from .scan import Parsed, Region, parse
@@ -357,8 +360,9 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
     """Black out masks in the Pixel Data of a DICOM file held in a writable buffer (a bytearray,
     or a writable mmap of an output file), in place: (None, what was done).
 
-    RLE Lossless Pixel Data keeps its transfer syntax: the frames with masks are decoded,
-    blanked and encoded again, the others kept byte for byte, and the new file is returned:
+    RLE Lossless Pixel Data, and with the codecs extra JPEG Lossless, JPEG-LS Lossless and
+    JPEG 2000 Lossless, keeps its transfer syntax: the frames with masks are decoded, blanked
+    and encoded again losslessly, the others kept byte for byte, and the new file is returned:
     (its bytes, what was done), buf left as it was. Other compressed Pixel Data is refused
     unless decompress is true; then the file is decoded and stored again as native Explicit VR
     Little Endian, and the masked new file is returned the same way.
@@ -380,14 +384,16 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
             raise PolicyError(f"{name}: mask {masks[0]}: masks in a Deflated Explicit VR "
                               "Little Endian data set are not supported")
         module = read_pixel_module(parsed, name)
-        if module is None and not decompress and parsed.transfer_syntax in IN_SYNTAX:
+        if module is None and not decompress and parsed.transfer_syntax == RLE_LOSSLESS:
             return _blank_rle(buf, parsed, masks, report), report
+        if module is None and not decompress and parsed.transfer_syntax in LOSSLESS_CODECS:
+            return _blank_coded(buf, parsed, masks, report), report
         if module is None and not decompress:
             raise PolicyError(
                 f"{name}: mask {masks[0]}: the Pixel Data is compressed (transfer syntax "
-                f"{parsed.transfer_syntax or 'unknown'}); masks apply in RLE Lossless and "
-                "native pixels only: use --decompress (decompress=True) to decode, mask and "
-                "store it uncompressed")
+                f"{parsed.transfer_syntax or 'unknown'}); masks apply in native pixels, RLE "
+                "Lossless and the lossless JPEG family only: use --decompress "
+                "(decompress=True) to decode, mask and store it uncompressed")
         if module is not None:
             fills = plan_fills(module, masks, black_samples(parsed.dataset, module, report), report)
             with memoryview(buf) as view:
@@ -407,14 +413,10 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
 
 
 # --------------------------------------------------------------------------------------------
-# Masks in RLE Lossless (PS3.5 Annex G), without leaving it.
+# Masks in compressed Pixel Data, without leaving its transfer syntax: RLE Lossless (the kernel),
+# and the lossless JPEG family with the codecs extra (encapsulated.py).
 
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-IN_SYNTAX = frozenset({RLE_LOSSLESS})       # compressed syntaxes masks apply in, as they are
-EXTENDED_OFFSET_TABLE = 0x7FE00001
-EXTENDED_OFFSET_TABLE_LENGTHS = 0x7FE00002
-_ITEM = b"\xfe\xff\x00\xe0"
-_SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+IN_SYNTAX = frozenset({RLE_LOSSLESS, *LOSSLESS_CODECS})
 _RLE_ERRORS = {
     _core.RLE_SHORT_HEADER: "is shorter than the 64 bytes of its RLE header",
     _core.RLE_SEGMENTS: "has another number of RLE segments than the pixel module needs",
@@ -425,88 +427,88 @@ _RLE_ERRORS = {
 
 
 def masks_keep_syntax(transfer_syntax: str | None) -> bool:
-    """Whether masks apply to compressed Pixel Data of this transfer syntax without decoding
-    the file (RLE Lossless); native data always keeps its own."""
-    return transfer_syntax in IN_SYNTAX
+    """Whether masks apply to compressed Pixel Data of this transfer syntax in that syntax:
+    RLE Lossless always, the lossless JPEG family with the codecs extra installed."""
+    if transfer_syntax == RLE_LOSSLESS:
+        return True
+    return transfer_syntax in LOSSLESS_CODECS and codecs_available()
+
+
+def _rectangles(m: PixelModule, masks, report: MaskReport) -> dict[int, list[tuple]]:
+    """frame → the (x0, y0, x1, y1) of the masks on it."""
+    out: dict[int, list[tuple]] = {}
+    for frames, x0, y0, x1, y1 in clipped(m, masks, report):
+        for frame in frames:
+            out.setdefault(frame, []).append((x0, y0, x1, y1))
+    return out
+
+
+def _encapsulated_module(region: Region, name: str) -> tuple[object, PixelModule]:
+    element = _pixel_element(region, name)
+    m = _module(region, element, name)
+    if m.bits_allocated not in (8, 16, 32) or m.subsampled:
+        raise PolicyError(f"{name}: compressed Pixel Data with {m.bits_allocated} bits allocated "
+                          f"and {m.photometric}: masks in it support 8, 16 or 32 bits, not 4:2:2")
+    return element, m
 
 
 def _blank_rle(buf, parsed: Parsed, masks, report: MaskReport) -> bytes:
     """The file with masks blacked out in its RLE Lossless frames: each frame a mask touches is
-    re-encoded (exact outside the masks), the other fragments are copied as they are, and the
-    Basic (or Extended) Offset Table is written anew for the new fragment lengths."""
-    name = report.name
-    region = parsed.dataset
-    element = _pixel_element(region, name)
-    m = _module(region, element, name)
-    if m.bits_allocated not in (8, 16, 32) or m.subsampled:
-        raise PolicyError(f"{name}: RLE Lossless with {m.bits_allocated} bits allocated and "
-                          f"{m.photometric}: masks support 8, 16 or 32 bits, not 4:2:2 data")
+    decoded, blanked and encoded again by the kernel (exact outside the masks); the others are
+    copied as they are."""
+    name, region = report.name, parsed.dataset
+    element, m = _encapsulated_module(region, name)
     cell = m.bits_allocated // 8
     if m.samples * cell > 15:
         raise PolicyError(f"{name}: RLE Lossless holds at most 15 segments a frame, the pixel "
                           f"module needs {m.samples * cell}")
     black = bytes((value & ((1 << m.bits_allocated) - 1)) >> (8 * (cell - 1 - b)) & 0xFF
                   for value in black_samples(region, m, report) for b in range(cell))
-    table, items = region.table, []
-    for index in range(element.index + 1, len(table)):
-        row = table.row(index)
-        if row[6] >= element.end:
-            break
-        if row[5] == element.index:
-            items.append((row[7], row[7] + row[8]))          # each item's value
-    if len(items) - 1 != m.frames:
-        raise PolicyError(f"{name}: the RLE Lossless Pixel Data holds {max(len(items) - 1, 0)} "
-                          f"fragment(s) for {m.frames} frame(s); masks need one fragment per frame "
-                          "(PS3.5 A.4.2)")
-    rects: dict[int, list[int]] = {}
-    for frames, x0, y0, x1, y1 in clipped(m, masks, report):
-        for frame in frames:
-            rects.setdefault(frame, []).extend((x0, y0, x1, y1))
-    fragments = []
+    fragments = Fragments(region, element, m.frames, name)
+    if any(len(parts) != 1 for parts in fragments.frames):
+        raise PolicyError(f"{name}: an RLE Lossless frame spans several fragments; masks need "
+                          "one fragment per frame (PS3.5 A.4.2)")
+    replaced = {}
     with memoryview(buf) as view:
-        for frame, (start, stop) in enumerate(items[1:]):
-            if frame not in rects:
-                fragments.append(view[start:stop])
-                continue
+        for frame, rects in _rectangles(m, masks, report).items():
+            (start, stop), = fragments.frames[frame]
             status, new = _core.rle_mask_frame(view[start:stop], m.rows, m.columns, len(black),
-                                                array("q", rects[frame]), black)
+                                                array("q", [v for r in rects for v in r]), black)
             if status:
                 raise MalformedError(f"{name}: frame {frame} of the Pixel Data "
                                      f"{_RLE_ERRORS.get(status, f'cannot be masked ({status})')}")
-            fragments.append(new)
-            report.reencoded += 1
-        lengths = [len(f) + (len(f) & 1) for f in fragments]
-        offsets, at = [], 0
-        for length in lengths:
-            offsets.append(at)
-            at += 8 + length
-        basic = b""
-        if items[0][1] > items[0][0]:           # the input had a Basic Offset Table: so has this
-            basic = struct.pack(f"<{len(offsets)}I", *offsets)
-        pieces = [bytes(view[:element.start]), bytes(view[element.start:element.vstart]),
-                  _ITEM, struct.pack("<I", len(basic)), basic]
-        for fragment, length in zip(fragments, lengths):
-            pieces += [_ITEM, struct.pack("<I", length), fragment]
-            if length != len(fragment):
-                pieces.append(b"\0")
-        pieces += [_SEQUENCE_END, bytes(view[element.end:])]
-        fragments.clear()
-    out = bytearray(b"".join(pieces))
-    _extended_offsets(region, out, offsets, lengths, name)
-    return bytes(out)
+            replaced[frame] = new
+    report.reencoded = len(replaced)
+    return fragments.rebuilt(buf, replaced)
 
 
-def _extended_offsets(region: Region, out: bytearray, offsets: list[int], lengths: list[int],
-                      name: str) -> None:
-    """The Extended Offset Table and its lengths (before Pixel Data, PS3.3 C.7.6.3), when the
-    file has them, written for the new fragments in place (the same number of frames: the same
-    length)."""
-    for tag, numbers in ((EXTENDED_OFFSET_TABLE, offsets),
-                         (EXTENDED_OFFSET_TABLE_LENGTHS, lengths)):
-        found = region.top(tag)
-        if found is None:
-            continue
-        if found.vlen != 8 * len(numbers):
-            raise PolicyError(f"{name}: {tag_text(tag)} holds {found.vlen // 8} value(s) for "
-                              f"{len(numbers)} frame(s); masks cannot keep it right")
-        out[found.vstart:found.vstart + found.vlen] = struct.pack(f"<{len(numbers)}Q", *numbers)
+def _blank_coded(buf, parsed: Parsed, masks, report: MaskReport) -> bytes:
+    """The file with masks blacked out in its lossless JPEG, JPEG-LS or JPEG 2000 frames: each
+    frame a mask touches is decoded, blanked and encoded again losslessly in the same syntax
+    (exact outside the masks); the others are copied as they are."""
+    name, region, syntax = report.name, parsed.dataset, parsed.transfer_syntax
+    if not codecs_available():
+        raise PolicyError(f"{name}: masks in {LOSSLESS_CODECS[syntax][1]} Pixel Data need its "
+                          f"codecs: {CODECS_PACKAGE} (or --decompress, to store it uncompressed)")
+    element, m = _encapsulated_module(region, name)
+    if m.photometric in ("YBR_RCT", "YBR_ICT"):     # decoded: RGB, the transform undone
+        black = (0, 0, 0)
+    else:
+        black = black_samples(region, m, report)
+    fragments = Fragments(region, element, m.frames, name, LOSSLESS_CODECS[syntax][0])
+    replaced = {}
+    with memoryview(buf) as view:
+        for frame, rects in _rectangles(m, masks, report).items():
+            data = b"".join(view[start:stop] for start, stop in fragments.frames[frame])
+            pixels = decode(syntax, data, name, frame)
+            shape = (m.rows, m.columns) + ((m.samples,) if m.samples > 1 else ())
+            if pixels.shape != shape:
+                raise MalformedError(f"{name}: frame {frame} decodes to {pixels.shape}, the pixel "
+                                     f"module describes {shape}")
+            values = [v if pixels.dtype.kind == "i" or v >= 0 else v & ((1 << m.bits_stored) - 1)
+                      for v in black]
+            for x0, y0, x1, y1 in rects:
+                pixels[y0:y1, x0:x1] = values if m.samples > 1 else values[0]
+            replaced[frame] = encode(syntax, pixels, m.bits_stored, m.photometric, name)
+    report.reencoded = len(replaced)
+    return fragments.rebuilt(buf, replaced)
