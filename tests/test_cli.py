@@ -333,15 +333,15 @@ def test_no_temporary_files_left(tree, tmp_path):
 
 
 def test_masks_on_compressed_pixels_need_decompress(tmp_path):
-    """JPEG needs --decompress (refused without); RLE Lossless is masked in its own syntax, or
-    decoded to native with --decompress."""
+    """Near-lossless JPEG-LS needs --decompress (refused without); RLE Lossless is masked in its
+    own syntax, or decoded to native with --decompress."""
     from pydicom.data import get_testdata_file
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
     src = tmp_path / "src"
     src.mkdir()
     jpeg = src / "sc-jpeg.dcm"
-    jpeg.write_bytes(Path(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm", download=False)).read_bytes())
+    jpeg.write_bytes(Path(get_testdata_file("JPEGLSNearLossless_08.dcm", download=False)).read_bytes())
     rle = src / "mr-rle.dcm"
     rle.write_bytes(Path(get_testdata_file("MR_small_RLE.dcm", download=False)).read_bytes())
     result = invoke("run", "--mask", "2,3,5,4", src, tmp_path / "refused")

@@ -897,3 +897,4 @@ def scan(const uint8_t[::1] buf, int64_t start, bint implicit, bint big,
 
 include "_blank.pxi"
 include "_rle.pxi"
+include "_jpeg.pxi"

@@ -29,6 +29,10 @@ _ITEM = b"\xfe\xff\x00\xe0"
 _SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"           # Process 1: 8-bit sequential DCT, Huffman
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"           # Processes 2 and 4 (8-bit ones: as baseline)
+JPEG_DCT = frozenset({JPEG_BASELINE, JPEG_EXTENDED})
+JPEG_START = b"\xff\xd8"
 JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"            # Process 14, any predictor
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"        # Process 14, selection value 1
 JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"

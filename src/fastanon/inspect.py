@@ -16,7 +16,7 @@ from .pipeline import Output, plan_of, prepare
 from .echoes import CLEANED_VRS, ECHO_SOURCES
 from .plan import FileContext, Plan, resolve
 from .policy import as_policy
-from .encapsulated import CODECS_PACKAGE
+from .encapsulated import CODECS_PACKAGE, JPEG_DCT
 from .pixels import IN_SYNTAX as MASKED_IN_SYNTAX, masks_keep_syntax
 from .scan import NATIVE_SYNTAXES, Parsed, parse
 
@@ -213,7 +213,11 @@ def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_
     syntax = parsed.transfer_syntax
     if (pixel >= 0 and data.element(pixel).kind == KIND_FRAGMENTS) or \
             (has_pixels and syntax is not None and syntax not in NATIVE_SYNTAXES):
-        if masks_keep_syntax(syntax):
+        if syntax in JPEG_DCT:
+            text = (f"the pixel data is compressed ({syntax}, JPEG); masks apply in it, in the "
+                    "DCT domain: the blocks they touch become black (grown to the MCU grid), "
+                    "every other block and frame is kept as it is")
+        elif masks_keep_syntax(syntax):
             text = (f"the pixel data is compressed ({syntax}, lossless); masks apply in it: "
                     "the frames they touch are decoded and encoded again losslessly, the others "
                     "kept as they are")

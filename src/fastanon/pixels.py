@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 from . import _core
 from .elements import KIND_FRAGMENTS, PIXEL_DATA, tag_text
-from .encapsulated import (CODECS_PACKAGE, LOSSLESS_CODECS, RLE_LOSSLESS, Fragments,
-                           codecs_available, decode, encode)
+from .encapsulated import (CODECS_PACKAGE, JPEG_DCT, JPEG_START, LOSSLESS_CODECS, RLE_LOSSLESS,
+                           Fragments, codecs_available, decode, encode)
 from .errors import MalformedError, PolicyError
 from .masks import MaskWarning
 from .scan import Parsed, Region, parse
@@ -303,9 +303,9 @@ def plan_fills(m: PixelModule, masks, black: tuple[int, ...], report: MaskReport
             for fill in _layout(m, frames, x0, y0, x1 - x0, y1 - y0, black)]
 
 
-def clipped(m: PixelModule, masks, report: MaskReport) -> list[tuple]:
-    """(frames, x0, y0, x1, y1) of each mask clipped to the image (said when it was), 4:2:2
-    blocks whole, its frames checked."""
+def clipped(m: PixelModule, masks, report: MaskReport, native: bool = True) -> list[tuple]:
+    """(frames, x0, y0, x1, y1) of each mask clipped to the image (said when it was), its
+    frames checked; in native data, 4:2:2 pixel pairs whole."""
     name = report.name
     out = []
     for mask in masks:
@@ -317,7 +317,7 @@ def clipped(m: PixelModule, masks, report: MaskReport) -> list[tuple]:
         if (x0, y0, x1, y1) != (mask.x, mask.y, mask.x + mask.width, mask.y + mask.height):
             report.warn(f"{name}: mask {mask} extends past the {m.columns}×{m.rows} image; "
                         f"clipped to {x0},{y0},{x1 - x0},{y1 - y0}")
-        if m.subsampled and (x0 % 2 or x1 % 2):
+        if native and m.subsampled and (x0 % 2 or x1 % 2):
             wide0, wide1 = x0 - x0 % 2, x1 + x1 % 2
             report.warn(f"{name}: mask {mask} cuts 2-pixel 4:2:2 blocks of {m.photometric}; "
                         f"widened to columns {wide0}-{wide1 - 1}")
@@ -386,13 +386,15 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
         module = read_pixel_module(parsed, name)
         if module is None and not decompress and parsed.transfer_syntax == RLE_LOSSLESS:
             return _blank_rle(buf, parsed, masks, report), report
+        if module is None and not decompress and parsed.transfer_syntax in JPEG_DCT:
+            return _blank_jpeg(buf, parsed, masks, report), report
         if module is None and not decompress and parsed.transfer_syntax in LOSSLESS_CODECS:
             return _blank_coded(buf, parsed, masks, report), report
         if module is None and not decompress:
             raise PolicyError(
                 f"{name}: mask {masks[0]}: the Pixel Data is compressed (transfer syntax "
                 f"{parsed.transfer_syntax or 'unknown'}); masks apply in native pixels, RLE "
-                "Lossless and the lossless JPEG family only: use --decompress "
+                "Lossless, JPEG Baseline and the lossless JPEG family only: use --decompress "
                 "(decompress=True) to decode, mask and store it uncompressed")
         if module is not None:
             fills = plan_fills(module, masks, black_samples(parsed.dataset, module, report), report)
@@ -416,7 +418,7 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
 # Masks in compressed Pixel Data, without leaving its transfer syntax: RLE Lossless (the kernel),
 # and the lossless JPEG family with the codecs extra (encapsulated.py).
 
-IN_SYNTAX = frozenset({RLE_LOSSLESS, *LOSSLESS_CODECS})
+IN_SYNTAX = frozenset({RLE_LOSSLESS, *JPEG_DCT, *LOSSLESS_CODECS})
 _RLE_ERRORS = {
     _core.RLE_SHORT_HEADER: "is shorter than the 64 bytes of its RLE header",
     _core.RLE_SEGMENTS: "has another number of RLE segments than the pixel module needs",
@@ -428,25 +430,29 @@ _RLE_ERRORS = {
 
 def masks_keep_syntax(transfer_syntax: str | None) -> bool:
     """Whether masks apply to compressed Pixel Data of this transfer syntax in that syntax:
-    RLE Lossless always, the lossless JPEG family with the codecs extra installed."""
-    if transfer_syntax == RLE_LOSSLESS:
+    RLE Lossless and JPEG Baseline always (the kernel), the lossless JPEG family with the codecs
+    extra installed."""
+    if transfer_syntax == RLE_LOSSLESS or transfer_syntax in JPEG_DCT:
         return True
     return transfer_syntax in LOSSLESS_CODECS and codecs_available()
 
 
-def _rectangles(m: PixelModule, masks, report: MaskReport) -> dict[int, list[tuple]]:
-    """frame → the (x0, y0, x1, y1) of the masks on it."""
+def _rectangles(m: PixelModule, masks, report: MaskReport,
+                clips: list | None = None) -> dict[int, list[tuple]]:
+    """frame → the (x0, y0, x1, y1) of the masks on it (clips: clipped()'s, when made)."""
     out: dict[int, list[tuple]] = {}
-    for frames, x0, y0, x1, y1 in clipped(m, masks, report):
+    for frames, x0, y0, x1, y1 in clips if clips is not None else clipped(m, masks, report,
+                                                                         native=False):
         for frame in frames:
             out.setdefault(frame, []).append((x0, y0, x1, y1))
     return out
 
 
-def _encapsulated_module(region: Region, name: str) -> tuple[object, PixelModule]:
+def _encapsulated_module(region: Region, name: str, subsampled: bool = False
+                         ) -> tuple[object, PixelModule]:
     element = _pixel_element(region, name)
     m = _module(region, element, name)
-    if m.bits_allocated not in (8, 16, 32) or m.subsampled:
+    if m.bits_allocated not in (8, 16, 32) or (m.subsampled and not subsampled):
         raise PolicyError(f"{name}: compressed Pixel Data with {m.bits_allocated} bits allocated "
                           f"and {m.photometric}: masks in it support 8, 16 or 32 bits, not 4:2:2")
     return element, m
@@ -510,5 +516,51 @@ def _blank_coded(buf, parsed: Parsed, masks, report: MaskReport) -> bytes:
             for x0, y0, x1, y1 in rects:
                 pixels[y0:y1, x0:x1] = values if m.samples > 1 else values[0]
             replaced[frame] = encode(syntax, pixels, m.bits_stored, m.photometric, name)
+    report.reencoded = len(replaced)
+    return fragments.rebuilt(buf, replaced)
+
+
+_JPEG_ERRORS = {
+    _core.JPEG_UNSUPPORTED: "is not a sequential DCT JPEG of 8 bits with Huffman coding in one "
+                            "scan (progressive, 12-bit, arithmetic or several scans): masks in it "
+                            "need --decompress",
+    _core.JPEG_CORRUPT: "is not a JPEG stream that can be read",
+    _core.JPEG_SIZE: "is a JPEG image of another size than Rows x Columns",
+    _core.JPEG_NO_MEMORY: "cannot be decoded: out of memory",
+}
+
+
+def _blank_jpeg(buf, parsed: Parsed, masks, report: MaskReport) -> bytes:
+    """The file with masks blacked out in its JPEG Baseline frames, in the DCT domain
+    (_core.jpeg_mask_frame): the blocks of every MCU a mask touches become black, every other
+    block keeps its coefficients (nothing else is recompressed); the masks grow to the MCU grid,
+    and the report says so. Frames without masks are copied as they are."""
+    name, region = report.name, parsed.dataset
+    element, m = _encapsulated_module(region, name, subsampled=True)
+    fragments = Fragments(region, element, m.frames, name, JPEG_START)
+    replaced, grid = {}, None
+    clips = clipped(m, masks, report, native=False)
+    with memoryview(buf) as view:
+        for frame, rects in _rectangles(m, masks, report, clips).items():
+            data = b"".join(view[start:stop] for start, stop in fragments.frames[frame])
+            status, new, width, height = _core.jpeg_mask_frame(
+                data, m.rows, m.columns, array("q", [v for r in rects for v in r]),
+                m.photometric == "MONOCHROME1")
+            if status:
+                error = PolicyError if status == _core.JPEG_UNSUPPORTED else MalformedError
+                raise error(f"{name}: frame {frame} of the Pixel Data "
+                            f"{_JPEG_ERRORS.get(status, f'cannot be masked ({status})')}")
+            replaced[frame] = new
+            grid = grid or (width, height)
+    if grid:
+        width, height = grid
+        for _, x0, y0, x1, y1 in clips:
+            gx0, gy0 = x0 // width * width, y0 // height * height
+            gx1 = min(-(-x1 // width) * width, m.columns)
+            gy1 = min(-(-y1 // height) * height, m.rows)
+            if (gx0, gy0, gx1, gy1) != (x0, y0, x1, y1):
+                report.warn(f"{name}: mask {x0},{y0},{x1 - x0},{y1 - y0} blacks out the whole "
+                            f"{width}x{height} JPEG blocks it touches: {gx0},{gy0},{gx1 - gx0},"
+                            f"{gy1 - gy0}")
     report.reencoded = len(replaced)
     return fragments.rebuilt(buf, replaced)
