@@ -30,6 +30,10 @@ cdef enum:
     TARGET_NEUTRAL = 2          # DC 0: a chroma sample of 128
 
 
+cdef enum:
+    LOOK = 9                    # bits of the decoding lookup table
+    LOOK_SIZE = 512
+
 cdef struct Huff:
     int present
     uint8_t bits[17]
@@ -37,6 +41,7 @@ cdef struct Huff:
     int32_t mincode[17]
     int32_t maxcode[18]
     int32_t valptr[17]
+    uint16_t look[LOOK_SIZE]    # the next LOOK bits -> code length << 8 | symbol; 0: longer
 
 
 cdef struct Comp:
@@ -93,7 +98,16 @@ cdef inline int br_bits(BitReader* r, int n) noexcept nogil:
 
 
 cdef inline int huff_decode(BitReader* r, Huff* t) noexcept nogil:
-    """A symbol (F.2.2.3), or -1 for a code no table holds."""
+    """A symbol (F.2.2.3, codes of up to LOOK bits through the lookup table), or -1 for a code
+    no table holds."""
+    cdef uint16_t e
+    if r.cnt < LOOK:
+        br_fill(r)
+    e = t.look[r.buf >> (64 - LOOK)]
+    if e:
+        r.buf <<= e >> 8
+        r.cnt -= e >> 8
+        return e & 0xFF
     cdef int code = br_bits(r, 1), i = 1
     while i <= 16 and code > t.maxcode[i]:
         code = (code << 1) | br_bits(r, 1)
@@ -116,7 +130,7 @@ cdef inline int extend(int v, int s) noexcept nogil:
 
 cdef int huff_prepare(Huff* t) noexcept nogil:
     """mincode/maxcode/valptr from BITS (F.2.2.3, C.2); 0 when the table is valid."""
-    cdef int i, j, k = 0, code = 0
+    cdef int i, j, n, k = 0, code = 0
     for i in range(1, 17):
         t.valptr[i] = k
         t.mincode[i] = code
@@ -127,7 +141,19 @@ cdef int huff_prepare(Huff* t) noexcept nogil:
             return 1
         code <<= 1
     t.maxcode[17] = 0x7FFFFFFF
-    return 0 if k <= 256 else 1
+    if k > 256:
+        return 1
+    memset(t.look, 0, sizeof(t.look))
+    k = 0
+    code = 0
+    for i in range(1, LOOK + 1):
+        for j in range(t.bits[i]):
+            for n in range(code << (LOOK - i), (code + 1) << (LOOK - i)):
+                t.look[n] = <uint16_t>((i << 8) | t.vals[k])
+            code += 1
+            k += 1
+        code <<= 1
+    return 0
 
 
 cdef int decode_scan(const uint8_t* data, int64_t start, int64_t end, Comp* comps, int ncomp,
@@ -205,13 +231,15 @@ cdef int64_t next_marker(const uint8_t* data, int64_t pos, int64_t end) noexcept
     return end
 
 
+cdef extern from *:
+    int __builtin_clz(unsigned int) nogil
+
+
 cdef inline int bit_length(int v) noexcept nogil:
-    cdef int n = 0
-    v = c_abs(v)
-    while v:
-        n += 1
-        v >>= 1
-    return n
+    """The bits of |v| (the SSSS category of F.1.2.1), 0 for 0."""
+    if v == 0:
+        return 0
+    return 32 - __builtin_clz(<unsigned int>c_abs(v))
 
 
 cdef void count_block(const int16_t* block, int* pred, int64_t* dcf, int64_t* acf) noexcept nogil:
