@@ -203,3 +203,18 @@ def blank_bytes(raw: bytes, masks, name: str = "<data>", *, decompress: bool = F
     from fastanon.scan import parse
 
     return render(prepare(parse(raw, name), plan_of({}), masks, decompress=decompress))
+
+
+HTJ2K = "1.2.840.10008.1.2.4.201"       # a compressed syntax masks do not apply in (without decoding)
+
+
+def unmaskable() -> bytes:
+    """A compressed file of a transfer syntax masks cannot apply in as it is (HTJ2K Lossless:
+    pydicom's JPEG 2000 test file relabelled; masks refuse it before anything is decoded)."""
+    import pydicom
+
+    ds = pydicom.dcmread(os.path.join(TEST_FILES_DIR, "MR_small_jp2klossless.dcm"))
+    ds.file_meta.TransferSyntaxUID = HTJ2K
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

@@ -333,15 +333,16 @@ def test_no_temporary_files_left(tree, tmp_path):
 
 
 def test_masks_on_compressed_pixels_need_decompress(tmp_path):
-    """Near-lossless JPEG-LS needs --decompress (refused without); RLE Lossless is masked in its
-    own syntax, or decoded to native with --decompress."""
+    """HTJ2K needs --decompress (refused without); RLE Lossless is masked in its own syntax, or
+    decoded to native with --decompress."""
+    from conftest import unmaskable
     from pydicom.data import get_testdata_file
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
     src = tmp_path / "src"
     src.mkdir()
-    jpeg = src / "sc-jpeg.dcm"
-    jpeg.write_bytes(Path(get_testdata_file("JPEGLSNearLossless_08.dcm", download=False)).read_bytes())
+    jpeg = src / "htj2k.dcm"
+    jpeg.write_bytes(unmaskable())
     rle = src / "mr-rle.dcm"
     rle.write_bytes(Path(get_testdata_file("MR_small_RLE.dcm", download=False)).read_bytes())
     result = invoke("run", "--mask", "2,3,5,4", src, tmp_path / "refused")
@@ -353,8 +354,8 @@ def test_masks_on_compressed_pixels_need_decompress(tmp_path):
     assert (ds.pixel_array[3:7, 2:7] == -32768).all() and ds.PatientName == ""
     rle.unlink()
     result = invoke("run", "--mask", "2,3,5,4", "--decompress", src, tmp_path / "out")
-    if result.exit_code == 0:       # a JPEG decoder is installed
-        ds = pydicom.dcmread(tmp_path / "out/sc-jpeg.dcm")
+    if result.exit_code == 0:       # a decoder is installed
+        ds = pydicom.dcmread(tmp_path / "out/htj2k.dcm")
         assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     rle.write_bytes(Path(get_testdata_file("MR_small_RLE.dcm", download=False)).read_bytes())
     jpeg.unlink()

@@ -37,6 +37,7 @@ FILES = [
     ("pydicom", "examples_ybr_color.dcm"),              # 30 frames
     ("pydicom-data", "color3d_jpeg_baseline.dcm"),      # 120 frames, 640 x 480
     ("deid-data", "humans/ctbrain1.dcm"),
+    ("pydicom", "JPEG-lossy.dcm"),                      # Extended, 12 bits, Se written as 0
 ]
 
 
@@ -120,7 +121,8 @@ def test_jpeg_baseline_masks_in_the_dct_domain(where, name, tmp_path):
              Mask(0, 0, min(4, columns), min(4, rows), frames=[last])]
     out, report = blank_bytes(raw, masks, name)
     after = pydicom.dcmread(io.BytesIO(out))
-    assert after.file_meta.TransferSyntaxUID == BASELINE and report.reencoded == len({0, last})
+    assert after.file_meta.TransferSyntaxUID == before.file_meta.TransferSyntaxUID
+    assert report.reencoded == len({0, last})
     old, new = _fragments(before), _fragments(after)
     assert len(new) == len(old) and new[1:last] == old[1:last]
     factors = _factors(old[0])
@@ -262,12 +264,11 @@ def test_random_images_keep_every_block_outside_the_masks():
 
 
 @pytest.mark.skipif(JPEGTRAN is None, reason="libjpeg-turbo's jpegtran is not installed")
-def test_progressive_and_12_bit_jpeg_are_refused_cleanly():
+def test_progressive_jpeg_is_refused_cleanly():
     frame = _fragments(pydicom.dcmread(TEST_FILES / "SC_rgb_jpeg_dcmtk.dcm"))[0]
     progressive = _with_frames("SC_rgb_jpeg_dcmtk.dcm", [_jpegtran(frame, "-progressive")])
-    for raw in (progressive, (TEST_FILES / "JPEG-lossy.dcm").read_bytes()):
-        with pytest.raises(PolicyError, match="not a sequential DCT JPEG of 8 bits.*--decompress"):
-            blank_bytes(raw, [Mask(0, 0, 4, 4)])
+    with pytest.raises(PolicyError, match="not a sequential DCT JPEG of 8 or 12 bits.*--decompress"):
+        blank_bytes(progressive, [Mask(0, 0, 4, 4)])
 
 
 def test_a_damaged_stream_is_a_clean_error(tmp_path):

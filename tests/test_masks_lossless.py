@@ -24,12 +24,14 @@ from realfiles import pydicom_data_dir
 imagecodecs = pytest.importorskip("imagecodecs", reason="the codecs extra is not installed")
 
 TEST_FILES = Path(TEST_FILES_DIR)
-DECODERS = {"1.2.840.10008.1.2.4.70": imagecodecs.jpeg8_decode,
+DECODERS = {"1.2.840.10008.1.2.4.81": imagecodecs.jpegls_decode,
+            "1.2.840.10008.1.2.4.91": imagecodecs.jpeg2k_decode,
+            "1.2.840.10008.1.2.4.70": imagecodecs.jpeg8_decode,
             "1.2.840.10008.1.2.4.57": imagecodecs.jpeg8_decode,
             "1.2.840.10008.1.2.4.80": imagecodecs.jpegls_decode,
             "1.2.840.10008.1.2.4.90": imagecodecs.jpeg2k_decode}
 DCMTK = {"1.2.840.10008.1.2.4.70": "dcmdjpeg", "1.2.840.10008.1.2.4.57": "dcmdjpeg",
-         "1.2.840.10008.1.2.4.80": "dcmdjpls"}
+         "1.2.840.10008.1.2.4.80": "dcmdjpls", "1.2.840.10008.1.2.4.81": "dcmdjpls"}
 
 # (file, where, the stored bit pattern of black in the decoded frame)
 FILES = [
@@ -43,6 +45,12 @@ FILES = [
     ("US1_J2KR.dcm", "pydicom-data", 0),
     ("emri_small_jpeg_2k_lossless.dcm", "pydicom-data", 0),   # 10 frames
     ("emri_small_jpeg_ls_lossless.dcm", "pydicom-data", 0),   # 10 frames
+    ("JPEGLSNearLossless_08.dcm", "pydicom", 0),         # near-lossless: encoded again with NEAR 0
+    ("SC_rgb_jls_lossy_sample.dcm", "pydicom", 0),
+    ("JPEG2000.dcm", "pydicom", -32768),                 # lossy JPEG 2000, signed
+    ("SC_rgb_gdcm_KY.dcm", "pydicom", 0),
+    ("MR2_J2KI.dcm", "pydicom-data", 0),
+    ("RG3_J2KI.dcm", "pydicom-data", 1023),              # MONOCHROME1, 10 bits: black is white
 ]
 
 
@@ -129,12 +137,20 @@ def test_without_the_codecs_the_mask_names_the_package(monkeypatch, tmp_path):
     assert not pixels.masks_keep_syntax("1.2.840.10008.1.2.4.80")
 
 
-def test_lossy_syntaxes_are_still_refused_without_decompress():
-    raw = (TEST_FILES / "JPEGLSNearLossless_08.dcm").read_bytes()    # JPEG-LS near-lossless
+def test_other_syntaxes_are_still_refused_without_decompress():
+    from conftest import unmaskable
+
     with pytest.raises(PolicyError, match="decompress"):
-        fastanon.anonymize(raw, {}, [Mask(0, 0, 4, 4)])
+        fastanon.anonymize(unmaskable(), {}, [Mask(0, 0, 4, 4)])
     assert pixels.masks_keep_syntax("1.2.840.10008.1.2.4.90")
-    assert not pixels.masks_keep_syntax("1.2.840.10008.1.2.4.91")
+    assert pixels.masks_keep_syntax("1.2.840.10008.1.2.4.91")
+    assert not pixels.masks_keep_syntax("1.2.840.10008.1.2.4.201")
+
+
+def test_jpeg_2000_with_the_irreversible_colour_transform_is_refused():
+    raw = _path("US1_J2KI.dcm", "pydicom-data").read_bytes()
+    with pytest.raises(PolicyError, match="YBR_ICT.*--decompress"):
+        fastanon.anonymize(raw, {}, [Mask(0, 0, 4, 4)])
 
 
 @pytest.mark.parametrize("name", ["MR_small_jp2klossless.dcm", "SC_rgb_jpeg_gdcm.dcm",

@@ -176,7 +176,7 @@ def test_fragments_that_are_not_one_per_frame_are_refused():
 
 def test_the_syntaxes_masks_apply_in():
     assert masks_keep_syntax(RLELossless) and masks_keep_syntax("1.2.840.10008.1.2.4.50")
-    assert not masks_keep_syntax("1.2.840.10008.1.2.4.81") and not masks_keep_syntax(None)
+    assert not masks_keep_syntax("1.2.840.10008.1.2.4.201") and not masks_keep_syntax(None)
 
 
 def test_the_kernel_round_trips_any_plane_and_blacks_out_its_rectangles():

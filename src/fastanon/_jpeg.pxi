@@ -1,5 +1,6 @@
 # Included by _core.pyx (which sets boundscheck=False, wraparound=False).
-# JPEG Baseline (ISO 10918-1 sequential DCT, Huffman, 8-bit; one scan) masked in the DCT domain:
+# Sequential DCT JPEG with Huffman coding in one scan (ISO 10918-1 baseline, and extended with
+# 8 or 12 bits: the DICOM JPEG Baseline and Extended syntaxes) masked in the DCT domain:
 # the scan is Huffman-decoded to its quantized coefficients, the blocks of the MCUs a mask
 # touches become black (luminance or RGB: the lowest DC, chroma: neutral; every AC zero) and the
 # coefficients are Huffman-encoded again with tables made for them (Annex K.2). No block
@@ -11,7 +12,7 @@ from libc.stdint cimport int16_t, uint64_t
 
 cdef enum:
     S_JPEG_OK = 0
-    S_JPEG_UNSUPPORTED = 1      # not baseline / extended 8-bit Huffman sequential, or several scans
+    S_JPEG_UNSUPPORTED = 1      # not sequential DCT of 8 or 12 bits with Huffman, or several scans
     S_JPEG_CORRUPT = 2          # a marker segment or the entropy-coded data cannot be read
     S_JPEG_BAD_ARGS = 3
     S_JPEG_NO_MEMORY = 4
@@ -157,7 +158,7 @@ cdef int huff_prepare(Huff* t) noexcept nogil:
 
 
 cdef int decode_scan(const uint8_t* data, int64_t start, int64_t end, Comp* comps, int ncomp,
-                     Huff* dc, Huff* ac, int64_t mcux, int64_t mcuy, int restart,
+                     Huff* dc, Huff* ac, int64_t mcux, int64_t mcuy, int restart, int precision,
                      int64_t* stop) noexcept nogil:
     """The scan's coefficients into comps[].coef; stop: the first byte after the entropy data."""
     cdef BitReader r
@@ -198,7 +199,7 @@ cdef int decode_scan(const uint8_t* data, int64_t start, int64_t end, Comp* comp
                         bx = mx
                     block = comps[c].coef + 64 * (by * comps[c].bw + bx)
                     s = huff_decode(&r, &dc[comps[c].td])
-                    if s < 0 or s > 11:
+                    if s < 0 or s > precision + 3:      # F.1.2.1: DC categories to P + 3
                         return S_JPEG_CORRUPT
                     pred[c] += extend(br_bits(&r, s), s)
                     block[0] = <int16_t>pred[c]
@@ -214,7 +215,7 @@ cdef int decode_scan(const uint8_t* data, int64_t start, int64_t end, Comp* comp
                             k += 16
                             continue
                         k += rs >> 4
-                        if k > 63 or s > 10:
+                        if k > 63 or s > precision + 2:
                             return S_JPEG_CORRUPT
                         block[k] = <int16_t>extend(br_bits(&r, s), s)
                         k += 1
@@ -413,7 +414,7 @@ def jpeg_mask_frame(const uint8_t[::1] data, int64_t rows, int64_t columns,
     cdef int64_t sos_end = -1, scan_stop = 0, mcux, mcuy, x, y, bx0, bx1, by0, by1, b, nblocks = 0
     cdef int64_t width = 0, height = 0, mw, mh
     cdef int marker, ncomp = 0, nscan = 0, restart = 0, hmax = 1, vmax = 1, c, k, tc, th
-    cdef int transform = -1, jfif = 0, status, target, q
+    cdef int transform = -1, jfif = 0, status, target, q, precision = 8
     cdef int pred[4]
     cdef int16_t dcvalue[4]
     cdef Comp comps[4]
@@ -467,7 +468,10 @@ def jpeg_mask_frame(const uint8_t[::1] data, int64_t rows, int64_t columns,
                 return S_JPEG_CORRUPT, None, 0, 0
             stop_at = pos + seg
             if marker in (0xC0, 0xC1):
-                if ncomp or seg < 8 or data[pos + 2] != 8:
+                if ncomp or seg < 8:
+                    return S_JPEG_CORRUPT, None, 0, 0
+                precision = data[pos + 2]
+                if precision != 8 and not (marker == 0xC1 and precision == 12):
                     return S_JPEG_UNSUPPORTED, None, 0, 0
                 height = _u16(data, pos + 3)
                 width = _u16(data, pos + 5)
@@ -543,9 +547,8 @@ def jpeg_mask_frame(const uint8_t[::1] data, int64_t rows, int64_t columns,
                         return S_JPEG_CORRUPT, None, 0, 0
                     used_dc[comps[c].td] = 1
                     used_ac[comps[c].ta] = 1
-                p = pos + 3 + 2 * ncomp
-                if data[p] != 0 or data[p + 1] != 63 or data[p + 2] != 0:
-                    return S_JPEG_UNSUPPORTED, None, 0, 0
+                # Ss, Se, Ah, Al: a sequential frame's scan is 0, 63, 0, 0; others are read
+                # as that, as libjpeg reads them (some encoders write Se = 0)
                 sos_start = pos - 2
                 sos_end = stop_at
                 if ncomp > 1:
@@ -572,7 +575,7 @@ def jpeg_mask_frame(const uint8_t[::1] data, int64_t rows, int64_t columns,
                         return S_JPEG_NO_MEMORY, None, 0, 0
                 with nogil:
                     status = decode_scan(&data[0], stop_at, size, comps, ncomp, dc, ac, mcux,
-                                         mcuy, restart, &scan_stop)
+                                         mcuy, restart, precision, &scan_stop)
                 if status:
                     return status, None, 0, 0
                 pos = scan_stop
@@ -605,10 +608,11 @@ def jpeg_mask_frame(const uint8_t[::1] data, int64_t rows, int64_t columns,
                 return S_JPEG_CORRUPT, None, 0, 0
             target = TARGET_NEUTRAL if ycc and c > 0 else (TARGET_LIGHT if inverted and
                                                            ncomp == 1 else TARGET_DARK)
+            # the DC of a flat block of sample v is 8 (v - 2^(P-1)) (level shift, A.3.1)
             if target == TARGET_DARK:
-                dcvalue[c] = <int16_t>(-((1024 + q - 1) // q))
+                dcvalue[c] = <int16_t>(-(((8 << (precision - 1)) + q - 1) // q))
             elif target == TARGET_LIGHT:
-                dcvalue[c] = <int16_t>((1016 + q - 1) // q)
+                dcvalue[c] = <int16_t>(((8 << (precision - 1)) - 8 + q - 1) // q)
             else:
                 dcvalue[c] = 0
         for k in range(rects.shape[0] // 4):

@@ -38,13 +38,18 @@ JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"        # Process 14, selection valu
 JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
 JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"       # reversible wavelet only
 
-# The lossless syntaxes a frame is decoded, masked and encoded again in: syntax → (what the
-# codestream starts with, the codec's words).
-LOSSLESS_CODECS = {
+JPEG_LS_NEAR = "1.2.840.10008.1.2.4.81"             # near-lossless: NEAR 0 is lossless in it
+JPEG_2000 = "1.2.840.10008.1.2.4.91"                # lossy or lossless
+
+# The syntaxes a frame is decoded, masked and encoded again in, losslessly (a lossy one loses
+# nothing more than it had): syntax → (what the codestream starts with, the codec's words).
+CODECS = {
     JPEG_LOSSLESS: (b"\xff\xd8", "JPEG Lossless"),
     JPEG_LOSSLESS_SV1: (b"\xff\xd8", "JPEG Lossless, first-order prediction"),
     JPEG_LS_LOSSLESS: (b"\xff\xd8", "JPEG-LS Lossless"),
     JPEG_2000_LOSSLESS: (b"\xff\x4f\xff\x51", "JPEG 2000 Lossless"),
+    JPEG_LS_NEAR: (b"\xff\xd8", "JPEG-LS near-lossless"),
+    JPEG_2000: (b"\xff\x4f\xff\x51", "JPEG 2000"),
 }
 CODECS_PACKAGE = "pip install 'fastanon[codecs]'"
 
@@ -188,27 +193,28 @@ def decode(syntax: str, data: bytes, name: str, frame: int):
     try:
         if syntax in (JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
             return imagecodecs.jpeg8_decode(data)
-        if syntax == JPEG_LS_LOSSLESS:
+        if syntax in (JPEG_LS_LOSSLESS, JPEG_LS_NEAR):
             return imagecodecs.jpegls_decode(data)
         return imagecodecs.jpeg2k_decode(data)
     except Exception as exc:            # the codec's own words for a stream it cannot read
         raise MalformedError(f"{name}: frame {frame} of the Pixel Data cannot be decoded "
-                             f"({LOSSLESS_CODECS[syntax][1]}): {exc}") from None
+                             f"({CODECS[syntax][1]}): {exc}") from None
 
 
 def encode(syntax: str, pixels, bits_stored: int, photometric: str, name: str) -> bytes:
-    """A frame's array encoded losslessly in syntax, with the input's precision and colour
-    transform (JPEG 2000: the reversible one for YBR_RCT, none for RGB and monochrome)."""
+    """A frame's array encoded losslessly in syntax (JPEG-LS: NEAR 0, JPEG 2000: the reversible
+    wavelet), with the input's precision and colour transform (JPEG 2000: the reversible one for
+    YBR_RCT, none for RGB and monochrome)."""
     import imagecodecs
 
     try:
         if syntax in (JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
             return imagecodecs.jpeg8_encode(pixels, lossless=True, predictor=1,
                                             bitspersample=bits_stored)
-        if syntax == JPEG_LS_LOSSLESS:
-            return imagecodecs.jpegls_encode(pixels)
+        if syntax in (JPEG_LS_LOSSLESS, JPEG_LS_NEAR):
+            return imagecodecs.jpegls_encode(pixels)       # NEAR 0: lossless
         return imagecodecs.jpeg2k_encode(pixels, codecformat="J2K", reversible=True,
                                          mct=photometric == "YBR_RCT", bitspersample=bits_stored)
     except Exception as exc:
         raise PolicyError(f"{name}: a masked frame cannot be encoded again "
-                          f"({LOSSLESS_CODECS[syntax][1]}): {exc}") from None
+                          f"({CODECS[syntax][1]}): {exc}") from None

@@ -218,12 +218,12 @@ def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_
                     "DCT domain: the blocks they touch become black (grown to the MCU grid), "
                     "every other block and frame is kept as it is")
         elif masks_keep_syntax(syntax):
-            text = (f"the pixel data is compressed ({syntax}, lossless); masks apply in it: "
-                    "the frames they touch are decoded and encoded again losslessly, the others "
-                    "kept as they are")
+            text = (f"the pixel data is compressed ({syntax}); masks apply in it: the frames "
+                    "they touch are decoded and encoded again losslessly, the others kept as "
+                    "they are")
         elif syntax in MASKED_IN_SYNTAX:
-            text = (f"the pixel data is compressed ({syntax}, lossless); masks apply in it "
-                    f"with the codecs extra ({CODECS_PACKAGE}), else with --decompress")
+            text = (f"the pixel data is compressed ({syntax}); masks apply in it with the "
+                    f"codecs extra ({CODECS_PACKAGE}), else with --decompress")
         else:
             text = (f"the pixel data is compressed ({syntax}); burned-in text cannot be blanked "
                     "without decompressing it (--decompress)")

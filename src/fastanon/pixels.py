@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from . import _core
 from .elements import KIND_FRAGMENTS, PIXEL_DATA, tag_text
-from .encapsulated import (CODECS_PACKAGE, JPEG_DCT, JPEG_START, LOSSLESS_CODECS, RLE_LOSSLESS,
+from .encapsulated import (CODECS_PACKAGE, JPEG_DCT, JPEG_START, CODECS, RLE_LOSSLESS,
                            Fragments, codecs_available, decode, encode)
 from .errors import MalformedError, PolicyError
 from .masks import MaskWarning
@@ -388,7 +388,7 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
             return _blank_rle(buf, parsed, masks, report), report
         if module is None and not decompress and parsed.transfer_syntax in JPEG_DCT:
             return _blank_jpeg(buf, parsed, masks, report), report
-        if module is None and not decompress and parsed.transfer_syntax in LOSSLESS_CODECS:
+        if module is None and not decompress and parsed.transfer_syntax in CODECS:
             return _blank_coded(buf, parsed, masks, report), report
         if module is None and not decompress:
             raise PolicyError(
@@ -418,7 +418,7 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
 # Masks in compressed Pixel Data, without leaving its transfer syntax: RLE Lossless (the kernel),
 # and the lossless JPEG family with the codecs extra (encapsulated.py).
 
-IN_SYNTAX = frozenset({RLE_LOSSLESS, *JPEG_DCT, *LOSSLESS_CODECS})
+IN_SYNTAX = frozenset({RLE_LOSSLESS, *JPEG_DCT, *CODECS})
 _RLE_ERRORS = {
     _core.RLE_SHORT_HEADER: "is shorter than the 64 bytes of its RLE header",
     _core.RLE_SEGMENTS: "has another number of RLE segments than the pixel module needs",
@@ -434,7 +434,7 @@ def masks_keep_syntax(transfer_syntax: str | None) -> bool:
     extra installed."""
     if transfer_syntax == RLE_LOSSLESS or transfer_syntax in JPEG_DCT:
         return True
-    return transfer_syntax in LOSSLESS_CODECS and codecs_available()
+    return transfer_syntax in CODECS and codecs_available()
 
 
 def _rectangles(m: PixelModule, masks, report: MaskReport,
@@ -489,19 +489,24 @@ def _blank_rle(buf, parsed: Parsed, masks, report: MaskReport) -> bytes:
 
 
 def _blank_coded(buf, parsed: Parsed, masks, report: MaskReport) -> bytes:
-    """The file with masks blacked out in its lossless JPEG, JPEG-LS or JPEG 2000 frames: each
+    """The file with masks blacked out in its JPEG Lossless, JPEG-LS or JPEG 2000 frames: each
     frame a mask touches is decoded, blanked and encoded again losslessly in the same syntax
-    (exact outside the masks); the others are copied as they are."""
+    (exact outside the masks: a lossy frame loses nothing more); the others are copied as they
+    are."""
     name, region, syntax = report.name, parsed.dataset, parsed.transfer_syntax
     if not codecs_available():
-        raise PolicyError(f"{name}: masks in {LOSSLESS_CODECS[syntax][1]} Pixel Data need its "
+        raise PolicyError(f"{name}: masks in {CODECS[syntax][1]} Pixel Data need its "
                           f"codecs: {CODECS_PACKAGE} (or --decompress, to store it uncompressed)")
     element, m = _encapsulated_module(region, name)
-    if m.photometric in ("YBR_RCT", "YBR_ICT"):     # decoded: RGB, the transform undone
+    if m.photometric == "YBR_ICT":
+        raise PolicyError(f"{name}: JPEG 2000 with YBR_ICT: a frame encoded again losslessly "
+                          "would need the reversible transform (YBR_RCT); masks in it need "
+                          "--decompress")
+    if m.photometric == "YBR_RCT":                  # decoded: RGB, the transform undone
         black = (0, 0, 0)
     else:
         black = black_samples(region, m, report)
-    fragments = Fragments(region, element, m.frames, name, LOSSLESS_CODECS[syntax][0])
+    fragments = Fragments(region, element, m.frames, name, CODECS[syntax][0])
     replaced = {}
     with memoryview(buf) as view:
         for frame, rects in _rectangles(m, masks, report).items():
@@ -521,9 +526,9 @@ def _blank_coded(buf, parsed: Parsed, masks, report: MaskReport) -> bytes:
 
 
 _JPEG_ERRORS = {
-    _core.JPEG_UNSUPPORTED: "is not a sequential DCT JPEG of 8 bits with Huffman coding in one "
-                            "scan (progressive, 12-bit, arithmetic or several scans): masks in it "
-                            "need --decompress",
+    _core.JPEG_UNSUPPORTED: "is not a sequential DCT JPEG of 8 or 12 bits with Huffman coding "
+                            "in one scan (progressive, arithmetic, hierarchical or several scans): "
+                            "masks in it need --decompress",
     _core.JPEG_CORRUPT: "is not a JPEG stream that can be read",
     _core.JPEG_SIZE: "is a JPEG image of another size than Rows x Columns",
     _core.JPEG_NO_MEMORY: "cannot be decoded: out of memory",
