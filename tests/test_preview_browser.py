@@ -236,3 +236,39 @@ def test_keeping_the_name_is_not_called_identity_removed(browser, page_server, t
     assert str(ds.PatientName) == NAME and ds.PatientIdentityRemoved == "NO"
     assert "113100" not in [i.CodeValue for i in ds.DeidentificationMethodCodeSequence]
     context.close()
+
+
+def test_a_jpeg_image_is_shown_masked_and_downloaded_still_jpeg(browser, page_server, tmp_path):
+    """A JPEG Baseline multi-frame file (pydicom has no JPEG plugin here: the codecs extra shows
+    it): a mask drawn, the download keeps JPEG Baseline with the mask black on every frame."""
+    imagecodecs = pytest.importorskip("imagecodecs", reason="the codecs extra is not installed")
+    from pydicom.encaps import generate_frames
+
+    from conftest import TEST_FILES_DIR
+
+    data = Path(TEST_FILES_DIR, "examples_ybr_color.dcm").read_bytes()       # 30 x 320 x 240
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(page_server.url)
+    page.wait_for_selector("body.ready")
+    drop_file(page, "#drop", data, "echo.dcm")
+    page.wait_for_selector("#step-review:not([hidden])")
+    page.wait_for_function("() => document.getElementById('frame-label').textContent === '1 of 30'")
+    assert page.is_hidden("#image-error") and page.is_visible("#canvas")
+    canvas = page.locator("#canvas")
+    canvas.scroll_into_view_if_needed()
+    drag(page, canvas.bounding_box(), 16, 16, 80, 48, 320, 240)
+    assert page.locator("#masks li").count() == 1
+    with page.expect_download() as info:
+        page.click("#download")
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    ds = pydicom.dcmread(target)
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
+    for frame in list(generate_frames(ds.PixelData, number_of_frames=30))[::7]:
+        assert imagecodecs.jpeg8_decode(frame)[16:48, 16:80].max() <= 2
+    page.close()
+    context.close()
+    assert not errors, errors

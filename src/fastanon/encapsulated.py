@@ -218,3 +218,35 @@ def encode(syntax: str, pixels, bits_stored: int, photometric: str, name: str) -
     except Exception as exc:
         raise PolicyError(f"{name}: a masked frame cannot be encoded again "
                           f"({CODECS[syntax][1]}): {exc}") from None
+
+
+# What decodes a frame for display (the preview): every syntax above, JPEG Baseline and
+# Extended included (libjpeg gives RGB for a YCbCr stream, as a viewer shows it).
+_VIEWED = {**CODECS, JPEG_BASELINE: (JPEG_START, "JPEG Baseline"),
+           JPEG_EXTENDED: (JPEG_START, "JPEG Extended")}
+
+
+def viewed_frame(region: Region, syntax: str | None, frames: int, index: int, name: str):
+    """Frame index of encapsulated Pixel Data decoded by the codecs extra, as an array of rows x
+    columns (x samples): what a viewer shows. NoCodec when this syntax has none here."""
+    if syntax not in _VIEWED:
+        raise NoCodec(f"no decoder here for transfer syntax {syntax}")
+    if not codecs_available():
+        raise NoCodec(f"{_VIEWED[syntax][1]} is decoded by the codecs extra: {CODECS_PACKAGE}")
+    from .elements import PIXEL_DATA
+
+    element = region.element(region.table.find(PIXEL_DATA, -1))
+    found = Fragments(region, element, frames, name, _VIEWED[syntax][0])
+    data = b"".join(bytes(region.buf[start:stop]) for start, stop in found.frames[index])
+    if syntax in JPEG_DCT:
+        import imagecodecs
+
+        try:
+            return imagecodecs.jpeg8_decode(data)
+        except Exception as exc:
+            raise MalformedError(f"{name}: frame {index} cannot be decoded: {exc}") from None
+    return decode(syntax, data, name, index)
+
+
+class NoCodec(PolicyError):
+    """No decoder for this compressed Pixel Data here."""

@@ -51,6 +51,7 @@ class Frames:
         import pydicom
 
         self._data = data
+        self._parsed = parsed
         self._kwargs = {}
         if parsed.meta is None:          # a raw data set: say how it is encoded
             region = parsed.dataset
@@ -71,7 +72,7 @@ class Frames:
         try:
             arr = pixel_array(io.BytesIO(self._data), index=index, **self._kwargs)
         except Exception as exc:
-            raise NoImage(f"the pixel data cannot be decoded here ({_first_line(exc)})") from None
+            arr = self._viewed(index, exc)
         photometric = str(self.ds.get("PhotometricInterpretation", "")).upper()
         if photometric == "PALETTE COLOR":
             try:
@@ -80,6 +81,28 @@ class Frames:
                 raise NoImage(f"the palette cannot be applied ({_first_line(exc)})") from None
         elif arr.ndim == 2:
             arr = apply_rescale(arr, self.ds)
+        return arr
+
+    def _viewed(self, index: int, failed: Exception):
+        """A compressed frame pydicom could not decode (it has no plugin for it), decoded by
+        the codecs extra; NoImage naming what to install when that cannot either."""
+        from ..encapsulated import NoCodec, viewed_frame
+
+        parsed = self._parsed
+        try:
+            arr = viewed_frame(parsed.dataset, parsed.transfer_syntax,
+                               int(self.ds.get("NumberOfFrames") or 1), index, parsed.name)
+        except NoCodec as exc:
+            raise NoImage(f"the pixel data cannot be decoded here ({_first_line(failed)}); "
+                          f"{exc}") from None
+        except FastanonError as exc:
+            raise NoImage(f"the pixel data cannot be decoded ({exc})") from None
+        bits = int(self.ds.get("BitsStored") or 0)
+        if self.ds.get("PixelRepresentation") == 1 and arr.dtype.kind == "u" and 0 < bits <= 32:
+            import numpy as np      # a codec's unsigned bit patterns of signed values
+
+            arr = arr.astype(np.int64) & ((1 << bits) - 1)
+            arr = np.where(arr >= 1 << (bits - 1), arr - (1 << bits), arr)
         return arr
 
     def frame(self, index: int):
