@@ -35,6 +35,7 @@ WELL_FORMED = [
     ["--audit", "AUDIT", "--mapping", "MAPPING", "--max-inflated", "12",
      "--max-inflate-ratio", "7", "--burned-in-annotation", "no", "--decompress", "SRC", "DST"],
     ["--quiet", "--preset", "research", "SRC", "DST/"],
+    ["--mask-rules", "builtin:ctp", "SRC", "DST"],
 ]
 
 LEFT_TO_CLICK = [

@@ -478,6 +478,8 @@ def jpeg_mask_frame(const uint8_t[::1] data, int64_t rows, int64_t columns,
                 ncomp = data[pos + 7]
                 if ncomp < 1 or ncomp > 4 or seg != 8 + 3 * ncomp or width == 0 or height == 0:
                     return S_JPEG_CORRUPT, None, 0, 0
+                if ncomp not in (1, 3):         # CMYK/YCCK or two components: no black known
+                    return S_JPEG_UNSUPPORTED, None, 0, 0
                 for c in range(ncomp):
                     comps[c].id = data[pos + 8 + 3 * c]
                     comps[c].h = data[pos + 9 + 3 * c] >> 4

@@ -123,10 +123,15 @@ class MaskRules:
     ```toml
     [[rule]]
     name = "Acme ultrasound"
-    match = { Modality = "US", Manufacturer = "ACME*", Rows = 480 }
+    match = { Modality = "US", Manufacturer = "ACME*", Rows = 480,
+              SeriesDescription = { contains = "report", ignore_case = true } }
     masks = ["0,0,640,40", { x = 0, y = 440, width = 640, height = 40, frames = [0, 1] }]
     ```
-    Strings match as shell-style globs (case-sensitive), integers exactly, a list any of its items.
+    Strings match as shell-style globs (case-sensitive), integers exactly, { equals = "..." } and
+    { contains = "..." } the whole value or a part of it (ignore_case = true: in any case), a
+    list any of its items. Values are the file's top-level attributes (group 0002: its file
+    meta), several values joined with a backslash. `MaskRules.load("builtin:ctp")` loads the
+    rules fastanon ships (rules/: ctp, RSNA CTP's burned-in annotation signatures).
 
     Examples
     --------
@@ -143,6 +148,13 @@ class MaskRules:
 
     @classmethod
     def load(cls, path) -> MaskRules:
+        """Rules from a TOML file, or builtin:NAME for a set fastanon ships."""
+        if str(path).startswith(BUILTIN):
+            name = str(path)[len(BUILTIN):]
+            if name not in builtin_rules():
+                raise PolicyError(f"{path}: no such built-in mask rules (there are: "
+                                  f"{', '.join(BUILTIN + n for n in builtin_rules())})")
+            path = _RULES / f"{name}.toml"
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -175,9 +187,13 @@ class MaskRules:
                     tag = parse_tag(key)
                 except KeyError as exc:
                     raise PolicyError(f"{where}: {exc.args[0]}") from None
-                for item in expected if isinstance(expected, list) else [expected]:
-                    if not isinstance(item, (str, int)) or isinstance(item, bool):
-                        raise PolicyError(f"{where}: {key} must be a string, an integer or a list")
+                items = expected if isinstance(expected, list) else [expected]
+                for item in items:
+                    if isinstance(item, dict):
+                        _check_test(item, f"{where}: {key}")
+                    elif not isinstance(item, (str, int)) or isinstance(item, bool):
+                        raise PolicyError(f"{where}: {key} must be a string, an integer, "
+                                          "{ equals = ... } or { contains = ... }, or a list")
                 match.append((tag, expected))
             masks = [Mask.from_toml(item, where) for item in raw.get("masks", [])]
             if not masks:
@@ -185,12 +201,36 @@ class MaskRules:
             rules.append(MaskRule(label, tuple(match), tuple(masks)))
         return cls(tuple(rules), source)
 
-    def select(self, region: Region) -> MaskRule | None:
-        """The first rule whose attributes all match this (top-level) data set."""
+    def select(self, region: Region, meta: Region | None = None) -> MaskRule | None:
+        """The first rule whose attributes all match this data set (top level; group 0002
+        from the file meta)."""
         for rule in self.rules:
-            if all(_matches(region.attribute(tag), expected) for tag, expected in rule.match):
+            if all(_matches((meta if tag >> 16 == 2 and meta is not None else region)
+                            .attribute(tag), expected) for tag, expected in rule.match):
                 return rule
         return None
+
+
+BUILTIN = "builtin:"
+_RULES = Path(__file__).parent / "rules"
+
+
+def builtin_rules() -> list[str]:
+    """The names of the mask rule sets fastanon ships (`--mask-rules builtin:NAME`)."""
+    return sorted(p.stem for p in _RULES.glob("*.toml"))
+
+
+_TESTS = {"equals", "contains"}
+
+
+def _check_test(item: dict, where: str) -> None:
+    tests = _TESTS & set(item)
+    if len(tests) != 1 or set(item) - _TESTS - {"ignore_case"}:
+        raise PolicyError(f"{where}: expected {{ equals = \"...\" }} or {{ contains = \"...\" }}"
+                          f" (and ignore_case = true), not {item}")
+    if not isinstance(item[tests.pop()], str) or not isinstance(item.get("ignore_case", False),
+                                                                 bool):
+        raise PolicyError(f"{where}: {item}: the value is a string, ignore_case true or false")
 
 
 def _matches(value, expected) -> bool:
@@ -200,6 +240,11 @@ def _matches(value, expected) -> bool:
         return False
     if isinstance(expected, list):
         return any(_matches(value, item) for item in expected)
+    if isinstance(expected, dict):
+        text, value = str(value), expected.get("equals", expected.get("contains"))
+        if expected.get("ignore_case"):
+            text, value = text.lower(), value.lower()
+        return text == value if "equals" in expected else value in text
     if isinstance(expected, int):
         try:
             return int(value) == expected

@@ -222,7 +222,7 @@ def choose_masks(parsed: Parsed, masks) -> tuple[tuple[Mask, ...], str | None]:
     from .masks import Mask, MaskRules
 
     if isinstance(masks, MaskRules):
-        rule = masks.select(parsed.dataset)
+        rule = masks.select(parsed.dataset, parsed.meta)
         return (tuple(rule.masks), rule.name) if rule else ((), None)
     masks = tuple(masks)
     for mask in masks:

@@ -14,7 +14,8 @@ from ..stores import is_url, local
 
 
 class Opt:
-    """One command-line option. kind: "flag", "text", "count" (an integer >= 1), "file" (an
+    """One command-line option. kind: "flag", "text", "count" (an integer >= 1), "rules" (a
+    file, or builtin:NAME), "file" (an
     existing file, not a folder), "path" (not a folder) or "choice"."""
 
     __slots__ = ("flags", "dest", "kind", "help", "metavar", "multiple", "choices", "default")
@@ -115,6 +116,8 @@ def _value(opt: Opt, text: str):
         return text if text in opt.choices else None
     if not text or os.path.isdir(text):
         return None
-    if opt.kind == "file" and not (os.path.isfile(text) and os.access(text, os.R_OK)):
+    if opt.kind == "rules" and text.startswith("builtin:"):
+        return text                 # a set fastanon ships: its name is checked when loaded
+    if opt.kind in ("file", "rules") and not (os.path.isfile(text) and os.access(text, os.R_OK)):
         return None
     return text

@@ -19,6 +19,7 @@ def to_click(opt: Opt):
 
     kinds = {"flag": None, "text": None, "count": click.IntRange(1),
              "file": click.Path(exists=True, dir_okay=False),
+             "rules": _rules_type()(exists=True, dir_okay=False),
              "path": click.Path(dir_okay=False)}
     extra: dict = {"help": opt.help}
     if opt.kind == "flag":
@@ -32,6 +33,22 @@ def to_click(opt: Opt):
     if opt.multiple:
         extra["multiple"] = True
     return click.option(*opt.flags, opt.dest, **extra)
+
+
+def _rules_type():
+    import click
+
+    class Rules(click.Path):
+        """A readable file, or builtin:NAME (a rule set fastanon ships)."""
+
+        name = "rules"
+
+        def convert(self, value, param, ctx):
+            if isinstance(value, str) and value.startswith("builtin:"):
+                return value
+            return super().convert(value, param, ctx)
+
+    return Rules
 
 
 def with_options(options):

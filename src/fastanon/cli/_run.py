@@ -34,9 +34,10 @@ OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + (
         "from 0 (default: every frame).", metavar="X,Y,W,H[@FRAMES]", multiple=True),
     Opt(("--masks",), "masks_file", "file",
         "A TOML file of masks for every file: masks = [\"X,Y,W,H\", ...]."),
-    Opt(("--mask-rules",), "rules_file", "file",
+    Opt(("--mask-rules",), "rules_file", "rules",
         "A TOML file of [[rule]]s (match on Modality, Manufacturer, Rows, ...; masks): each file "
-        "gets the masks of the first rule it matches; the audit names it."),
+        "gets the masks of the first rule it matches; the audit names it. builtin:ctp: the "
+        "burned-in text signatures of RSNA CTP (52 devices).", metavar="FILE|builtin:NAME"),
     Opt(("--decompress",), "decompress", "flag",
         "Decode compressed Pixel Data to apply masks (written uncompressed, Explicit VR Little "
         "Endian). Without it, RLE Lossless is masked in its own syntax (only the frames with "
