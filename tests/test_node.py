@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+import pydicom
+
+import fastanon
 from fastanon import batch
 from test_cli import KEY, tree_hashes, write_tree
 
@@ -292,3 +295,20 @@ def test_tls_options_come_in_pairs(tmp_path, certificate):
                            "--tls-cert", str(cert)], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 2 and "--tls-key" in done.stderr
+
+
+@needs_dcmtk
+def test_masks_apply_to_what_the_node_receives(study, tmp_path):
+    """--mask as in run: the objects received are masked, the same bytes as run writes."""
+    node = Listening(tmp_path / "out", "--mask", "0,0,4,4")
+    sent = _storescu(node.port, _valid(study)[:3])
+    code, said = node.stop()
+    assert sent.returncode == 0 and code == 0 and "3 stored" in said, said
+    batch.run(study, tmp_path / "run", batch.Job(key=KEY.encode(), rename=True, workers=1,
+                                                 masks=(fastanon.Mask(0, 0, 4, 4),)))
+    received = tree_hashes(tmp_path / "out")
+    assert received and set(received.items()) <= set(tree_hashes(tmp_path / "run").items())
+    for path in (tmp_path / "out").rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        assert (ds.pixel_array[:4, :4] == ds.pixel_array.min()).all()
+        assert ds.BurnedInAnnotation == "NO"

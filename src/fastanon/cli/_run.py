@@ -28,7 +28,7 @@ EXIT_INTERRUPTED = 130          # the shell's convention for a run stopped by SI
 
 ARGUMENTS = (("src", "source"), ("dst", "text"))
 
-OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + (
+MASK_OPTIONS = (
     Opt(("--mask",), "mask_texts", "text",
         "Black out a rectangle of the pixels in every file (repeatable); FRAMES like 0,3-5 counts "
         "from 0 (default: every frame).", metavar="X,Y,W,H[@FRAMES]", multiple=True),
@@ -40,12 +40,17 @@ OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + (
         "burned-in text signatures of RSNA CTP (52 devices).", metavar="FILE|builtin:NAME"),
     Opt(("--decompress",), "decompress", "flag",
         "Decode compressed Pixel Data to apply masks (written uncompressed, Explicit VR Little "
-        "Endian). Without it, RLE Lossless is masked in its own syntax (only the frames with "
-        "masks encoded again) and masks on other compressed files are refused."),
+        "Endian). Without it, masks apply in JPEG Baseline and Extended (in the DCT domain), "
+        "RLE, and JPEG Lossless, JPEG-LS and JPEG 2000 (pip install 'fastanon[codecs]') in "
+        "their own syntax, only the frames with masks encoded again; other compressed files "
+        "are refused."),
     Opt(("--burned-in-annotation",), "burned_in", "choice",
         "no: set Burned In Annotation to NO in the files that were masked (a preset that marks "
         "files de-identified, as research does, always does so).",
         choices=("keep", "no"), default="keep"),
+)
+
+OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + MASK_OPTIONS + (
     Opt(("--workers",), "workers", "count",
         "Files processed in parallel [default: the CPU count]. The outputs are the same "
         "whatever the number.", metavar="N"),
@@ -138,7 +143,7 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     from ..stores import is_url
 
     policy, name = load_policy(preset, policy_file)
-    masks = _masks(mask_texts, masks_file, rules_file, burned_in)
+    masks = masks_of(mask_texts, masks_file, rules_file, burned_in)
     src = os.fspath(src)
     if not is_url(src) and not is_url(dst) and not os.path.isdir(src) and not rename \
             and dst.endswith(("/", os.sep)):
@@ -231,9 +236,10 @@ def _limits(max_inflated: int | None, ratio: int | None):
                   inflate_ratio=ratio or DEFAULT_LIMITS.inflate_ratio)
 
 
-def _masks(texts: tuple[str, ...], masks_file: Path | None, rules_file: Path | None,
+def masks_of(texts: tuple[str, ...], masks_file: Path | None, rules_file: Path | None,
            burned_in: str):
-    """The masks of the run: a tuple of Mask (every file) or MaskRules (chosen per file)."""
+    """The masks of a run (or a node): a tuple of Mask (every file) or MaskRules (chosen per
+    file), from the options of MASK_OPTIONS."""
     if rules_file and (texts or masks_file):
         raise usage("--mask-rules chooses masks per file; it cannot be combined with --mask or "
                     "--masks, which apply to every file")

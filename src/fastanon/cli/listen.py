@@ -6,6 +6,7 @@ import click
 
 from ._args import KEY_OPTIONS, POLICY_OPTIONS
 from ._options import load_key, load_policy, with_options
+from ._run import MASK_OPTIONS, masks_of
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,12 +41,14 @@ from ._options import load_key, load_policy, with_options
               help="Associations at once; more are rejected (the sender retries).")
 @click.option("--max-pdu", type=click.IntRange(0, 1 << 30), default=0, metavar="BYTES",
               help="Largest PDU received [default: no limit].")
-@with_options(POLICY_OPTIONS + KEY_OPTIONS)
+@with_options(POLICY_OPTIONS + KEY_OPTIONS + MASK_OPTIONS)
 def listen(out: str | None, forward: str | None, queue: str, quarantine: str | None, port: int,
            host: str, ae_title: str, allow: tuple[str, ...], audit: str | None,
            tls_cert: str | None, tls_key: str | None, tls_clients_ca: str | None,
            max_associations: int, max_pdu: int, preset: str | None, policy_file: str | None,
-           key: str | None, key_file: str | None) -> None:
+           key: str | None, key_file: str | None, mask_texts: tuple[str, ...],
+           masks_file: str | None, rules_file: str | None, decompress: bool,
+           burned_in: str) -> None:
     """Receive DICOM objects (C-STORE), anonymize each, and write it to OUT or forward it.
 
     An object is acknowledged only once its anonymized output is on disk (in OUT, or in the
@@ -58,6 +61,7 @@ def listen(out: str | None, forward: str | None, queue: str, quarantine: str | N
     Examples:
       fastanon listen --port 11112 --key-file site.key --out /data/anon --allow CT01
       fastanon listen --key-file site.key --forward RESEARCH@pacs.example.org:104
+      fastanon listen --key-file site.key --mask-rules builtin:ctp --out /data/anon
     """
     import os
     import signal
@@ -92,7 +96,9 @@ def listen(out: str | None, forward: str | None, queue: str, quarantine: str | N
         except (ssl.SSLError, OSError) as exc:
             raise click.BadParameter(f"{exc}", param_hint="--tls-cert/--tls-key") from None
     policy, name = load_policy(preset, policy_file)
-    job = Job(policy=policy, key=load_key(key, key_file), preset_name=name)
+    job = Job(policy=policy, key=load_key(key, key_file), preset_name=name,
+              masks=masks_of(mask_texts, masks_file, rules_file, burned_in),
+              decompress=decompress, burned_in=burned_in)
     if not job.key:
         job = job.replace(key=os.urandom(32))
         click.echo("note: no --key: UIDs and pseudonyms are consistent only while this node "
