@@ -12,7 +12,6 @@ encodes it), with a band of "burned-in text" the mask covers. Nothing is asserte
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 

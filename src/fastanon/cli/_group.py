@@ -16,10 +16,12 @@ def main() -> None:
     Examples:
       fastanon run --key-file site.key incoming/ anonymized/
       fastanon inspect scan.dcm
+      fastanon check incoming/ anonymized/
       fastanon presets research
     """
 
 
+from .check import check  # noqa: E402
 from .inspect import inspect  # noqa: E402
 from .listen import listen  # noqa: E402
 from .presets import presets  # noqa: E402
@@ -31,3 +33,4 @@ main.add_command(inspect)
 main.add_command(presets)
 main.add_command(serve)
 main.add_command(listen)
+main.add_command(check)

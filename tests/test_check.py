@@ -1,0 +1,195 @@
+"""`fastanon check`: planted defects are each reported (with their kind, the input attribute and
+the output element, never the value), clean outputs of both presets are not, over real files."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+import fastanon
+from fastanon.check import Checker, check_pair
+from conftest import TEST_FILES_DIR, all_test_files, part10
+
+KEY = "check-key"
+NAME = "TESTPERSON^ALICE"
+
+
+def _study_file(**extra) -> bytes:
+    ds = pydicom.dcmread(Path(TEST_FILES_DIR) / "CT_small.dcm")
+    ds.PatientName, ds.PatientID = NAME, "ID778899"
+    for keyword, value in extra.items():
+        setattr(ds, keyword, value)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _kinds(report) -> set[tuple[str, str, str]]:
+    return {(f.kind, f.input_path, f.output_path) for f in report.findings}
+
+
+def test_a_clean_output_has_no_findings():
+    raw = _study_file()
+    for preset in ("research", "internal"):
+        out = fastanon.anonymize(raw, preset, key=KEY)
+        report = check_pair(raw, out, policy=preset)
+        assert not [f for f in report.findings if f.kind in ("survived", "echo")], \
+            [str(f) for f in report.findings]
+
+
+def test_an_identity_kept_is_reported_as_survived_without_its_value():
+    raw = _study_file()
+    out = fastanon.anonymize(raw, {"PatientID": "remove"}, key=KEY)     # the name stays
+    report = check_pair(raw, out)
+    assert ("survived", "PatientName", "PatientName") in _kinds(report)
+    assert "ALICE" not in json.dumps(report.as_dict()) and "ALICE" not in str(report.findings)
+
+
+def test_an_identity_copied_elsewhere_is_an_echo():
+    raw = _study_file(StudyDescription=f"CT for {NAME}")
+    out = fastanon.anonymize(raw, {"PatientName": "remove"}, key=KEY)
+    assert ("echo", "PatientName", "StudyDescription") in _kinds(check_pair(raw, out))
+
+
+def test_a_name_in_a_nested_item_and_in_a_private_element():
+    ds = pydicom.dcmread(Path(TEST_FILES_DIR) / "CT_small.dcm")
+    item = Dataset()
+    item.PersonName = "NESTED^BOB"
+    ds.ContentSequence = pydicom.Sequence([item])
+    block = ds.private_block(0x0041, "ACME 1.0", create=True)
+    block.add_new(0x10, "LO", "PRIVATE NOTE CAROL")
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    raw = buffer.getvalue()
+    kinds = _kinds(check_pair(raw, raw))
+    assert ("survived", "ContentSequence[0].PersonName", "ContentSequence[0].PersonName") in kinds
+    assert ("survived", "(0041,1010)", "(0041,1010)") in kinds
+    clean = fastanon.anonymize(raw, "research", key=KEY)
+    assert not [f for f in check_pair(raw, clean).findings if f.kind in ("survived", "echo")]
+
+
+def test_a_name_in_another_encoding_is_found():
+    """The input in Latin-1, the output holding the name in UTF-8 (another element)."""
+    ds = pydicom.dcmread(Path(TEST_FILES_DIR) / "CT_small.dcm")
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "MÜLLER^JÜRGEN"
+    raw = part10(ds, "1.2.840.10008.1.2.1")
+    out_ds = pydicom.dcmread(io.BytesIO(raw))
+    del out_ds.PatientName
+    out_ds.SpecificCharacterSet = "ISO_IR 192"
+    out_ds.StudyDescription = "follow-up MÜLLER"
+    out = part10(out_ds, "1.2.840.10008.1.2.1")
+    assert ("echo", "PatientName", "StudyDescription") in _kinds(check_pair(raw, out, policy=None))
+
+
+def test_a_deflated_output_is_inflated_before_the_search():
+    raw = _study_file()
+    ds = pydicom.dcmread(io.BytesIO(raw))
+    deflated = part10(ds, "1.2.840.10008.1.2.1.99")
+    assert NAME.encode() not in deflated            # not visible without inflating
+    assert ("survived", "PatientName", "PatientName") in _kinds(check_pair(raw, deflated))
+
+
+def test_uid_maps_that_are_not_one_to_one_and_invalid_uids():
+    raw_a, raw_b = _study_file(), _study_file()
+    a = pydicom.dcmread(io.BytesIO(raw_a))
+    b = pydicom.dcmread(io.BytesIO(raw_b))
+    b.SOPInstanceUID = b.file_meta.MediaStorageSOPInstanceUID = "1.2.3.44"
+    raw_b = part10(b, "1.2.840.10008.1.2.1")
+    out_a, out_b = a.copy(), b.copy()
+    out_a.StudyInstanceUID = out_b.StudyInstanceUID = "2.25.1234"     # the same study: fine
+    out_a.SOPInstanceUID = "2.25.99"
+    out_b.SOPInstanceUID = "2.25.99"                # two instances became one: not one-to-one
+    out_b.SeriesInstanceUID = "2.25.01"             # a leading zero: invalid
+    checker = Checker(policy=None)
+    first = checker.check(raw_a, part10(out_a, "1.2.840.10008.1.2.1"), "a", "a-out")
+    second = checker.check(raw_b, part10(out_b, "1.2.840.10008.1.2.1"), "b", "b-out")
+    assert not [f for f in first.findings if f.kind == "uid-map"]
+    words = [f.detail for f in second.findings if f.kind == "uid-map"]
+    assert any("not one-to-one" in w for w in words), [str(f) for f in second.findings]
+    assert ("invalid-uid", "", "SeriesInstanceUID") in _kinds(second)
+    c = a.copy()
+    c.StudyInstanceUID = "2.25.777"                 # the same study UID became another
+    third = checker.check(raw_a, part10(c, "1.2.840.10008.1.2.1"), "a", "c-out")
+    assert any("not a function" in f.detail for f in third.findings if f.kind == "uid-map")
+
+
+def test_pixels_changed_without_a_record_and_with_one():
+    raw = _study_file()
+    ds = pydicom.dcmread(io.BytesIO(raw))
+    pixels = bytearray(ds.PixelData)
+    pixels[100] ^= 0xFF
+    ds.PixelData = bytes(pixels)
+    out = part10(ds, "1.2.840.10008.1.2.1")
+    assert ("pixels-changed", "PixelData", "PixelData") in _kinds(check_pair(raw, out, policy=None))
+    masked = fastanon.anonymize(raw, "research", [fastanon.Mask(0, 0, 8, 8)], key=KEY)
+    assert "pixels-changed" not in {f.kind for f in check_pair(raw, masked).findings}
+
+
+def test_the_file_meta_disagreeing_with_the_data_set():
+    ds = pydicom.dcmread(io.BytesIO(_study_file()))
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5"
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    assert "meta" in {f.kind for f in check_pair(_study_file(), buffer.getvalue(),
+                                                 policy=None).findings}
+
+
+def test_an_unreadable_output():
+    raw = _study_file()
+    report = check_pair(raw, raw[:-100])            # cut inside its Pixel Data
+    assert [f.kind for f in report.findings] == ["unreadable"]
+
+
+@pytest.mark.parametrize("preset", ["research", "internal"])
+def test_no_identity_survives_the_runs_of_every_test_file(preset):
+    """Every pydicom test file fastanon writes: no identifying value survives, none is echoed."""
+    checked = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in all_test_files():
+            raw = (Path(TEST_FILES_DIR) / name).read_bytes()
+            try:
+                out = fastanon.anonymize(raw, preset, key=KEY)
+            except fastanon.FastanonError:
+                continue
+            report = check_pair(raw, out, name, "out", policy=preset)
+            left = [str(f) for f in report.findings if f.kind == "survived"]
+            assert not left, (name, left)
+            checked += 1
+    assert checked > 50
+
+
+def test_the_cli_pairs_a_tree_and_exits_by_what_it_found(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(_study_file())
+    (src / "b.dcm").write_bytes(_study_file(SOPInstanceUID="1.2.3.4.55"))
+    (src / "notes.txt").write_text("not DICOM")
+    run = [sys.executable, "-m", "fastanon"]
+    assert subprocess.run(run + ["run", "-q", "--key", KEY, str(src), str(tmp_path / "out")],
+                          capture_output=True, timeout=120).returncode == 0
+    done = subprocess.run(run + ["check", "--json", str(tmp_path / "r.json"), str(src),
+                                 str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "2 pair(s), 0 with findings" in done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [Path(r["input"]).name for r in report] == ["a.dcm", "b.dcm"]
+    assert all(r["findings"] == [] for r in report)
+    (tmp_path / "out" / "b.dcm").write_bytes(_study_file())         # the original, as "output"
+    done = subprocess.run(run + ["check", str(src), str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "survived: PatientName -> PatientName" in done.stderr
+    assert NAME not in done.stderr and "ALICE" not in done.stderr
+    done = subprocess.run(run + ["check", "--preset", "nope", str(src), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
