@@ -218,3 +218,21 @@ def unmaskable() -> bytes:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def cli_masked(tmp_path, source, mask: str = "0,0,8,8"):
+    """`fastanon run --mask MASK` of one file (a tree of it), the output as pydicom reads it."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pydicom
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(source, src / "in.dcm")
+    done = subprocess.run([sys.executable, "-m", "fastanon", "run", "-q", "--key", "k",
+                           "--mask", mask, str(src), str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return pydicom.dcmread(tmp_path / "out" / "in.dcm")

@@ -103,3 +103,30 @@ def test_the_files_cover_the_iods_that_needed_types():
                    "pydicom/dicomdirtests/DICOMDIR", "generated/pet_image"):
         assert needed in names
     assert any("animals" in n for n in names) or pytest.skip("deid-data not installed")
+
+
+MASKED = ["MR_small_RLE.dcm", "SC_rgb_rle_2frame.dcm", "rtdose_rle.dcm",          # the kernel
+          "SC_rgb_jpeg_dcmtk.dcm", "examples_ybr_color.dcm", "SC_rgb_dcmtk_+eb+cy+n1.dcm",
+          "MR_small_jp2klossless.dcm", "SC_rgb_jpeg_gdcm.dcm",                       # the codecs
+          "MR_small_jpeg_ls_lossless.dcm"]
+
+
+@pytest.mark.parametrize("name", MASKED)
+def test_masked_compressed_files_gain_no_iod_errors(name, tmp_path):
+    """Masks in compressed Pixel Data keep the transfer syntax and the IOD: nothing new for
+    dciodvfy, Burned In Annotation NO."""
+    import io
+
+    import pydicom
+
+    from fastanon.pixels import masks_keep_syntax
+
+    raw = (Path(TEST_FILES_DIR) / name).read_bytes()
+    if not masks_keep_syntax(str(pydicom.dcmread(
+            io.BytesIO(raw), stop_before_pixels=True).file_meta.TransferSyntaxUID)):
+        pytest.skip("the codecs extra is not installed")
+    before, _ = _verify(raw, tmp_path)
+    out = fastanon.anonymize(raw, "research", [fastanon.Mask(0, 0, 6, 6)], key=KEY)
+    after, _ = _verify(out, tmp_path)
+    assert after <= before, sorted(after - before)
+    assert pydicom.dcmread(io.BytesIO(out)).BurnedInAnnotation == "NO"

@@ -74,15 +74,21 @@ def drag(page, box, x0, y0, x1, y1, columns, rows) -> None:
     page.mouse.up()
 
 
+def open_page(browser, server):
+    """(context, page, the page's errors) of the preview page, loaded and ready."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url)
+    page.wait_for_selector("body.ready")
+    return context, page, errors
+
+
 def test_drop_mask_update_download(browser, page_server, tmp_path):
     columns, rows = 256, 192
     data = multiframe_dicom(rows=rows, columns=columns)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(page_server.url)
-    page.wait_for_selector("body.ready")
+    context, page, errors = open_page(browser, page_server)
 
     # 1. drop the file: warnings, summary and the table appear
     drop_file(page, "#drop", data, "knee.dcm")
@@ -215,10 +221,7 @@ def test_file_chooser_show_all_filter_and_refusals(browser, page_server, tmp_pat
 def test_keeping_the_name_is_not_called_identity_removed(browser, page_server, tmp_path):
     """research with PatientName set to keep: the page warns, and the download says NO."""
     data = multiframe_dicom(rows=64, columns=64)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.goto(page_server.url)
-    page.wait_for_selector("body.ready")
+    context, page, _ = open_page(browser, page_server)
     drop_file(page, "#drop", data, "knee.dcm")
     page.wait_for_selector("#step-review:not([hidden])")
     assert "Patient Identity Removed NO" not in page.inner_text("#warnings")
@@ -247,12 +250,7 @@ def test_a_jpeg_image_is_shown_masked_and_downloaded_still_jpeg(browser, page_se
     from conftest import TEST_FILES_DIR
 
     data = Path(TEST_FILES_DIR, "examples_ybr_color.dcm").read_bytes()       # 30 x 320 x 240
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(page_server.url)
-    page.wait_for_selector("body.ready")
+    context, page, errors = open_page(browser, page_server)
     drop_file(page, "#drop", data, "echo.dcm")
     page.wait_for_selector("#step-review:not([hidden])")
     page.wait_for_function("() => document.getElementById('frame-label').textContent === '1 of 30'")

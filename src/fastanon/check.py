@@ -265,18 +265,12 @@ class Checker:
     def check(self, input_data, output_data, input_name: str, output_name: str) -> PairReport:
         report = check_pair(input_data, output_data, input_name, output_name, self.policy)
         for old, (new, path) in report.uids.items():
-            seen = self._forward.get(old)
-            if seen is not None and seen[0] != new:
-                report.findings.append(Finding(
-                    "uid-map", path, path, detail=f"the same UID became another one in "
-                                                  f"{seen[2]} ({seen[1]}): not a function"))
-            else:
-                self._forward[old] = (new, path, output_name)
-            back = self._backward.get(new)
-            if back is not None and back[0] != old:
-                report.findings.append(Finding(
-                    "uid-map", path, path, detail=f"two UIDs became the same one (the other in "
-                                                  f"{back[1]}): not one-to-one"))
-            else:
-                self._backward[new] = (old, output_name)
+            seen = self._forward.setdefault(old, (new, path, output_name))
+            back = self._backward.setdefault(new, (old, output_name))
+            for wrong, words in ((seen[0] != new, f"the same UID became another one in "
+                                                  f"{seen[2]} ({seen[1]}): not a function"),
+                                 (back[0] != old, f"two UIDs became the same one (the other "
+                                                  f"in {back[1]}): not one-to-one")):
+                if wrong:
+                    report.findings.append(Finding("uid-map", path, path, detail=words))
         return report
