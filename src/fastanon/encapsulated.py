@@ -146,7 +146,10 @@ class Fragments:
                     items.append([replaced[frame]])
                 else:
                     items.append([view[start:stop] for start, stop in parts])
-            basic = self.basic or any(len(parts) > 1 for parts in items)
+            extended = self.region.top(EXTENDED_OFFSET_TABLE) is not None
+            # a Basic Offset Table as the input had, or where frames span fragments; never
+            # beside an Extended Offset Table (PS3.5 A.4: the Basic one is empty then)
+            basic = not extended and (self.basic or any(len(parts) > 1 for parts in items))
             offsets, lengths, at = [], [], 0
             for parts in items:
                 offsets.append(at)

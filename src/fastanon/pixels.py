@@ -360,12 +360,13 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
     """Black out masks in the Pixel Data of a DICOM file held in a writable buffer (a bytearray,
     or a writable mmap of an output file), in place: (None, what was done).
 
-    RLE Lossless Pixel Data, and with the codecs extra JPEG Lossless, JPEG-LS Lossless and
-    JPEG 2000 Lossless, keeps its transfer syntax: the frames with masks are decoded, blanked
-    and encoded again losslessly, the others kept byte for byte, and the new file is returned:
-    (its bytes, what was done), buf left as it was. Other compressed Pixel Data is refused
-    unless decompress is true; then the file is decoded and stored again as native Explicit VR
-    Little Endian, and the masked new file is returned the same way.
+    Compressed Pixel Data keeps its transfer syntax, and only the frames with masks change
+    (the others are kept byte for byte); the new file is returned: (its bytes, what was done),
+    buf left as it was. JPEG Baseline and Extended are blanked in the DCT domain (masks grown
+    to the MCU grid); RLE Lossless and, with the codecs extra, JPEG Lossless, JPEG-LS and
+    JPEG 2000 frames are decoded, blanked and encoded again losslessly. Other compressed
+    Pixel Data is refused unless decompress is true; then the file is decoded and stored again
+    as native Explicit VR Little Endian, and the masked new file is returned the same way.
 
     Examples
     --------
@@ -393,9 +394,9 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
         if module is None and not decompress:
             raise PolicyError(
                 f"{name}: mask {masks[0]}: the Pixel Data is compressed (transfer syntax "
-                f"{parsed.transfer_syntax or 'unknown'}); masks apply in native pixels, RLE "
-                "Lossless, JPEG Baseline and the lossless JPEG family only: use --decompress "
-                "(decompress=True) to decode, mask and store it uncompressed")
+                f"{parsed.transfer_syntax or 'unknown'}); masks apply in native pixels, JPEG "
+                "Baseline and Extended, RLE, JPEG Lossless, JPEG-LS and JPEG 2000 only: use "
+                "--decompress (decompress=True) to decode, mask and store it uncompressed")
         if module is not None:
             fills = plan_fills(module, masks, black_samples(parsed.dataset, module, report), report)
             with memoryview(buf) as view:
@@ -415,8 +416,9 @@ def blank(buf, masks, name: str, *, decompress: bool = False) -> tuple[bytes | N
 
 
 # --------------------------------------------------------------------------------------------
-# Masks in compressed Pixel Data, without leaving its transfer syntax: RLE Lossless (the kernel),
-# and the lossless JPEG family with the codecs extra (encapsulated.py).
+# Masks in compressed Pixel Data, without leaving its transfer syntax: JPEG Baseline and
+# Extended and RLE Lossless in the kernel, JPEG Lossless, JPEG-LS and JPEG 2000 with the codecs
+# extra (encapsulated.py).
 
 IN_SYNTAX = frozenset({RLE_LOSSLESS, *JPEG_DCT, *CODECS})
 _RLE_ERRORS = {
@@ -430,8 +432,8 @@ _RLE_ERRORS = {
 
 def masks_keep_syntax(transfer_syntax: str | None) -> bool:
     """Whether masks apply to compressed Pixel Data of this transfer syntax in that syntax:
-    RLE Lossless and JPEG Baseline always (the kernel), the lossless JPEG family with the codecs
-    extra installed."""
+    RLE Lossless and JPEG Baseline and Extended always (the kernel); JPEG Lossless, JPEG-LS and
+    JPEG 2000 with the codecs extra installed."""
     if transfer_syntax == RLE_LOSSLESS or transfer_syntax in JPEG_DCT:
         return True
     return transfer_syntax in CODECS and codecs_available()
