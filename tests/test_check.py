@@ -193,3 +193,41 @@ def test_the_cli_pairs_a_tree_and_exits_by_what_it_found(tmp_path):
     done = subprocess.run(run + ["check", "--preset", "nope", str(src), str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
+
+
+def test_run_verify_checks_each_output_and_counts_the_findings(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(_study_file())
+    (src / "b.dcm").write_bytes(_study_file(SOPInstanceUID="1.2.3.4.55"))
+    run = [sys.executable, "-m", "fastanon", "run", "--key", KEY, "--verify"]
+    done = subprocess.run(run + [str(src), str(tmp_path / "clean")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "verified: 0 finding(s) in the 2 output(s) written, none" in done.stderr
+    policy = tmp_path / "keeps-name.toml"
+    policy.write_text('extends = "research"\n[tags]\nPatientName = "keep"\n')
+    done = subprocess.run(run + ["--policy", str(policy), "--audit", str(tmp_path / "a.csv"),
+                                 str(src), str(tmp_path / "kept")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr        # what the policy keeps is not a finding
+    assert "verified: 0 finding(s)" in done.stderr and "2 written" in done.stderr
+
+
+def test_run_verify_finds_what_the_policy_did_not_mean_to_keep(tmp_path):
+    """A policy that forgets an identifying attribute: the run writes the outputs, --verify says
+    where the value survived (research's idea of identity), exit status 1."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.dcm").write_bytes(_study_file(OtherPatientIDs="ID778899"))
+    from fastanon import batch
+
+    job = batch.Job(policy={"PatientID": "remove", "PatientName": "remove"}, key=KEY.encode(),
+                    verify=True)
+    outcomes = []
+    summary = batch.run(src, tmp_path / "out", job, outcomes.append,
+                        audit=tmp_path / "audit.csv")
+    assert summary.written == 1 and summary.findings >= 1
+    assert any(f.startswith("echo: PatientID -> OtherPatientIDs") for f in outcomes[0].findings)
+    audit = (tmp_path / "audit.csv").read_text()
+    assert "check: echo: PatientID -> OtherPatientIDs" in audit and "ID778899" not in audit

@@ -36,6 +36,7 @@ WELL_FORMED = [
      "--max-inflate-ratio", "7", "--burned-in-annotation", "no", "--decompress", "SRC", "DST"],
     ["--quiet", "--preset", "research", "SRC", "DST/"],
     ["--mask-rules", "builtin:ctp", "SRC", "DST"],
+    ["--verify", "SRC", "DST"],
 ]
 
 LEFT_TO_CLICK = [

@@ -71,6 +71,7 @@ class Job:
     preset_name: str = "research"
     limits: Limits = DEFAULT_LIMITS  # how far a deflated data set may inflate
     clone: bool = True              # share the input's bulk blocks where the file system can
+    verify: bool = False            # check each output against its input once written (check.py)
 
 
 @record
@@ -85,6 +86,7 @@ class Outcome:
     warnings: tuple = ()
     mapping: tuple = ()    # (original, new) per MAPPED entry, when the job asks for it
     shared: int = 0        # bytes of the output that share the input's blocks
+    findings: tuple = ()   # with verify: what check found in the output (never a value)
 
 
 @record
@@ -97,11 +99,13 @@ class Summary:
     shared: int = 0
     seconds: float = 0.0
     failures: list = field(factory=list)
+    findings: int = 0       # with verify: over all outputs
 
     def add(self, outcome: Outcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
         self.bytes_in += outcome.bytes_in
         self.shared += outcome.shared
+        self.findings += len(outcome.findings)
         if outcome.status == "failed" and len(self.failures) < 1000:   # the first ones; memory stays flat
             self.failures.append(outcome)
 
@@ -343,8 +347,24 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                 report = write(source, output, dst, job.clone)
         finally:
             parsed.release()
+        findings = _verified(source, dst, state) if job.verify else ()
     return Outcome(src, dst, "written", "", size, dict(report.actions), report.mask_rule,
-                   tuple(report.mask_warnings), mapping, report.shared)
+                   tuple(report.mask_warnings), mapping, report.shared, findings)
+
+
+def _verified(source: Source, dst: str, state: _Worker) -> tuple[str, ...]:
+    """What `fastanon check` finds in an output just written, against its input (the UID map
+    over the whole run is check's own). An object in a store is read back."""
+    from .check import check_pair
+
+    written = stores.read(dst) if stores.is_url(dst) else _read_back(dst)
+    report = check_pair(source.data, written, source.path, dst, state.plan.policy)
+    return tuple(str(finding) for finding in report.findings)
+
+
+def _read_back(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 WHOLE_OBJECT = 64 << 20     # an object up to this size is read into memory; a larger one is
@@ -738,8 +758,9 @@ def _audit_header() -> list[str]:
 
 def _audit_row(outcome: Outcome, job: Job) -> list:
     reason = outcome.reason
-    if outcome.warnings:
-        reason = "; ".join(filter(None, [reason, *map(str, outcome.warnings)]))
+    if outcome.warnings or outcome.findings:
+        reason = "; ".join(filter(None, [reason, *map(str, outcome.warnings),
+                                         *(f"check: {f}" for f in outcome.findings)]))
     return [outcome.src, outcome.dst, outcome.status, reason, job.preset_name,
             outcome.mask_rule or "", *(outcome.actions.get(a, 0) for a in AUDITED_ACTIONS)]
 

@@ -77,6 +77,11 @@ OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + MASK_OPTIONS + (
         "or a scheduler's address (tcp://host:8786); SRC and DST are the same paths on every "
         "worker, or URLs they all reach (s3://...). Needs `pip install 'fastanon[dask]'`.",
         metavar="ADDRESS"),
+    Opt(("--verify",), "verify", "flag",
+        "Check each output against its input once written, as `fastanon check` does (the "
+        "identifying values found again, the file meta, the UIDs, changed pixels): findings "
+        "are named on stderr and in the audit, counted in the summary, and make the exit "
+        "status 1."),
     Opt(("--no-clone",), "no_clone", "flag",
         "Always copy the Pixel Data. By default, on a file system with reflinks (XFS, btrfs, "
         "bcachefs, OpenZFS 2.2) an output shares those blocks with its input instead, as `cp` "
@@ -120,7 +125,8 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
         key_file: Path | None, mask_texts: tuple[str, ...], masks_file: Path | None,
         rules_file: Path | None, decompress: bool, burned_in: str, workers: int | None,
         overwrite: bool, rename: bool, keep_paths: bool, audit: Path | None,
-        mapping: Path | None, dask: str | None, no_clone: bool, max_inflated: int | None,
+        mapping: Path | None, dask: str | None, verify: bool, no_clone: bool,
+        max_inflated: int | None,
         max_inflate_ratio: int | None, quiet: bool) -> None:
     """Anonymize SRC (a DICOM file or a folder tree, or an object store's URL) into DST, which
     mirrors it.
@@ -152,7 +158,7 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
               workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
               rename=rename, keep_paths=keep_paths, mapping=mapping is not None,
               preset_name=name, limits=_limits(max_inflated, max_inflate_ratio),
-              clone=not no_clone)
+              clone=not no_clone, verify=verify)
     progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
     previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:
@@ -184,11 +190,14 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     progress.finish()
     if not quiet:
         say(f"fastanon: {_counts(summary)} in {summary.seconds:.2f} s ({_rate(summary)})")
+        if verify:
+            say(f"verified: {summary.findings:,} finding(s) in the {summary.written:,} "
+                "output(s) written" + ("" if summary.findings else ", none"))
         if summary.exists and not job.key:
             say("note: outputs already there were kept, but this run drew a new random key; "
                 "give the same --key to every run of one data set so that UIDs and pseudonyms "
                 "match")
-    sys.exit(1 if summary.failed else 0)
+    sys.exit(1 if summary.failed or summary.findings else 0)
 
 
 def _terminate(signum, frame):
@@ -307,6 +316,8 @@ class Progress:
         if outcome.warnings and self.warn:
             for warning in outcome.warnings:
                 self._say("warning", outcome.src, str(warning))
+        for finding in outcome.findings:
+            self._say("finding", outcome.dst, finding)
         if self.show:
             now = time.monotonic()
             if now - self.drawn >= self.REDRAW:
