@@ -231,3 +231,12 @@ def test_run_verify_finds_what_the_policy_did_not_mean_to_keep(tmp_path):
     assert any(f.startswith("echo: PatientID -> OtherPatientIDs") for f in outcomes[0].findings)
     audit = (tmp_path / "audit.csv").read_text()
     assert "check: echo: PatientID -> OtherPatientIDs" in audit and "ID778899" not in audit
+
+
+def test_a_name_part_inside_another_word_is_not_a_hit():
+    raw = _study_file(ReferringPhysicianName="REFERRER^FAKE", Manufacturer="FAKECORP")
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    assert not [f for f in check_pair(raw, out).findings if f.output_path == "Manufacturer"]
+    raw = _study_file(ReferringPhysicianName="REFERRER^FAKE", Manufacturer="FAKE CORP")
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    assert ("echo", "ReferringPhysicianName", "Manufacturer") in _kinds(check_pair(raw, out))

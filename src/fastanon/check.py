@@ -5,11 +5,12 @@ included (the attributes of the patient identity, contact, staff, institution, d
 categories, every person name and its components, the text of private elements), skipping the
 attributes the policy keeps as they are, and searches the output's bytes for each in every
 encoding that could hold it (the input's bytes, UTF-8, upper and lower case; a deflated data
-set inflated). A hit is a finding naming the input attribute, the output element that holds it,
-and whether it is the same attribute (survived) or another one (echo; for private values, only
-the private element itself counts: their words elsewhere are seldom an identity); hits inside
-Pixel Data count only for long values. It also checks that the output reads, that its file meta names its
-SOP Instance and Class, that its UIDs are valid (PS3.5 9.1), and that Pixel Data changed only
+set inflated). A hit (a whole word: no letter or digit beside it) is a finding naming the
+input attribute, the output element that holds it, and whether it is the same attribute
+(survived) or another one (echo; for private values, only the private element itself counts:
+their words elsewhere are seldom an identity); hits inside Pixel Data count only for long
+values. It also checks that the output reads, that its file meta names its SOP Instance and
+Class, that its UIDs are valid (PS3.5 9.1), and that Pixel Data changed only
 where the output says its pixels were cleaned. A `Checker` does this for the pairs of a run and
 checks that the old → new UID map is a function and one-to-one across all of them.
 
@@ -163,8 +164,8 @@ def check_pair(input_data, output_data, input_name: str = "<input>",
             start = buf.find(needle)
             while start >= 0:
                 where = _holder(spans, buf_index, start)
-                if where is not None:
-                    out_path, pixels = where
+                if where is not None and _word(buf, start, len(needle), *where[2:]):
+                    out_path, pixels = where[:2]
                     if not pixels or len(needle) >= PIXEL_NEEDLE:
                         kind = "in-pixels" if pixels else (
                             "survived" if out_path == path else "echo")
@@ -178,6 +179,19 @@ def check_pair(input_data, output_data, input_name: str = "<input>",
     _check_uids(before, after, out_elements, report)
     _check_pixels(before, after, report)
     return report
+
+
+_ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _word(buf: bytes, start: int, size: int, low: int, high: int) -> bool:
+    """Whether the hit at start is a whole word of the value buf[low:high]: no ASCII letter or
+    digit of the value right before or after it ("FAKE" of a name is not in "FAKECORP", UID
+    1.2.3 not in 1.2.34)."""
+    if start + size > high:
+        return False                # runs on past the value: header bytes, not a value
+    return (start == low or buf[start - 1] not in _ALNUM) and \
+        (start + size == high or buf[start + size] not in _ALNUM)
 
 
 def _spans(parsed, elements) -> dict:
@@ -200,13 +214,14 @@ def _spans(parsed, elements) -> dict:
 
 
 def _holder(spans, buf_index: int, offset: int):
-    """(output path, inside Pixel Data) of the value that holds offset, or None (a header)."""
+    """(output path, inside Pixel Data, value start, value end) of the value that holds
+    offset, or None (a header)."""
     best = None
     for start, end, path, pixels in spans["ranges"][buf_index]:
         if start > offset:
             break
         if start <= offset < end:
-            best = (path, pixels)
+            best = (path, pixels, start, end)
     return best
 
 
