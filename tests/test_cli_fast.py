@@ -109,7 +109,8 @@ def test_dst_inside_src_is_said_by_click(tree):
 # import it themselves.
 HEAVY = ("click", "pydicom", "numpy", "enum", "re", "typing", "dataclasses", "inspect", "pathlib",
          "contextlib", "functools", "shutil", "csv", "threading", "hashlib", "hmac", "base64",
-         "datetime", "tomllib", "signal", "fastanon.inspect", "fastanon.pixels", "fastanon.masks")
+         "datetime", "tomllib", "signal", "fastanon.inspect", "fastanon.pixels", "fastanon.masks",
+         "fastanon.presets._profile_table", "fastanon.check", "fastanon.encapsulated")
 
 
 def test_a_run_imports_nothing_heavy(tree):

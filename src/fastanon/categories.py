@@ -12,7 +12,6 @@ import os
 
 from .elements import dictionary_entry, is_private, parse_tag
 from .errors import PolicyError
-from .presets._profile_table import PROFILE, SAFE_PRIVATE
 
 CATEGORIES_FILE = os.path.join(os.path.dirname(os.path.realpath(__file__)), "presets",
                                "categories.toml")
@@ -82,6 +81,8 @@ def _classify(tag: int, name: str, vr: str | None, rules: list | None = None) ->
 def sensitive_tags() -> dict[int, str]:
     """{tag: category} for every concrete attribute of Table E.1-1 and every attribute listed in
     categories.toml: the sensitive-tag table users read (`fastanon presets --categories`)."""
+    from .presets._profile_table import PROFILE
+
     table = {}
     for tag, name, *_ in PROFILE:
         if isinstance(tag, int):
@@ -129,11 +130,15 @@ def default_action(tag: int) -> str:
 
 @memo
 def safe_private_creators() -> frozenset[str]:
+    from .presets._profile_table import SAFE_PRIVATE
+
     return frozenset(creator for creator, _ in SAFE_PRIVATE)
 
 
 @memo
 def _safe_keys() -> frozenset:
+    from .presets._profile_table import SAFE_PRIVATE
+
     return frozenset((creator.upper(), tag) for creator, tag in SAFE_PRIVATE)
 
 
@@ -163,6 +168,8 @@ def identity_tags() -> tuple[int, ...]:
 
 
 def _identity_tags() -> tuple[int, ...]:
+    from .presets._profile_table import PROFILE
+
     rules = _rules()[1]
     wanted = ("patient identity", "contact")
     first = rules[:max(i for i, (name, _, _) in enumerate(rules) if name in wanted) + 1]

@@ -18,7 +18,6 @@ from .errors import PolicyError
 from .iods import Requirement
 from .plan import (CID_7050, DEID_CODES, PATIENT_IDENTITY_REMOVED, Action, Plan,
                    code_item, resolve)
-from .presets._profile_table import EDITION, OPTIONS, PROFILE
 from .values import text_value
 
 TYPE_CHECKING = False     # typing is not imported at run time
@@ -245,6 +244,8 @@ _KNOWN_KEYS = {"name", "description", "profile", "options", "compound", "hide", 
 
 def build(spec: dict) -> Policy:
     """A Policy from a (merged) specification; see the module docstring for the keys."""
+    from .presets._profile_table import PROFILE  # built policies only
+
     unknown = set(spec) - _KNOWN_KEYS
     if unknown:
         raise PolicyError(f"unknown policy key(s): {', '.join(sorted(unknown))}")
@@ -353,6 +354,8 @@ def _action(value, where: str) -> Action:
 
 
 def _options(table: dict) -> set[str]:
+    from .presets._profile_table import OPTIONS  # built policies only
+
     unknown = set(table) - set(OPTIONS)
     if unknown:
         raise PolicyError(f"unknown option(s) {', '.join(sorted(unknown))}; expected some of "
@@ -372,6 +375,8 @@ def _resolve(basic: str, row_options: dict, options: set, compound: str | None):
     type in common IODs is known), X/Z/U* to K (the sequence is kept and the UIDs inside it are
     replaced by their own U rows), and otherwise to their first, strictest letter.
     """
+    from .presets._profile_table import EDITION, OPTIONS  # built policies only
+
     cells = {o: row_options[o] for o in OPTIONS if o in options and o in row_options}
     if cells:
         option = next((o for o, c in cells.items() if c == "K"), next(iter(cells)))
@@ -412,6 +417,8 @@ def _code_action(code: str, vr: str | None, option: str | None) -> Action:
 def _additions(spec: dict, name: str, options: set, safe: bool) -> tuple:
     """PatientIdentityRemoved, DeidentificationMethod (+ code sequence, CID 7050) and Longitudinal
     Temporal Information Modified, as PS3.15 E.1.1 asks of a de-identifier."""
+    from .presets._profile_table import EDITION, OPTIONS  # built policies only
+
     used = sorted(["basic"] + [o for o in OPTIONS if o in options and o in CID_7050],
                   key=lambda o: CID_7050[o][0])
     method = spec.get("deidentification_method") or f"fastanon {name}: PS3.15 E {EDITION}"
