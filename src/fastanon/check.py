@@ -21,11 +21,13 @@ decisions. No finding carries the value it found (the report is kept beside the 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from .categories import category_of, sensitive_tags
 from .charsets import Charset
-from .elements import KIND_ELEMENT, KIND_FRAGMENTS, PIXEL_DATA, is_private, is_private_creator
+from .elements import (KIND_ELEMENT, KIND_FRAGMENTS, MEDIA_SOP_CLASS, MEDIA_SOP_INSTANCE,
+                       PIXEL_DATA, SOP_CLASS, SOP_INSTANCE, is_private, is_private_creator)
 from .errors import FastanonError
 from .policy import as_policy
 from .scan import parse
@@ -40,8 +42,6 @@ PRIVATE_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 WELL_KNOWN = "1.2.840.10008."           # SOP classes, transfer syntaxes, coding schemes
 _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 CLEAN_PIXEL_DATA = b"113101"            # CID 7050: Clean Pixel Data Option
-SOP_INSTANCE, SOP_CLASS = 0x00080018, 0x00080016
-MEDIA_INSTANCE, MEDIA_CLASS = 0x00020003, 0x00020002
 
 
 @dataclass
@@ -208,28 +208,30 @@ def _spans(parsed, elements) -> dict:
         ranges[0 if in_meta else 1].append((element.vstart, end, path,
                                             element.tag == PIXEL_DATA and element.depth == 0))
     if data_buf is None:            # the data set lies in the source after the meta
-        whole = bytes(parsed.source)
-        return {"buffers": [whole], "ranges": [sorted(ranges[0] + ranges[1])]}
-    return {"buffers": [meta_buf, data_buf], "ranges": [sorted(ranges[0]), sorted(ranges[1])]}
+        buffers, ranges = [bytes(parsed.source)], [sorted(ranges[0] + ranges[1])]
+    else:
+        buffers, ranges = [meta_buf, data_buf], [sorted(ranges[0]), sorted(ranges[1])]
+    return {"buffers": buffers, "ranges": ranges,
+            "starts": [[r[0] for r in each] for each in ranges]}
 
 
 def _holder(spans, buf_index: int, offset: int):
     """(output path, inside Pixel Data, value start, value end) of the value that holds
-    offset, or None (a header)."""
-    best = None
-    for start, end, path, pixels in spans["ranges"][buf_index]:
-        if start > offset:
-            break
-        if start <= offset < end:
-            best = (path, pixels, start, end)
-    return best
+    offset, or None (a header). Values do not overlap: the last one starting at or before
+    offset is the only one that can hold it."""
+    ranges = spans["ranges"][buf_index]
+    at = bisect_right(spans["starts"][buf_index], offset) - 1
+    if at < 0:
+        return None
+    start, end, path, pixels = ranges[at]
+    return (path, pixels, start, end) if offset < end else None
 
 
 def _check_meta(parsed, report: PairReport) -> None:
     if parsed.meta is None:
         return
-    for media, own, label in ((MEDIA_INSTANCE, SOP_INSTANCE, "SOP Instance UID"),
-                              (MEDIA_CLASS, SOP_CLASS, "SOP Class UID")):
+    for media, own, label in ((MEDIA_SOP_INSTANCE, SOP_INSTANCE, "SOP Instance UID"),
+                              (MEDIA_SOP_CLASS, SOP_CLASS, "SOP Class UID")):
         a, b = parsed.meta.top_value(media), parsed.dataset.top_value(own)
         if a is not None and b is not None and a.rstrip(b"\0 ") != b.rstrip(b"\0 "):
             report.findings.append(Finding("meta", f"file meta {label}", label,

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from . import _core
 from ._lean import packed
-from .elements import PIXEL_DATA, TRANSFER_SYNTAX, tag_text
+from .elements import (EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, PIXEL_DATA,
+                       TRANSFER_SYNTAX, tag_text)
 from .errors import FastanonError
 from .scan import IMPLICIT_LE, Limits, Region, parse
 
 _OWN = Limits(max_inflated=1 << 62, inflate_ratio=1 << 62)    # an output: as its input allowed
 
-PRIVATE_INFORMATION = (0x00020100, 0x00020102)
-EXTENDED_OFFSETS = (0x7FE00001, 0x7FE00002)        # Extended Offset Table and its lengths    # the meta padding that aligns Pixel Data
+PRIVATE_INFORMATION = (0x00020100, 0x00020102)    # the meta padding that aligns Pixel Data
 
 
 def confirm(output, data, name: str, pixels_new: bool = False) -> None:
@@ -37,7 +37,7 @@ def confirm(output, data, name: str, pixels_new: bool = False) -> None:
         edits = output.edits
         if pixels_new:      # only their place is checked: Pixel Data, its offset tables
             edits = dict(edits)
-            for tag in (PIXEL_DATA, *EXTENDED_OFFSETS):
+            for tag in (PIXEL_DATA, EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS):
                 index = planned.dataset.table.find(tag, -1)
                 if index >= 0 and (tag == PIXEL_DATA or index not in edits):
                     edits[index] = _NEW_CONTENT

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import struct
 
-from .elements import tag_text
+from .elements import (EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, ITEM, SEQUENCE_END,
+                       tag_text)
 from .errors import MalformedError, PolicyError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .scan import Region
 
-EXTENDED_OFFSET_TABLE = 0x7FE00001
-EXTENDED_OFFSET_TABLE_LENGTHS = 0x7FE00002
-_ITEM = b"\xfe\xff\x00\xe0"
-_SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_ITEM = struct.pack("<HH", ITEM >> 16, ITEM & 0xFFFF)          # an item's tag, little endian
+_SEQUENCE_END = struct.pack("<HHI", SEQUENCE_END >> 16, SEQUENCE_END & 0xFFFF, 0)
 
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"           # Process 1: 8-bit sequential DCT, Huffman

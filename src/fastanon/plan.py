@@ -15,8 +15,8 @@ from .categories import identity_tags, is_safe_private, safe_private_creators
 from .charsets import Charset
 from .echoes import CLEANED_VRS, HASH_LENGTH, Echoes
 from .elements import (BINARY_NUMBER_VRS, BYTES_VRS, DIRECTORY_RECORDS, FLAG_BIG, FLAG_IMPLICIT,
-                       KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE,
-                       SPECIFIC_CHARACTER_SET, Element, dictionary_vr, is_private_creator,
+                       KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, MEDIA_SOP_CLASS,
+                       SOP_CLASS, SPECIFIC_CHARACTER_SET, Element, dictionary_vr, is_private_creator,
                        keyword, tag_text)
 from .errors import PolicyError
 from .iods import UNKNOWN, Iod, Requirement, file_meta, iod_of
@@ -58,7 +58,6 @@ _DUMMY_CODE = [(0x00080100, "SH", b"0 "), (0x00080102, "SH", b"99FASTANON"),
                (0x00080104, "LO", b"ANONYMIZED")]
 
 PATIENT_ID = 0x00100020
-SOP_CLASS, MEDIA_SOP_CLASS = 0x00080016, 0x00020002
 PATIENT_IDENTITY_REMOVED, DEID_CODES, BURNED_IN_ANNOTATION = 0x00120062, 0x00120064, 0x00280301
 # PS3.16 CID 7050 "De-identification Method": the profile and each option (PS3.15 E.1.1).
 CID_7050 = {
