@@ -4,11 +4,17 @@ seconds, is a cluster's fixed cost and not the per-file overhead this measures).
 
 Target (issue text; informative, nothing about speed is asserted): the cluster adds <= 20% over
 the local run. Checked: the cluster's outputs are the local run's, byte for byte.
+
+The three timed tests run their rounds one test after the other; the paired test runs the local
+run and the cluster in turn, round by round, and takes the ratio pair by pair, so that the
+machine's drift during the session (writeback, other load) moves both sides of each ratio alike.
 """
 
 from __future__ import annotations
 
 import filecmp
+import statistics
+import time
 
 import pytest
 
@@ -67,6 +73,35 @@ def test_local_cluster_two_workers(benchmark, corpus, out_dir, bench_results, cl
     record(bench_results, benchmark, corpus, KIND + "cluster", **info)
 
 
+@pytest.mark.parametrize("corpus", CT, indirect=True)
+def test_paired_cluster_over_local(benchmark, corpus, out_dir, bench_results, client):
+    """One round: the local run, then the cluster (benchmark's own figure is the pair's time)."""
+    from fastanon import batch
+    from fastanon import dask as fastanon_dask
+
+    job = batch.Job(key=KEY, workers=2)
+    local, cluster = [], []
+
+    def one_pair():
+        fresh(out_dir)()
+        started = time.perf_counter()
+        batch.run(corpus.src, out_dir, job)
+        local.append(time.perf_counter() - started)
+        fresh(out_dir)()
+        started = time.perf_counter()
+        summary = fastanon_dask.run(corpus.src, out_dir, key=KEY, client=client)
+        cluster.append(time.perf_counter() - started)
+        assert summary.failed == 0
+
+    benchmark.pedantic(one_pair, rounds=ROUNDS, warmup_rounds=WARMUP)
+    local, cluster = local[WARMUP:], cluster[WARMUP:]
+    ratios = [b / a for a, b in zip(local, cluster)]
+    bench_results[(corpus.name, KIND + "paired")] = {
+        "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+        "local": statistics.median(local), "cluster": statistics.median(cluster),
+        "rounds": len(ratios)}
+
+
 def summary_lines(results: dict) -> list[str]:
     rows = {kind: results.get(("ct", KIND + kind)) for kind in ("cp", "local", "cluster")}
     if not rows["cluster"]:
@@ -79,6 +114,11 @@ def summary_lines(results: dict) -> list[str]:
                      "  (target <= 1.2)")
     if cp:
         lines.append(f"  x cp -r ({cp:.3f} s): {cluster / cp:.2f}")
+    paired = results.get(("ct", KIND + "paired"))
+    if paired:
+        lines.append(f"  paired, round by round ({paired['rounds']} pairs; local "
+                     f"{paired['local']:.3f} s, cluster {paired['cluster']:.3f} s): ratio median "
+                     f"{paired['median']:.2f} (min {paired['min']:.2f}, max {paired['max']:.2f})")
     if "same_as_local" in rows["cluster"]:
         lines.append(f"  outputs the same as the local run's: {rows['cluster']['same_as_local']}")
     return lines

@@ -185,3 +185,73 @@ def test_a_cluster_over_buckets(s3, study, expected):
     assert (summary.written, summary.skipped, summary.failed) == (12, 1, 1)
     fs.invalidate_cache()
     assert _hashes(fs, "fastanon-out/cluster") == expected
+
+
+def test_a_worker_killed_during_a_bucket_run_loses_nothing(s3, study, expected, monkeypatch):
+    """SIGKILL of a worker process mid-run: its tasks run again on the other one, no object is
+    half there (each is put whole), and a rerun leaves the bucket a local run's outputs."""
+    import signal
+
+    distributed = pytest.importorskip("distributed", reason="fastanon[dask] is not installed")
+    from fastanon import dask as fastanon_dask
+
+    monkeypatch.setattr(fastanon_dask, "TASK_FILES", 1)     # 14 tasks: each worker holds some
+    monkeypatch.setattr(fastanon_dask, "FIRST_TASK_FILES", 1)
+    fs, _ = s3
+    _upload(fs, study, "fastanon-in/killed")
+    seen: list = []
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        pids = list(client.run(os.getpid).values())
+
+        def kill_one_worker(outcome):
+            seen.append(outcome)
+            if len(seen) == 3:
+                os.kill(pids[0], signal.SIGKILL)
+
+        first = fastanon_dask.run("s3://fastanon-in/killed", "s3://fastanon-out/killed",
+                                  key=KEY, client=client, on_outcome=kill_one_worker)
+        assert (first.written + first.exists, first.skipped, first.failed) == (12, 1, 1)
+        client.wait_for_workers(2, timeout=60)
+        assert pids[0] not in client.run(os.getpid).values()
+        again = fastanon_dask.run("s3://fastanon-in/killed", "s3://fastanon-out/killed",
+                                  key=KEY, client=client)
+    assert (again.written, again.exists, again.failed) == (0, 12, 1)
+    fs.invalidate_cache()
+    assert _hashes(fs, "fastanon-out/killed") == expected
+
+
+def test_an_s3_prefix_is_listed_a_page_at_a_time(s3, tmp_path, monkeypatch):
+    """A bucket's listing goes as the run goes (one request of LIST_PAGE keys before the first
+    object), in the order a local run walks the same tree; folder markers are no objects."""
+    import s3fs
+
+    fs, _ = s3
+    names = ["a.dcm", "a0.dcm", "B.dcm", "a/b.dcm", "a/x/y.dcm", "a/x/z.dcm", "a-b/c.dcm",
+             "\u00e9.dcm", "z/1.dcm", "z/10.dcm", "z/2.dcm"] + [f"flat/{i:03d}" for i in range(9)]
+    for name in names:
+        fs.pipe_file(f"fastanon-in/order/{name}", b"not DICOM")
+        (tmp_path / "local" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "local" / name).write_bytes(b"not DICOM")
+    fs.pipe_file("fastanon-in/order/a/", b"")           # the marker a console writes
+    fs.invalidate_cache()
+    local = [rel for _, _, rel in batch.pairs(tmp_path / "local", tmp_path / "out")]
+
+    requests: list = []
+    call = s3fs.S3FileSystem._call_s3
+
+    async def counted(self, method, *args, **kwargs):
+        if method == "list_objects_v2" and kwargs.get("MaxKeys") == 2:     # ours, not isdir's
+            requests.append(kwargs["Prefix"])
+        return await call(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted)
+    monkeypatch.setattr(stores, "LIST_PAGE", 2)
+    listed = stores.pairs("s3://fastanon-in/order", "s3://fastanon-out/order")
+    first = next(listed)
+    assert first == ("s3://fastanon-in/order/B.dcm", "s3://fastanon-out/order/B.dcm", "B.dcm")
+    assert requests == ["order/"]                        # one page so far, not the whole prefix
+    rest = [rel for _, _, rel in listed]
+    assert [first[2], *rest] == local
+    assert requests.count("order/flat/") == 5            # 9 keys, 2 a page

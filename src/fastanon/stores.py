@@ -16,6 +16,8 @@ import posixpath
 
 from .errors import FastanonError
 
+LIST_PAGE = 1000        # keys asked for by each listing request of a bucket (S3's most)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -119,7 +121,9 @@ def write(url: str, data: bytes) -> None:
 
 def pairs(src: str, dst: str) -> Iterator[tuple[str, str, str]]:
     """(input URL, output URL or path, relative path) of every object under src, folder by
-    folder in sorted order (a local run's order); dst mirrors the relative paths."""
+    folder in sorted order (a local run's order); dst mirrors the relative paths. An S3 prefix
+    is listed a page at a time, as the run goes: a million objects under one prefix are never
+    one list in memory (other stores list a folder at once)."""
     fs, root = _fs(src)
     out = dst.rstrip("/")
     if not fs.isdir(root):
@@ -129,9 +133,46 @@ def pairs(src: str, dst: str) -> Iterator[tuple[str, str, str]]:
             posixpath.basename(root)
         return
     root = root.rstrip("/")
+    for path in (_s3_files(fs, root) if _protocol(fs) in ("s3", "s3a") else _walked(fs, root)):
+        rel = path[len(root) + 1:]
+        yield _url(fs, path), f"{out}/{rel}", rel
+
+
+def _walked(fs, root: str) -> Iterator[str]:
+    """The paths of the files under root, each folder's sorted, then its folders', sorted."""
     for folder, dirs, files in fs.walk(root):
         dirs.sort()
-        rel_folder = posixpath.relpath(folder, root) if folder.rstrip("/") != root else ""
         for name in sorted(files):
-            rel = posixpath.join(rel_folder, name) if rel_folder else name
-            yield _url(fs, posixpath.join(folder, name)), f"{out}/{rel}", rel
+            yield posixpath.join(folder, name)
+
+
+def _s3_files(fs, root: str) -> Iterator[str]:
+    """_walked's paths and order from S3's own listing, a page of LIST_PAGE keys at a time: the
+    keys of a folder come in the order S3 keeps them (by their UTF-8 bytes, which is the order
+    of their characters, as sorted() gives), its subfolders are gone into after them, sorted.
+    Only the subfolders' names are held meanwhile. A key ending in "/" is a folder's marker
+    (consoles write them), not an object to anonymize."""
+    from fsspec.asyn import sync
+
+    bucket, _, prefix = root.partition("/")
+    pending = [f"{prefix}/" if prefix else ""]
+    while pending:
+        folder = pending.pop()
+        subfolders, token = [], None
+        while True:
+            request = {"Bucket": bucket, "Prefix": folder, "Delimiter": "/",
+                       "MaxKeys": LIST_PAGE, **fs.req_kw}
+            if token:
+                request["ContinuationToken"] = token
+            page = _do(f"s3://{bucket}/{folder}", True,
+                       lambda: sync(fs.loop, fs._call_s3, "list_objects_v2", **request))
+            subfolders.extend(entry["Prefix"] for entry in page.get("CommonPrefixes", ()))
+            for entry in page.get("Contents", ()):
+                if not entry["Key"].endswith("/"):
+                    yield f"{bucket}/{entry['Key']}"
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+        # By their names (a-b/ before a/ in S3's order, after it in a sorted walk); the first one
+        # is gone into next.
+        pending.extend(sorted(subfolders, key=lambda name: name[:-1], reverse=True))
