@@ -177,12 +177,18 @@ class Destination:
     """dcmtk's storescp on 127.0.0.1: every object it receives kept as it came (+B), each in a
     file of its own (+uf: an object received twice is two files)."""
 
-    def __init__(self, folder: Path, port: int):
+    def __init__(self, folder: Path, port: int, log: Path | None = None):
+        """With log: its log there, and a process for each association (--fork), so that
+        associations go on at once, as a PACS takes them."""
         folder.mkdir(exist_ok=True)
         self.folder = folder
-        self.proc = subprocess.Popen([STORESCP, "-aet", "DEST", "+B", "+uf", "-od", str(folder),
-                                      str(port)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        out = open(log, "w") if log is not None else subprocess.DEVNULL    # noqa: SIM115
+        options = ["-v", "--fork"] if log is not None else []
+        self.proc = subprocess.Popen([STORESCP, *options, "-aet", "DEST", "+B", "+uf", "-od",
+                                      str(folder), str(port)], stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        if log is not None:
+            out.close()             # the child holds its own copy
         deadline = time.monotonic() + 30
         import socket
 
@@ -197,7 +203,10 @@ class Destination:
         return sorted(p for p in self.folder.iterdir() if p.is_file())
 
     def stop(self) -> None:
-        self.proc.kill()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)    # and the children of --fork
+        except ProcessLookupError:
+            pass
         self.proc.wait(timeout=30)
 
 
@@ -247,6 +256,36 @@ def test_forwarded_objects_arrive_once_each_also_when_the_destination_was_down(s
     finally:
         node.stop()
         destination.stop()
+    batch.run(study, tmp_path / "run", batch.Job(key=KEY.encode(), rename=True, workers=1))
+    assert _datasets(destination.files()) == _datasets((tmp_path / "run").rglob("*.dcm"))
+
+
+@needs_both
+def test_each_calling_association_is_forwarded_over_one_of_its_own(study, tmp_path):
+    """Two senders at once: the destination sees two associations (one for each, kept while it
+    sends), every object once, each the bytes `run --rename` writes."""
+    port = _free_port()
+    log = tmp_path / "storescp.log"
+    destination = Destination(tmp_path / "dest", port, log)
+    node = Listening(None, "--forward", f"DEST@127.0.0.1:{port}", "--queue",
+                     str(tmp_path / "queue"))
+    files = _valid(study)
+    try:
+        senders = [subprocess.Popen([STORESCU, "-xe", "-aet", calling, "-aec", "FASTANON",
+                                     "127.0.0.1", str(node.port), *map(str, half)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                   for calling, half in (("MODALITY1", files[:6]), ("MODALITY2", files[6:]))]
+        for sender in senders:
+            assert sender.wait(timeout=120) == 0, sender.stderr.read()
+        _until(lambda: len(destination.files()) == 12)
+        _until(lambda: not list((tmp_path / "queue").rglob("*.dcm")))
+        code, said = node.stop()
+    finally:
+        if node.proc.poll() is None:
+            node.stop()
+        destination.stop()
+    assert code == 0 and "12 stored" in said and "12 forwarded" in said
+    assert log.read_text().count("Association Acknowledged") == 2
     batch.run(study, tmp_path / "run", batch.Job(key=KEY.encode(), rename=True, workers=1))
     assert _datasets(destination.files()) == _datasets((tmp_path / "run").rglob("*.dcm"))
 

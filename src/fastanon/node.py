@@ -44,7 +44,7 @@ class Node:
         self.audit = audit
         self.lock = threading.RLock()
         self.counts = {"stored": 0, "refused": 0}
-        self.stored = lambda: None              # told of each object written (the forwarder)
+        self.stored = lambda path, association: None    # told of each object written
         for folder in (self.out, self.quarantine, self.spool):
             os.makedirs(folder, exist_ok=True)
         os.chmod(self.quarantine, 0o700)         # identifying data: this user's only
@@ -69,7 +69,7 @@ class Node:
                 return STATUS_OUT_OF_RESOURCES
             os.unlink(spooled)
             self._count("stored", outcome)
-            self.stored()
+            self.stored(outcome.dst, event.assoc)
             return STATUS_OK
         os.replace(spooled, os.path.join(self.quarantine, name + ".dcm"))
         _write_durably(os.path.join(self.quarantine, name + ".txt"),
@@ -131,68 +131,105 @@ def parse_destination(text: str) -> tuple[str, str, int]:
     return aet, host, int(port)
 
 
+class Claims:
+    """The queued objects being sent: each by one forwarder at a time, so none goes twice."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.paths: set = set()
+
+    def take(self, path: str) -> bool:
+        with self.lock:
+            if path in self.paths:
+                return False
+            self.paths.add(path)
+            return True
+
+    def give_back(self, paths) -> None:
+        with self.lock:
+            self.paths.difference_update(paths)
+
+
 class Forwarder(threading.Thread):
-    """Sends the queue's objects to the destination, each as the bytes written (in the syntax
-    it arrived in); one leaves the queue only once the destination has acknowledged it. The
-    queue is the folder the node writes to, so objects received while the destination is down
-    wait there, also across a restart; a destination that refuses an object (a failure
-    status) sends it to the quarantine folder, with the status."""
+    """Sends queued objects to the destination, each as the bytes written (in the syntax it
+    arrived in); one leaves the queue only once the destination has acknowledged it, and a
+    destination that refuses one (a failure status) sends it to the quarantine folder, with the
+    status. This one sends whatever is in the queue and no other forwarder is sending: what a
+    stopped node left (objects wait there across a restart) and what a calling association's
+    forwarder handed back."""
+
+    # How often the queue is looked at unasked (it is when objects are handed back, and while
+    # the destination is down, at each retry).
+    POLL_SECONDS = 60.0
 
     def __init__(self, queue: str, destination: tuple[str, str, int], ae_title: str,
-                 quarantine: str, stop: threading.Event):
-        super().__init__(name="fastanon-forward", daemon=True)
+                 quarantine: str, stop: threading.Event, claims: Claims, counts: dict,
+                 name: str = "fastanon-forward"):
+        super().__init__(name=name, daemon=True)
         self.queue, self.destination, self.ae_title = queue, destination, ae_title
-        self.quarantine, self.stop = quarantine, stop
+        self.quarantine, self.stop, self.claims, self.counts = quarantine, stop, claims, counts
         self.wake = threading.Event()
-        self.counts = {"forwarded": 0, "refused by the destination": 0}
         self._offered: set = set()           # (SOP class, syntax) the destination accepted
         self._proposed: set = set()
+        self._held: list = []               # what this one claimed, given back when done
 
     def run(self) -> None:
         from pynetdicom import _config
 
         _config.STORE_SEND_CHUNKED_DATASET = True      # the file's bytes, never re-encoded
         association, failures, idle_since = None, 0, time.monotonic()
-        while not self.stop.is_set():
-            pending = self._pending()
-            if not pending:
-                if association is not None and time.monotonic() - idle_since > IDLE_SECONDS:
-                    association.release()
-                    association = None
-                self.wake.wait(0.2)
-                self.wake.clear()
-                continue
-            contexts = self._contexts(pending)
-            if association is None or not association.is_established \
-                    or not contexts <= self._proposed:
-                if association is not None and association.is_established:
-                    association.release()
-                association = self._associate(contexts)
-                if association is None:
-                    self.stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
-                    failures += 1
+        try:
+            while not self.stop.is_set():
+                pending = self._pending()
+                if not pending:
+                    if self._done():
+                        break
+                    if association is not None and time.monotonic() - idle_since > IDLE_SECONDS:
+                        association.release()
+                        association = None
+                    self.wake.wait(self.POLL_SECONDS)
+                    self.wake.clear()
                     continue
-            failures = 0
-            for path, context in pending:
-                if self.stop.is_set():
-                    break
-                if context not in self._offered:
-                    if context in self._proposed:   # proposed, and the destination said no
-                        self._refused(path, f"the destination does not accept {context[0]} "
-                                            f"in {context[1]}")
+                contexts = self._wanted(pending)
+                if association is None or not association.is_established \
+                        or not contexts <= self._proposed:
+                    if association is not None and association.is_established:
+                        association.release()
+                    association = self._associate(contexts)
+                    if association is None:
+                        if self._unreachable():
+                            break
+                        self.stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                        failures += 1
                         continue
-                    break                       # the next association proposes it
-                if not self._send(association, path):
-                    association = None          # lost: reached again after a wait
-                    break
-            idle_since = time.monotonic()
-        if association is not None and association.is_established:
-            association.release()
+                failures = 0
+                for path, context in pending:
+                    if self.stop.is_set():
+                        break
+                    if context not in self._offered:
+                        if context in self._proposed:   # proposed, the destination said no
+                            self._refused(path, f"the destination does not accept "
+                                                f"{context[0]} in {context[1]}")
+                            continue
+                        break                       # the next association proposes it
+                    if not self._send(association, path):    # lost, or no room there
+                        if association.is_established:
+                            association.abort()
+                        association = None          # reached again after a wait
+                        self.stop.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                        failures += 1
+                        break
+                idle_since = time.monotonic()
+        finally:
+            if association is not None and association.is_established:
+                association.release()
+            self._finish()
 
     def _pending(self) -> list[tuple[str, tuple[str, str]]]:
-        """(path, (SOP class, transfer syntax)) of the queue's complete objects, in order."""
-        from pydicom.filereader import read_file_meta_info
-
+        """(path, (SOP class, transfer syntax)) of the queue's complete objects that no other
+        forwarder is sending, in order."""
+        self.claims.give_back(self._held)
+        self._held = []
         found = []
         for folder, dirs, files in os.walk(self.queue):
             dirs.sort()
@@ -200,21 +237,34 @@ class Forwarder(threading.Thread):
                 if name.startswith(".") or not name.endswith(".dcm"):
                     continue            # a temporary name: not complete yet
                 path = os.path.join(folder, name)
-                try:
-                    meta = read_file_meta_info(path)
-                    context = (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
-                except (OSError, AttributeError, ValueError):
+                if not self.claims.take(path):
                     continue
-                found.append((path, context))
+                self._held.append(path)
+                context = _context(path)
+                if context is not None:
+                    found.append((path, context))
         return found
 
-    @staticmethod
-    def _contexts(pending: list) -> set:
+    def _wanted(self, pending: list) -> set:
+        """The presentation contexts to propose for pending."""
         contexts: list = []
         for _, context in pending:
             if context not in contexts:
                 contexts.append(context)
         return set(contexts[:MAX_CONTEXTS])
+
+    def _done(self) -> bool:
+        return False                    # until the node stops
+
+    def _unreachable(self) -> bool:
+        """The destination was not reached: True to stop trying here (False: wait, retry)."""
+        return False
+
+    def _settled(self, path: str) -> None:
+        """path left the queue (sent, or refused by the destination)."""
+
+    def _finish(self) -> None:
+        self.claims.give_back(self._held)
 
     def _associate(self, contexts: set):
         from pynetdicom import AE, evt
@@ -250,7 +300,8 @@ class Forwarder(threading.Thread):
         if code in _ACCEPTED:
             os.unlink(path)
             _prune(os.path.dirname(path), self.queue)
-            self.counts["forwarded"] += 1
+            self._count("forwarded")
+            self._settled(path)
         elif 0xA700 <= code <= 0xA7FF:          # out of resources: the same object later
             return False
         else:
@@ -263,7 +314,142 @@ class Forwarder(threading.Thread):
         _write_durably(os.path.join(self.quarantine, name + ".txt"),
                        f"refused by the destination: {why}\n".encode())
         _prune(os.path.dirname(path), self.queue)
-        self.counts["refused by the destination"] += 1
+        self._count("refused by the destination")
+        self._settled(path)
+
+    def _count(self, what: str) -> None:
+        with self.claims.lock:
+            self.counts[what] = self.counts.get(what, 0) + 1
+
+
+class AssociationForwarder(Forwarder):
+    """The forwarding of one calling association: its objects, in the order they came, over an
+    association of its own to the destination (proposing the contexts the caller's association
+    accepted), kept while the caller's is open. When the caller has gone and all is sent, it
+    ends; when the caller has gone and the destination cannot be reached, what is left is handed
+    back to the queue's forwarder (the node's), which retries with backoff."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, caller_contexts: set, handed_back, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.caller_contexts = caller_contexts
+        self.handed_back = handed_back          # called when objects go back to the queue's
+        self.closed = threading.Event()         # the calling association has ended
+        self._items: list = []                  # (path, context), in order
+        self._lock = threading.Lock()
+
+    def add(self, path: str) -> None:
+        """An object the caller sent is queued (written and flushed): this one sends it, unless
+        another forwarder is sending it already (sent twice by the caller)."""
+        context = _context(path)
+        if context is None or not self.claims.take(path):
+            return
+        with self._lock:
+            self._items.append((path, context))
+        self.wake.set()
+
+    def _pending(self) -> list:
+        with self._lock:
+            return list(self._items)
+
+    def _wanted(self, pending: list) -> set:
+        wanted = super()._wanted(pending)
+        for context in sorted(self.caller_contexts):
+            if len(wanted) >= MAX_CONTEXTS:
+                break
+            wanted.add(context)
+        return wanted
+
+    def _done(self) -> bool:
+        return self.closed.is_set()
+
+    def _unreachable(self) -> bool:
+        if not self.closed.is_set():
+            return False
+        self._finish()
+        return True
+
+    def _settled(self, path: str) -> None:
+        with self._lock:
+            self._items = [item for item in self._items if item[0] != path]
+        self.claims.give_back((path,))
+
+    def _finish(self) -> None:
+        with self._lock:
+            left, self._items = [path for path, _ in self._items], []
+        if left:
+            self.claims.give_back(left)
+            self.handed_back()
+
+
+def _context(path: str) -> tuple[str, str] | None:
+    """(SOP class, transfer syntax) of a queued object, from its file meta."""
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        meta = read_file_meta_info(path)
+        return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+class Forwarding:
+    """The node's forwarding: a forwarder for each calling association that sends objects,
+    and one for the queue (what a restart found there, what was handed back)."""
+
+    def __init__(self, queue: str, destination: tuple[str, str, int], ae_title: str,
+                 quarantine: str):
+        self.stop = threading.Event()
+        self.claims = Claims()
+        self.counts = {"forwarded": 0, "refused by the destination": 0}
+        self.args = (queue, destination, ae_title, quarantine, self.stop, self.claims,
+                     self.counts)
+        self.queue = Forwarder(*self.args)
+        self.by_association: dict = {}          # calling association → its forwarder
+        self.forwarders: list = []              # theirs, also of those that have ended
+        self.lock = threading.Lock()
+        self.queue.start()
+
+    def stored(self, path: str, association) -> None:
+        """An object the calling association sent is written to the queue."""
+        with self.lock:
+            forwarder = self.by_association.get(association)
+            if forwarder is None:
+                contexts = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+                            for cx in getattr(association, "accepted_contexts", ())
+                            if str(cx.abstract_syntax) != _VERIFICATION}
+                self.forwarders = [f for f in self.forwarders if f.is_alive()]
+                forwarder = AssociationForwarder(
+                    contexts, self.queue.wake.set, *self.args,
+                    name=f"fastanon-forward-{len(self.forwarders) + 1}")
+                self.by_association[association] = forwarder
+                self.forwarders.append(forwarder)
+                forwarder.start()
+        forwarder.add(path)
+
+    def ended(self, event) -> None:
+        """A calling association's connection closed: its forwarder ends once it has sent what
+        it holds."""
+        with self.lock:
+            forwarder = self.by_association.pop(event.assoc, None)
+        if forwarder is not None:
+            forwarder.closed.set()
+            forwarder.wake.set()
+
+    def close(self, seconds: float) -> None:
+        """Stop sending; what is not sent stays queued on disk."""
+        self.stop.set()
+        with self.lock:
+            forwarders = [self.queue, *self.forwarders]
+        for forwarder in forwarders:
+            forwarder.wake.set()
+        deadline = time.monotonic() + seconds
+        for forwarder in forwarders:
+            forwarder.join(max(0.0, deadline - time.monotonic()))
+
+
+_VERIFICATION = "1.2.840.10008.1.1"
 
 
 def _no_delay(event) -> None:
@@ -309,7 +495,8 @@ def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...
           tls=None) -> dict:
     """Accept associations until stop is set (SIGTERM), then let those in flight finish (up to
     DRAIN_SECONDS); returns the counts. ready(port) is called once listening. With forward,
-    what is written goes on to that destination (Forwarder), the node's folder its queue; with
+    what is written goes on to that destination (Forwarding: over an association of its own
+    for each calling association), the node's folder its queue; with
     tls (tls_context), associations come over TLS only. max_pdu: the largest PDU this node
     receives (0: no limit); max_associations: how many at once."""
     from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
@@ -328,15 +515,14 @@ def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...
         ae.require_calling_aet = list(allow)
     ae.maximum_pdu_size = max_pdu
     ae.maximum_associations = max_associations
-    server = ae.start_server((host, port), block=False, ssl_context=tls,
-                             evt_handlers=[(evt.EVT_C_STORE, node.store),
-                                           (evt.EVT_CONN_OPEN, _no_delay)])
-    stop = stop or threading.Event()
-    forwarder = None
+    forwarding = None
+    handlers = [(evt.EVT_C_STORE, node.store), (evt.EVT_CONN_OPEN, _no_delay)]
     if forward is not None:
-        forwarder = Forwarder(node.out, forward, ae_title, node.quarantine, threading.Event())
-        node.stored = forwarder.wake.set        # a new object: look at the queue now
-        forwarder.start()
+        forwarding = Forwarding(node.out, forward, ae_title, node.quarantine)
+        node.stored = forwarding.stored
+        handlers.append((evt.EVT_CONN_CLOSE, forwarding.ended))
+    server = ae.start_server((host, port), block=False, ssl_context=tls, evt_handlers=handlers)
+    stop = stop or threading.Event()
     try:
         if ready is not None:
             ready(server.server_address[1])
@@ -349,10 +535,9 @@ def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...
             time.sleep(0.05)
         for association in server.active_associations:
             association.abort()
-        if forwarder is not None:               # what is not sent yet stays queued on disk
-            forwarder.stop.set()
-            forwarder.join(DRAIN_SECONDS)
+        if forwarding is not None:              # what is not sent yet stays queued on disk
+            forwarding.close(DRAIN_SECONDS)
     counts = dict(node.counts)
-    if forwarder is not None:
-        counts.update(forwarder.counts)
+    if forwarding is not None:
+        counts.update(forwarding.counts)
     return counts

@@ -816,17 +816,23 @@ def _open_temp(dst: str) -> tuple[int, str]:
         sweep_temp(folder)
     tmp = f"{folder}/.{name}.{_HOST}.{_PID[0]}-{next(_TEMP_NAMES)}{TEMP_SUFFIX}"
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC     # read too: masks map it
-    try:
-        return os.open(tmp, flags, 0o666), tmp
-    except FileNotFoundError:
-        os.makedirs(folder, exist_ok=True)
-    except FileExistsError:        # left by an earlier process with the same pid
-        import tempfile
+    attempts = 3
+    while True:
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileNotFoundError:
+            attempts -= 1
+            if not attempts:
+                raise
+            # Made here; made again if another thread (the node's forwarding) removed it as
+            # empty meanwhile.
+            os.makedirs(folder, exist_ok=True)
+        except FileExistsError:        # left by an earlier process with the same pid
+            import tempfile
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=folder)
-        os.chmod(tmp, 0o644)
-        return fd, tmp
-    return os.open(tmp, flags, 0o666), tmp
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=folder)
+            os.chmod(tmp, 0o644)
+            return fd, tmp
 
 
 def _unlink(path: str) -> None:
