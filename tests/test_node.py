@@ -328,12 +328,69 @@ def test_tls_only_when_asked(study, tmp_path, certificate):
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
 
 
+@needs_both
+def test_forwarding_over_tls(study, tmp_path, certificate):
+    """dcmtk's storescp over TLS, asking for the caller's certificate: objects go over TLS with
+    --forward-tls-ca and the node's certificate; a destination whose certificate the system's
+    authorities do not vouch for is not sent anything (the objects wait in the queue)."""
+    cert, key = certificate
+    port = _free_port()
+    folder = tmp_path / "dest"
+    folder.mkdir()
+    destination = subprocess.Popen(
+        [STORESCP, "+tls", str(key), str(cert), "+cf", str(cert), "-rc", "-aet", "DEST", "+B",
+         "+uf", "-od", str(folder), str(port)], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    files = _valid(study)[:3]
+    try:
+        _until(lambda: _listening(port), 30)
+        untrusted = Listening(None, "--forward", f"DEST@127.0.0.1:{port}", "--queue",
+                              str(tmp_path / "untrusted"), "--forward-tls")
+        assert _storescu(untrusted.port, files).returncode == 0
+        time.sleep(1.5)                     # some attempts, none of them let through
+        code, said = untrusted.stop()
+        assert code == 0 and "3 stored" in said and "0 forwarded" in said
+        assert len(list((tmp_path / "untrusted").rglob("*.dcm"))) == 3
+        assert not list(folder.iterdir())
+        node = Listening(None, "--forward", f"DEST@127.0.0.1:{port}", "--queue",
+                         str(tmp_path / "queue"), "--forward-tls-ca", str(cert),
+                         "--forward-tls-cert", str(cert), "--forward-tls-key", str(key))
+        assert _storescu(node.port, files).returncode == 0
+        _until(lambda: len(list(folder.iterdir())) == 3)
+        _until(lambda: not list((tmp_path / "queue").rglob("*.dcm")))
+        code, said = node.stop()
+        assert code == 0 and "3 forwarded" in said
+    finally:
+        os.killpg(destination.pid, signal.SIGKILL)
+        destination.wait(timeout=30)
+    batch.run(study, tmp_path / "run", batch.Job(key=KEY.encode(), rename=True, workers=1))
+    expected = _datasets((tmp_path / "run").rglob("*.dcm"))
+    received = _datasets(folder.iterdir())
+    assert received == {sop: data for sop, data in expected.items() if sop in received}
+    assert len(received) == 3
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_tls_options_come_in_pairs(tmp_path, certificate):
     cert, _ = certificate
     done = subprocess.run([sys.executable, "-m", "fastanon", "listen", "--out", str(tmp_path),
                            "--tls-cert", str(cert)], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 2 and "--tls-key" in done.stderr
+    alone = subprocess.run([sys.executable, "-m", "fastanon", "listen", "--out", str(tmp_path),
+                            "--forward-tls"], capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert alone.returncode == 2 and "need --forward" in alone.stderr
+    half = subprocess.run([sys.executable, "-m", "fastanon", "listen", "--forward",
+                           "DEST@127.0.0.1:104", "--forward-tls-cert", str(cert)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert half.returncode == 2 and "--forward-tls-key" in half.stderr
 
 
 @needs_dcmtk

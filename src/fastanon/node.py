@@ -164,10 +164,11 @@ class Forwarder(threading.Thread):
 
     def __init__(self, queue: str, destination: tuple[str, str, int], ae_title: str,
                  quarantine: str, stop: threading.Event, claims: Claims, counts: dict,
-                 name: str = "fastanon-forward"):
+                 tls=None, name: str = "fastanon-forward"):
         super().__init__(name=name, daemon=True)
         self.queue, self.destination, self.ae_title = queue, destination, ae_title
         self.quarantine, self.stop, self.claims, self.counts = quarantine, stop, claims, counts
+        self.tls = tls                       # an ssl context for the destination, or None
         self.wake = threading.Event()
         self._offered: set = set()           # (SOP class, syntax) the destination accepted
         self._proposed: set = set()
@@ -275,8 +276,9 @@ class Forwarder(threading.Thread):
         aet, host, port = self.destination
         try:
             association = ae.associate(host, port, ae_title=aet,
+                                       tls_args=(self.tls, host) if self.tls else None,
                                        evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
-        except OSError:
+        except OSError:             # ssl.SSLError among them: a certificate not trusted
             association = None
         if association is None or not association.is_established:
             _LOG.warning("destination %s@%s:%d not reached; objects wait in the queue", aet,
@@ -399,12 +401,12 @@ class Forwarding:
     and one for the queue (what a restart found there, what was handed back)."""
 
     def __init__(self, queue: str, destination: tuple[str, str, int], ae_title: str,
-                 quarantine: str):
+                 quarantine: str, tls=None):
         self.stop = threading.Event()
         self.claims = Claims()
         self.counts = {"forwarded": 0, "refused by the destination": 0}
         self.args = (queue, destination, ae_title, quarantine, self.stop, self.claims,
-                     self.counts)
+                     self.counts, tls)
         self.queue = Forwarder(*self.args)
         self.by_association: dict = {}          # calling association → its forwarder
         self.forwarders: list = []              # theirs, also of those that have ended
@@ -489,15 +491,30 @@ def tls_context(cert: str, key: str, clients_ca: str | None = None):
     return context
 
 
+def forward_tls_context(ca: str | None = None, cert: str | None = None,
+                        key: str | None = None):
+    """The client side of TLS 1.2 or later towards the destination: its certificate checked
+    against ca (else the system's authorities) and its host name; with cert and key, this
+    node's own certificate for a destination that asks for one."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...] = (),
           stop: threading.Event | None = None, ready=None, max_pdu: int = 0,
           max_associations: int = 10, forward: tuple[str, str, int] | None = None,
-          tls=None) -> dict:
+          tls=None, forward_tls=None) -> dict:
     """Accept associations until stop is set (SIGTERM), then let those in flight finish (up to
     DRAIN_SECONDS); returns the counts. ready(port) is called once listening. With forward,
     what is written goes on to that destination (Forwarding: over an association of its own
     for each calling association), the node's folder its queue; with
-    tls (tls_context), associations come over TLS only. max_pdu: the largest PDU this node
+    tls (tls_context), associations come over TLS only; with forward_tls
+    (forward_tls_context), they go to the destination over TLS. max_pdu: the largest PDU this node
     receives (0: no limit); max_associations: how many at once."""
     from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
     from pynetdicom.sop_class import Verification
@@ -518,7 +535,7 @@ def serve(node: Node, host: str, port: int, ae_title: str, allow: tuple[str, ...
     forwarding = None
     handlers = [(evt.EVT_C_STORE, node.store), (evt.EVT_CONN_OPEN, _no_delay)]
     if forward is not None:
-        forwarding = Forwarding(node.out, forward, ae_title, node.quarantine)
+        forwarding = Forwarding(node.out, forward, ae_title, node.quarantine, forward_tls)
         node.stored = forwarding.stored
         handlers.append((evt.EVT_CONN_CLOSE, forwarding.ended))
     server = ae.start_server((host, port), block=False, ssl_context=tls, evt_handlers=handlers)

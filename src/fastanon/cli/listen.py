@@ -37,6 +37,17 @@ from ._run import MASK_OPTIONS, masks_of
               help="The private key of --tls-cert (PEM).")
 @click.option("--tls-clients-ca", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Only callers with a certificate this CA signed get in (mutual TLS).")
+@click.option("--forward-tls", is_flag=True,
+              help="Send to the --forward destination over TLS (1.2 or later), its certificate "
+                   "checked against the system's authorities and its host name.")
+@click.option("--forward-tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Check the destination's certificate against this CA (PEM) instead; implies "
+                   "--forward-tls.")
+@click.option("--forward-tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="This node's certificate (PEM) for a destination that asks for one; needs "
+                   "--forward-tls-key, implies --forward-tls.")
+@click.option("--forward-tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The private key of --forward-tls-cert (PEM).")
 @click.option("--max-associations", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="Associations at once; more are rejected (the sender retries).")
 @click.option("--max-pdu", type=click.IntRange(0, 1 << 30), default=0, metavar="BYTES",
@@ -45,7 +56,8 @@ from ._run import MASK_OPTIONS, masks_of
 def listen(out: str | None, forward: str | None, queue: str, quarantine: str | None, port: int,
            host: str, ae_title: str, allow: tuple[str, ...], audit: str | None,
            tls_cert: str | None, tls_key: str | None, tls_clients_ca: str | None,
-           max_associations: int, max_pdu: int, preset: str | None, policy_file: str | None,
+           forward_tls: bool, forward_tls_ca: str | None, forward_tls_cert: str | None,
+           forward_tls_key: str | None, max_associations: int, max_pdu: int, preset: str | None, policy_file: str | None,
            key: str | None, key_file: str | None, mask_texts: tuple[str, ...],
            masks_file: str | None, rules_file: str | None, decompress: bool,
            burned_in: str) -> None:
@@ -95,6 +107,19 @@ def listen(out: str | None, forward: str | None, queue: str, quarantine: str | N
             tls = node.tls_context(tls_cert, tls_key, tls_clients_ca)
         except (ssl.SSLError, OSError) as exc:
             raise click.BadParameter(f"{exc}", param_hint="--tls-cert/--tls-key") from None
+    if bool(forward_tls_cert) != bool(forward_tls_key):
+        raise click.UsageError("--forward-tls-cert and --forward-tls-key go together")
+    to_destination = None
+    if forward_tls or forward_tls_ca or forward_tls_cert:
+        import ssl
+
+        if forward is None:
+            raise click.UsageError("--forward-tls and its options need --forward")
+        try:
+            to_destination = node.forward_tls_context(forward_tls_ca, forward_tls_cert,
+                                                      forward_tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise click.BadParameter(f"{exc}", param_hint="--forward-tls-*") from None
     policy, name = load_policy(preset, policy_file)
     job = Job(policy=policy, key=load_key(key, key_file), preset_name=name,
               masks=masks_of(mask_texts, masks_file, rules_file, burned_in),
@@ -116,7 +141,7 @@ def listen(out: str | None, forward: str | None, queue: str, quarantine: str | N
             here = node.Node(job, out, quarantine, audit=rows if audit_log else None)
             where = f"forwarding to {forward}" if forward else f"writing to {out}"
             counts = node.serve(here, host, port, ae_title, allow, stop=stop, forward=destination,
-                                tls=tls, max_pdu=max_pdu, max_associations=max_associations,
+                                tls=tls, forward_tls=to_destination, max_pdu=max_pdu, max_associations=max_associations,
                                 ready=lambda bound: click.echo(
                                     f"fastanon listen: {ae_title} on {host}:{bound}, {where}",
                                     err=True))
