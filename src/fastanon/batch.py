@@ -72,13 +72,15 @@ class Job:
     limits: Limits = DEFAULT_LIMITS  # how far a deflated data set may inflate
     clone: bool = True              # share the input's bulk blocks where the file system can
     verify: bool = False            # check each output against its input once written (check.py)
+    detect_text: bool = False       # look for text left in each output's pixels (text.py)
+    quarantine: str = ""            # with detect_text: outputs showing text held back here
 
 
 @record
 class Outcome:
     src: str
     dst: str
-    status: str            # written, exists, skipped (not DICOM), failed
+    status: str            # written, exists, skipped (not DICOM), failed, held (text shown)
     reason: str = ""
     bytes_in: int = 0
     actions: dict = field(factory=dict)
@@ -95,11 +97,12 @@ class Summary:
     exists: int = 0
     skipped: int = 0
     failed: int = 0
+    held: int = 0           # with detect_text and quarantine: outputs held back
     bytes_in: int = 0
     shared: int = 0
     seconds: float = 0.0
     failures: list = field(factory=list)
-    findings: int = 0       # with verify: over all outputs
+    findings: int = 0       # with verify or detect_text: over all outputs
 
     def add(self, outcome: Outcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
@@ -111,7 +114,7 @@ class Summary:
 
     @property
     def total(self) -> int:
-        return self.written + self.exists + self.skipped + self.failed
+        return self.written + self.exists + self.skipped + self.failed + self.held
 
 
 class Interrupted(KeyboardInterrupt):
@@ -348,8 +351,39 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
         finally:
             parsed.release()
         findings = _verified(source, dst, state) if job.verify else ()
-    return Outcome(src, dst, "written", "", size, dict(report.actions), report.mask_rule,
-                   tuple(report.mask_warnings), mapping, report.shared, findings)
+    status = "written"
+    if job.detect_text:
+        shown = _text_shown(dst)
+        findings += shown
+        if shown and job.quarantine:
+            status, dst = "held", _hold(dst, state, job.quarantine)
+    return Outcome(src, dst, status, "text in the pixels" if status == "held" else "", size,
+                   dict(report.actions), report.mask_rule, tuple(report.mask_warnings),
+                   mapping, report.shared, findings)
+
+
+def _text_shown(dst: str) -> tuple[str, ...]:
+    """The boxes of text the detector reads in an output just written (check.text_findings)."""
+    from .check import text_findings
+
+    written = stores.read(dst) if stores.is_url(dst) else _read_back(dst)
+    return tuple(str(finding) for finding in text_findings(written, dst))
+
+
+def _hold(dst: str, state: _Worker, quarantine: str) -> str:
+    """Move an output that shows text from DST to the quarantine folder, at the same relative
+    path; its new path."""
+    root = state.dst if os.path.isdir(state.dst) else os.path.dirname(state.dst) or "."
+    held = os.path.join(quarantine, os.path.relpath(dst, root))
+    os.makedirs(os.path.dirname(held) or ".", exist_ok=True)
+    try:
+        os.replace(dst, held)
+    except OSError:                 # another file system: copied, then removed
+        import shutil
+
+        shutil.copyfile(dst, held)
+        os.unlink(dst)
+    return held
 
 
 def _verified(source: Source, dst: str, state: _Worker) -> tuple[str, ...]:
@@ -486,6 +520,22 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
     """
     src, dst = stores.local(os.fspath(src)), stores.local(os.fspath(dst))
     check_paths(src, dst, audit, mapping)
+    if job.detect_text:
+        from .text import NoDetector, available
+
+        if not available():
+            raise NoDetector()
+    if job.quarantine:
+        if not job.detect_text:
+            raise FastanonError("a quarantine folder holds back outputs that show text: it "
+                                "goes with detect_text")
+        if stores.is_url(dst) or stores.is_url(job.quarantine):
+            raise FastanonError(f"{job.quarantine}: outputs are held back in a local folder, "
+                                "beside a local DST")
+        check_paths(src, job.quarantine)
+        if os.path.abspath(job.quarantine).startswith(os.path.abspath(dst) + os.sep):
+            raise FastanonError(f"{job.quarantine}: the quarantine folder may not lie inside "
+                                "DST")
     tree = stores.isdir(src) if stores.is_url(src) else os.path.isdir(src)
     if not job.key:
         job = job.replace(key=os.urandom(32))    # one random key for the whole run

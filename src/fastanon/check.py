@@ -47,7 +47,8 @@ CLEAN_PIXEL_DATA = b"113101"            # CID 7050: Clean Pixel Data Option
 @dataclass
 class Finding:
     """One thing found: kind (survived, echo, in-pixels, unreadable, meta, invalid-uid,
-    uid-map, pixels-changed), the input attribute and the output element it concerns."""
+    uid-map, pixels-changed, text-in-pixels, text-unchecked), the input attribute and the
+    output element it concerns."""
 
     kind: str
     input_path: str = ""
@@ -271,10 +272,26 @@ def _check_pixels(before, after, report: PairReport) -> None:
                                               "say its pixels were cleaned (code 113101)"))
 
 
-class Checker:
-    """The pairs of a run: each checked, and the old → new UID map over all of them."""
+def text_findings(output_data, output_name: str, frames: str = "sample") -> list[Finding]:
+    """Text the detector still reads in an output's pixels (text.py; the ocr extra), each box
+    named by where it is, not by what it says; pixels that cannot be decoded here are a finding
+    too (they could not be looked at)."""
+    from .text import Unreadable, detect
 
-    def __init__(self, policy="research"):
+    try:
+        boxes = detect(output_data, output_name, frames)
+    except Unreadable as exc:
+        return [Finding("text-unchecked", output_path="PixelData", detail=str(exc))]
+    return [Finding("text-in-pixels", output_path="PixelData", detail=box.where())
+            for box in boxes]
+
+
+class Checker:
+    """The pairs of a run: each checked, and the old → new UID map over all of them. With
+    detect_text, each output's pixels are looked at for text too."""
+
+    def __init__(self, policy="research", detect_text: bool = False):
+        self.detect_text = detect_text
         self.policy = as_policy(policy) if policy is not None else None
         self._forward: dict[str, tuple[str, str, str]] = {}     # old -> (new, path, output)
         self._backward: dict[str, tuple[str, str]] = {}         # new -> (old, output)
@@ -290,4 +307,6 @@ class Checker:
                                                   f"in {back[1]}): not one-to-one")):
                 if wrong:
                     report.findings.append(Finding("uid-map", path, path, detail=words))
+        if self.detect_text:
+            report.findings += text_findings(output_data, output_name)
         return report

@@ -16,7 +16,7 @@ from ..stores import is_url, local
 class Opt:
     """One command-line option. kind: "flag", "text", "count" (an integer >= 1), "rules" (a
     file, or builtin:NAME), "file" (an
-    existing file, not a folder), "path" (not a folder) or "choice"."""
+    existing file, not a folder), "path" (not a folder), "folder" (not a file) or "choice"."""
 
     __slots__ = ("flags", "dest", "kind", "help", "metavar", "multiple", "choices", "default")
 
@@ -114,6 +114,8 @@ def _value(opt: Opt, text: str):
         return int(text) if text.isdigit() and text.isascii() and int(text) >= 1 else None
     if opt.kind == "choice":
         return text if text in opt.choices else None
+    if opt.kind == "folder":
+        return text if text and not os.path.isfile(text) else None
     if not text or os.path.isdir(text):
         return None
     if opt.kind == "rules" and text.startswith("builtin:"):

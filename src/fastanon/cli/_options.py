@@ -20,7 +20,7 @@ def to_click(opt: Opt):
     kinds = {"flag": None, "text": None, "count": click.IntRange(1),
              "file": click.Path(exists=True, dir_okay=False),
              "rules": _rules_type()(exists=True, dir_okay=False),
-             "path": click.Path(dir_okay=False)}
+             "path": click.Path(dir_okay=False), "folder": click.Path(file_okay=False)}
     extra: dict = {"help": opt.help}
     if opt.kind == "flag":
         extra["is_flag"] = True

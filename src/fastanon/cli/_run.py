@@ -82,6 +82,14 @@ OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + MASK_OPTIONS + (
         "identifying values found again, the file meta, the UIDs, changed pixels): findings "
         "are named on stderr and in the audit, counted in the summary, and make the exit "
         "status 1."),
+    Opt(("--detect-text",), "detect_text", "flag",
+        "Look for text still shown in each output's pixels once written (masks applied), with "
+        "an offline detector (pip install 'fastanon[ocr]'; the first, middle and last frames, "
+        "about 0.4 s each): each box found is named on stderr and in the audit, counted in the "
+        "summary, and makes the exit status 1."),
+    Opt(("--quarantine",), "quarantine", "folder",
+        "With --detect-text: move the outputs that show text here (at their relative path) "
+        "instead of leaving them in DST, for someone to mask and release.", metavar="DIR"),
     Opt(("--no-clone",), "no_clone", "flag",
         "Always copy the Pixel Data. By default, on a file system with reflinks (XFS, btrfs, "
         "bcachefs, OpenZFS 2.2) an output shares those blocks with its input instead, as `cp` "
@@ -125,7 +133,8 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
         key_file: Path | None, mask_texts: tuple[str, ...], masks_file: Path | None,
         rules_file: Path | None, decompress: bool, burned_in: str, workers: int | None,
         overwrite: bool, rename: bool, keep_paths: bool, audit: Path | None,
-        mapping: Path | None, dask: str | None, verify: bool, no_clone: bool,
+        mapping: Path | None, dask: str | None, verify: bool, detect_text: bool,
+        quarantine: Path | None, no_clone: bool,
         max_inflated: int | None,
         max_inflate_ratio: int | None, quiet: bool) -> None:
     """Anonymize SRC (a DICOM file or a folder tree, or an object store's URL) into DST, which
@@ -158,7 +167,11 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
               workers=workers or cpu_count(), decompress=decompress, burned_in=burned_in,
               rename=rename, keep_paths=keep_paths, mapping=mapping is not None,
               preset_name=name, limits=_limits(max_inflated, max_inflate_ratio),
-              clone=not no_clone, verify=verify)
+              clone=not no_clone, verify=verify, detect_text=detect_text,
+              quarantine=os.fspath(quarantine) if quarantine else "")
+    if quarantine and not detect_text:
+        raise usage("--quarantine holds back outputs that show text: it goes with "
+                    "--detect-text")
     progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
     previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:
@@ -190,14 +203,17 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     progress.finish()
     if not quiet:
         say(f"fastanon: {_counts(summary)} in {summary.seconds:.2f} s ({_rate(summary)})")
-        if verify:
-            say(f"verified: {summary.findings:,} finding(s) in the {summary.written:,} "
-                "output(s) written" + ("" if summary.findings else ", none"))
+        if verify or detect_text:
+            what = "verified" if verify else "text looked for"
+            say(f"{what}: {summary.findings:,} finding(s) in the "
+                f"{summary.written + summary.held:,} output(s) written"
+                + ("" if summary.findings else ", none")
+                + (f"; {summary.held:,} held back in {quarantine}" if summary.held else ""))
         if summary.exists and not job.key:
             say("note: outputs already there were kept, but this run drew a new random key; "
                 "give the same --key to every run of one data set so that UIDs and pseudonyms "
                 "match")
-    sys.exit(1 if summary.failed or summary.findings else 0)
+    sys.exit(1 if summary.failed or summary.findings or summary.held else 0)
 
 
 def _terminate(signum, frame):
@@ -224,6 +240,8 @@ def _counts(summary: Summary) -> str:
         parts.append(f"{summary.exists:,} already there")
     parts.append(f"{summary.skipped:,} skipped (not DICOM)")
     parts.append(f"{summary.failed:,} failed")
+    if summary.held:
+        parts.append(f"{summary.held:,} held back (text in the pixels)")
     return ", ".join(parts)
 
 

@@ -20,8 +20,11 @@ _WIDTHS = {"path": 44, "value": 36}      # longer paths and values are cut with 
 @click.option("--json", "as_json", is_flag=True,
               help="Print every finding and warning as JSON (for scripts), not the table.")
 @click.option("--all", "show_all", is_flag=True, help=f"Show every row (else the first {MAX_ROWS}).")
+@click.option("--detect-text", is_flag=True,
+              help="Also list the text an offline detector reads in the pixels (its box, the "
+                   "text, the confidence): pip install 'fastanon[ocr]'.")
 def inspect(file: Path, preset: str | None, policy_file: Path | None, key: str | None,
-            key_file: Path | None, as_json: bool, show_all: bool) -> None:
+            key_file: Path | None, as_json: bool, show_all: bool, detect_text: bool) -> None:
     """Show what the policy does to FILE: each sensitive element (tag, keyword, VR, a preview of
     its value, the planned action), grouped by category, with warnings first (burned-in text,
     the patient's name echoed in kept text, private tags kept, compressed pixels).
@@ -38,8 +41,14 @@ def inspect(file: Path, preset: str | None, policy_file: Path | None, key: str |
 
     policy, name = load_policy(preset, policy_file)
     secret = load_key(key, key_file) or None
+    if detect_text:
+        from ..text import NoDetector, available
+
+        if not available():
+            raise click.UsageError(str(NoDetector()))
     try:
         findings = _inspect_file(file, policy, secret, inspect_data)
+        boxes, unread = _text(file) if detect_text else ([], "")
     except FastanonError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -49,13 +58,43 @@ def inspect(file: Path, preset: str | None, policy_file: Path | None, key: str |
     if as_json:
         import json
 
-        click.echo(json.dumps({"file": str(file), "policy": name,
-                               "summary": summarize(findings),
-                               "warnings": [w.as_dict() for w in warnings],
-                               "findings": [e.as_dict() for e in elements]},
-                              indent=1, ensure_ascii=False))
+        found = {"file": str(file), "policy": name, "summary": summarize(findings),
+                 "warnings": [w.as_dict() for w in warnings],
+                 "findings": [e.as_dict() for e in elements]}
+        if detect_text:
+            found["text"] = [box.as_dict() for box in boxes]
+            if unread:
+                found["text_unchecked"] = unread
+        click.echo(json.dumps(found, indent=1, ensure_ascii=False))
         return
     click.echo(_table(file, name, warnings, elements, None if show_all else MAX_ROWS))
+    if detect_text:
+        click.echo(_text_lines(boxes, unread))
+
+
+def _text(file: Path) -> tuple[list, str]:
+    """The text boxes in FILE's pixels, or why they could not be looked at."""
+    from ..pipeline import open_source
+    from ..text import Unreadable, detect
+
+    with open_source(file) as source:
+        try:
+            return detect(source.contents(), str(file)), ""
+        except Unreadable as exc:
+            return [], str(exc)
+
+
+def _text_lines(boxes: list, unread: str) -> str:
+    if unread:
+        return f"\nText in the pixels: not looked at ({unread})"
+    lines = ["", f"Text in the pixels ({len(boxes)})"]
+    lines += [f"  frame {b.frame}  {b.x},{b.y},{b.width},{b.height}  {_cut(b.text, 48)!r}  "
+              f"({b.score:.2f})" for b in boxes]
+    if boxes:
+        lines.append("  (as masks: " + " ".join(
+            f"--mask {b.x},{b.y},{b.width},{b.height}" for b in boxes[:4])
+            + (" ..." if len(boxes) > 4 else "") + ")")
+    return "\n".join(lines)
 
 
 def _inspect_file(file: Path, policy, key, inspect_data) -> list:
