@@ -22,6 +22,9 @@ from .scan import IMPLICIT_LE, Limits, Region, parse
 _OWN = Limits(max_inflated=1 << 62, inflate_ratio=1 << 62)    # an output: as its input allowed
 
 PRIVATE_INFORMATION = (0x00020100, 0x00020102)    # the meta padding that aligns Pixel Data
+# Photometric Interpretation, Planar Configuration, Lossy Image Compression, its Ratio and
+# Method: a decoder writes them anew for the pixels it decoded (PS3.3 C.7.6.3, C.7.6.1.1.5).
+_DECODED = (0x00280004, 0x00280006, 0x00282110, 0x00282112, 0x00282114)
 
 
 def confirm(output, data, name: str, pixels_new: bool = False) -> None:
@@ -35,9 +38,10 @@ def confirm(output, data, name: str, pixels_new: bool = False) -> None:
     try:
         planned = output.parsed
         edits = output.edits
-        if pixels_new:      # only their place is checked: Pixel Data, its offset tables
-            edits = dict(edits)
-            for tag in (PIXEL_DATA, EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS):
+        if pixels_new:      # only their place is checked: Pixel Data, its offset tables, and
+            edits = dict(edits)     # what the decoder says of them (RGB for YBR, lossy marks)
+            for tag in (PIXEL_DATA, EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS,
+                        *_DECODED):
                 index = planned.dataset.table.find(tag, -1)
                 if index >= 0 and (tag == PIXEL_DATA or index not in edits):
                     edits[index] = _NEW_CONTENT
