@@ -350,10 +350,11 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                 report = write(source, output, dst, job.clone)
         finally:
             parsed.release()
-        findings = _verified(source, dst, state) if job.verify else ()
+        written = _read_back(dst) if job.verify or job.detect_text else None
+        findings = _verified(source, written, dst, state) if job.verify else ()
     status = "written"
     if job.detect_text:
-        shown = _text_shown(dst)
+        shown = _text_shown(written, dst)
         findings += shown
         if shown and job.quarantine:
             status, dst = "held", _hold(dst, state, job.quarantine)
@@ -362,11 +363,10 @@ def _process(state: _Worker, src: str, dst: str, rel: str) -> Outcome:
                    mapping, report.shared, findings)
 
 
-def _text_shown(dst: str) -> tuple[str, ...]:
+def _text_shown(written: bytes, dst: str) -> tuple[str, ...]:
     """The boxes of text the detector reads in an output just written (check.text_findings)."""
     from .check import text_findings
 
-    written = stores.read(dst) if stores.is_url(dst) else _read_back(dst)
     return tuple(str(finding) for finding in text_findings(written, dst))
 
 
@@ -386,17 +386,19 @@ def _hold(dst: str, state: _Worker, quarantine: str) -> str:
     return held
 
 
-def _verified(source: Source, dst: str, state: _Worker) -> tuple[str, ...]:
+def _verified(source: Source, written: bytes, dst: str, state: _Worker) -> tuple[str, ...]:
     """What `fastanon check` finds in an output just written, against its input (the UID map
-    over the whole run is check's own). An object in a store is read back."""
+    over the whole run is check's own)."""
     from .check import check_pair
 
-    written = stores.read(dst) if stores.is_url(dst) else _read_back(dst)
     report = check_pair(source.data, written, source.path, dst, state.plan.policy)
     return tuple(str(finding) for finding in report.findings)
 
 
 def _read_back(path: str) -> bytes:
+    """An output just written, read again (an object in a store too)."""
+    if stores.is_url(path):
+        return stores.read(path)
     with open(path, "rb") as handle:
         return handle.read()
 
@@ -521,14 +523,13 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
     src, dst = stores.local(os.fspath(src)), stores.local(os.fspath(dst))
     check_paths(src, dst, audit, mapping)
     if job.detect_text:
-        from .text import NoDetector, available
+        from .text import require
 
-        if not available():
-            raise NoDetector()
+        require()
     if job.quarantine:
         if not job.detect_text:
             raise FastanonError("a quarantine folder holds back outputs that show text: it "
-                                "goes with detect_text")
+                                "goes with detect_text (--detect-text)")
         if stores.is_url(dst) or stores.is_url(job.quarantine):
             raise FastanonError(f"{job.quarantine}: outputs are held back in a local folder, "
                                 "beside a local DST")

@@ -66,6 +66,12 @@ def available() -> bool:
     return find_spec("rapidocr_onnxruntime") is not None
 
 
+def require() -> None:
+    """NoDetector unless the detector is installed: said before a run, check or inspect starts."""
+    if not available():
+        raise NoDetector()
+
+
 def _engine():
     """The detector, loaded once per process (its models take some tenths of a second)."""
     if not _ENGINE:

@@ -169,9 +169,6 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
               preset_name=name, limits=_limits(max_inflated, max_inflate_ratio),
               clone=not no_clone, verify=verify, detect_text=detect_text,
               quarantine=os.fspath(quarantine) if quarantine else "")
-    if quarantine and not detect_text:
-        raise usage("--quarantine holds back outputs that show text: it goes with "
-                    "--detect-text")
     progress = Progress(src, show=not quiet and sys.stderr.isatty(), warn=not quiet)
     previous = _on_sigterm(_terminate)          # `kill` stops a run as cleanly as Ctrl-C
     try:

@@ -54,10 +54,12 @@ def check(src: str, dst: str, mapping: str | None, json_file: str | None, detect
 
     policy, _ = load_policy(preset, policy_file)
     if detect_text:
-        from ..text import NoDetector, available
+        from ..text import NoDetector, require
 
-        if not available():
-            raise click.UsageError(str(NoDetector()))
+        try:
+            require()
+        except NoDetector as exc:
+            raise click.UsageError(str(exc)) from None
     checker = Checker(policy, detect_text=detect_text)
     if mapping:
         found = list(_from_mapping(mapping))

@@ -42,10 +42,12 @@ def inspect(file: Path, preset: str | None, policy_file: Path | None, key: str |
     policy, name = load_policy(preset, policy_file)
     secret = load_key(key, key_file) or None
     if detect_text:
-        from ..text import NoDetector, available
+        from ..text import NoDetector, require
 
-        if not available():
-            raise click.UsageError(str(NoDetector()))
+        try:
+            require()
+        except NoDetector as exc:
+            raise click.UsageError(str(exc)) from None
     try:
         findings = _inspect_file(file, policy, secret, inspect_data)
         boxes, unread = _text(file) if detect_text else ([], "")
