@@ -1,7 +1,8 @@
 """Text in the pixels (the ocr extra): found in what fastanon reads and writes, flagged or held
 back by `run --detect-text`, reported by `check --detect-text` and `inspect --detect-text`;
-gone once a mask covers it. The images are drawn here with Pillow's own font, in the layouts
-burned-in annotations come in (8-bit and 12-bit grey, MONOCHROME1, RGB, multi-frame, RLE)."""
+gone once a mask covers it. The images are drawn here with Pillow's own font and two of
+Debian's DejaVu fonts, in the layouts burned-in annotations come in (8-, 12- and 16-bit grey on
+dark and mid-grey backgrounds, MONOCHROME1, RGB, multi-frame, RLE)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def _file(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", bits: int = 8
     ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, 0
     data = pixels
     if bits != 8:
-        data = (pixels.astype(np.uint16) * ((1 << bits) - 1) // 255).astype("<u2")
+        data = (pixels.astype(np.uint32) * ((1 << bits) - 1) // 255).astype("<u2")
     if photometric == "MONOCHROME1":
         data = data.max() - data            # stored inverted: shown as drawn
     if frames > 1:
@@ -107,6 +108,67 @@ def test_every_layout_is_looked_at(layout):
     assert boxes and all("JANE" in b.text.upper() for b in boxes), boxes
     if layout.get("frames"):
         assert sorted({b.frame for b in boxes}) == [0, 1, 2]   # first, middle and last
+
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+FONTS = {"pillow": None, "sans-mono": DEJAVU / "DejaVuSansMono.ttf",
+         "serif-bold": DEJAVU / "DejaVuSerif-Bold.ttf"}
+LINES = (("SMITH^JOHN", (10, 8)), ("ID 4471203", (10, 190)), ("12/03/1968", (200, 222)))
+
+
+def _annotated(font: str, size: int, background: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 256 x 384 image on a grey background, a brighter disc, and three lines of text in
+    the corners (as scanners burn them in); and where the text's ink is (at least halfway
+    from the background to white)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    path = FONTS[font]
+    if path is not None and not path.exists():
+        pytest.skip(f"{path} is not installed (Debian: fonts-dejavu-core)")
+    face = ImageFont.load_default(size=size) if path is None else \
+        ImageFont.truetype(str(path), size)
+    image = Image.new("L", (384, 256), background)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((96, 64, 288, 192), fill=background + 50)
+    ink = Image.new("1", image.size, 0)
+    for line, at in LINES:
+        draw.text(at, line, fill=255, font=face)
+        ImageDraw.Draw(ink).text(at, line, fill=1, font=face)
+    pixels = np.asarray(image)
+    return pixels, np.asarray(ink) & (pixels >= (background + 255) // 2)
+
+
+@pytest.mark.parametrize("font,size,background,bits,frames", [
+    ("pillow", 11, 30, 8, 1), ("pillow", 20, 128, 16, 1), ("pillow", 30, 90, 8, 3),
+    ("sans-mono", 12, 128, 8, 1), ("sans-mono", 18, 30, 16, 3), ("sans-mono", 28, 90, 8, 1),
+    ("serif-bold", 14, 90, 16, 1), ("serif-bold", 22, 128, 8, 1),
+    ("serif-bold", 30, 30, 16, 1)])
+def test_the_suggested_masks_cover_every_character(font, size, background, bits, frames):
+    """Every pixel of ink of every character, in several fonts and sizes, on grey, in 8 and
+    16 bits, single- and multi-frame, lies under a suggested mask; once masked, the output
+    shows no text."""
+    pixels, ink = _annotated(font, size, background)
+    raw = _file(pixels, bits=bits, frames=frames)
+    boxes, masks = text.suggest(raw, "annotated.dcm")
+    assert len({b.frame for b in boxes}) == (3 if frames > 1 else 1)
+    covered = np.zeros(ink.shape, bool)
+    for mask in masks:
+        assert mask.frames is None                      # on every frame
+        covered[mask.y:mask.y + mask.height, mask.x:mask.x + mask.width] = True
+    left = ink & ~covered
+    assert not left.any(), (f"{left.sum()} pixel(s) of ink outside the masks, "
+                            f"around {np.argwhere(left)[:3].tolist()}", boxes)
+    assert covered.sum() < 0.25 * covered.size          # the text, not the image
+    masked = fastanon.anonymize(raw, "research", masks, key=KEY)
+    assert text.detect(masked, "masked.dcm", frames="all") == []
+
+
+def test_a_clean_image_has_no_box():
+    pixels, _ = _annotated("pillow", 12, 90)
+    plain = np.full_like(pixels, 90)
+    plain[64:192, 96:288] = 140
+    for bits, frames in ((8, 1), (16, 3)):
+        assert text.suggest(_file(plain, bits=bits, frames=frames), "clean.dcm") == ([], [])
 
 
 def test_rgb_is_looked_at():

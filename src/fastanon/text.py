@@ -96,6 +96,17 @@ def detect(data, name: str, frames: str = "sample", min_score: float = MIN_SCORE
            ) -> list[TextBox]:
     """The text boxes in a Part 10 file's (or raw data set's) pixels; [] when it has no Pixel
     Data. Unreadable when the pixels cannot be decoded here, NoDetector without the extra."""
+    return _look(data, name, frames, min_score)[0]
+
+
+def suggest(data, name: str, frames: str = "sample") -> tuple[list[TextBox], list]:
+    """The text boxes in a file's pixels and the masks that cover them (suggested_masks)."""
+    boxes, rows, columns = _look(data, name, frames, MIN_SCORE)
+    return boxes, suggested_masks(boxes, rows, columns)
+
+
+def _look(data, name: str, frames: str, min_score: float) -> tuple[list[TextBox], int, int]:
+    """(boxes, rows, columns) of a file's pixels."""
     from .preview.render import Frames, NoImage
     from .scan import parse
 
@@ -106,7 +117,7 @@ def detect(data, name: str, frames: str = "sample", min_score: float = MIN_SCORE
             decoded = Frames(bytes(data), parsed)
         except NoImage as exc:
             if "has no Pixel Data" in str(exc):
-                return []
+                return [], 0, 0
             raise Unreadable(f"{name}: the pixels cannot be looked at for text: {exc}") \
                 from None
         photometric = str(decoded.ds.get("PhotometricInterpretation", "")).upper()
@@ -118,7 +129,7 @@ def detect(data, name: str, frames: str = "sample", min_score: float = MIN_SCORE
                 raise Unreadable(f"{name}: frame {index} cannot be looked at for text: "
                                  f"{exc}") from None
             found += _boxes(engine, image(frame, photometric), index, min_score)
-        return found
+        return found, decoded.info.rows, decoded.info.columns
     finally:
         parsed.release()
 
@@ -161,16 +172,25 @@ def _boxes(engine, rgb, frame: int, min_score: float) -> list[TextBox]:
 
 
 def suggested_masks(boxes: list[TextBox], rows: int, columns: int, margin: int = 2) -> list:
-    """A Mask for each box, a little larger (a detector's box hugs the glyphs), on every frame
-    (burned-in text stays where it is), the same box once."""
+    """A Mask for each box, on every frame (burned-in text stays where it is), the same box
+    once. A detector's box hugs the glyphs it read: each is grown by margin pixels or an
+    eighth of its height, whichever is more (a glyph's faint edge, a stroke below the line),
+    and a box that comes nearer an edge of the image than its own height is taken to that
+    edge (text cut by the edge is read short: its last glyph is not)."""
     from .masks import Mask
 
     masks, seen = [], set()
     for box in boxes:
-        x, y = max(0, box.x - margin), max(0, box.y - margin)
-        width = min(columns, box.x + box.width + margin) - x
-        height = min(rows, box.y + box.height + margin) - y
-        if (x, y, width, height) not in seen:
-            seen.add((x, y, width, height))
-            masks.append(Mask(x, y, width, height))
+        grow = max(margin, (box.height + 7) // 8)
+        x0, y0 = box.x - grow, box.y - grow
+        x1, y1 = box.x + box.width + grow, box.y + box.height + grow
+        near = box.height
+        x0 = 0 if x0 < near else x0
+        y0 = 0 if y0 < near else y0
+        x1 = columns if columns - x1 < near else x1
+        y1 = rows if rows - y1 < near else y1
+        key = (x0, y0, x1 - x0, y1 - y0)
+        if key not in seen:
+            seen.add(key)
+            masks.append(Mask(*key))
     return masks

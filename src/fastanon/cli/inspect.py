@@ -50,7 +50,7 @@ def inspect(file: Path, preset: str | None, policy_file: Path | None, key: str |
             raise click.UsageError(str(exc)) from None
     try:
         findings = _inspect_file(file, policy, secret, inspect_data)
-        boxes, unread = _text(file) if detect_text else ([], "")
+        boxes, masks, unread = _text(file) if detect_text else ([], [], "")
     except FastanonError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -65,37 +65,39 @@ def inspect(file: Path, preset: str | None, policy_file: Path | None, key: str |
                  "findings": [e.as_dict() for e in elements]}
         if detect_text:
             found["text"] = [box.as_dict() for box in boxes]
+            found["suggested_masks"] = [{"x": m.x, "y": m.y, "width": m.width,
+                                         "height": m.height} for m in masks]
             if unread:
                 found["text_unchecked"] = unread
         click.echo(json.dumps(found, indent=1, ensure_ascii=False))
         return
     click.echo(_table(file, name, warnings, elements, None if show_all else MAX_ROWS))
     if detect_text:
-        click.echo(_text_lines(boxes, unread))
+        click.echo(_text_lines(boxes, masks, unread))
 
 
-def _text(file: Path) -> tuple[list, str]:
-    """The text boxes in FILE's pixels, or why they could not be looked at."""
+def _text(file: Path) -> tuple[list, list, str]:
+    """The text boxes in FILE's pixels and the masks over them, or why they could not be
+    looked at."""
     from ..pipeline import open_source
-    from ..text import Unreadable, detect
+    from ..text import Unreadable, suggest
 
     with open_source(file) as source:
         try:
-            return detect(source.contents(), str(file)), ""
+            return (*suggest(source.contents(), str(file)), "")
         except Unreadable as exc:
-            return [], str(exc)
+            return [], [], str(exc)
 
 
-def _text_lines(boxes: list, unread: str) -> str:
+def _text_lines(boxes: list, masks: list, unread: str) -> str:
     if unread:
         return f"\nText in the pixels: not looked at ({unread})"
     lines = ["", f"Text in the pixels ({len(boxes)})"]
     lines += [f"  frame {b.frame}  {b.x},{b.y},{b.width},{b.height}  {_cut(b.text, 48)!r}  "
               f"({b.score:.2f})" for b in boxes]
-    if boxes:
-        lines.append("  (as masks: " + " ".join(
-            f"--mask {b.x},{b.y},{b.width},{b.height}" for b in boxes[:4])
-            + (" ..." if len(boxes) > 4 else "") + ")")
+    if masks:
+        lines.append("  As masks (a little larger than the boxes): " + " ".join(
+            f"--mask {m}" for m in masks))
     return "\n".join(lines)
 
 
