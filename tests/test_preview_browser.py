@@ -270,3 +270,42 @@ def test_a_jpeg_image_is_shown_masked_and_downloaded_still_jpeg(browser, page_se
     page.close()
     context.close()
     assert not errors, errors
+
+
+def test_suggest_masks_on_the_phantom_and_download(browser, page_server, tmp_path):
+    """"Suggest masks" finds the name burned into every frame of the phantom and adds masks over
+    it; one is unticked and ticked again; the download has no stroke of the name left."""
+    pytest.importorskip("rapidocr_onnxruntime", reason="fastanon[ocr] is not installed")
+    columns, rows = 256, 192
+    data = multiframe_dicom(rows=rows, columns=columns)
+    context, page, errors = open_page(browser, page_server)
+    drop_file(page, "#drop", data, "knee.dcm")
+    page.wait_for_selector("#step-review:not([hidden])")
+    assert page.is_enabled("#suggest-masks")
+    page.click("#suggest-masks")
+    page.wait_for_selector("#suggest-status.ok", timeout=60000)
+    status = page.inner_text("#suggest-status")
+    assert "Text found in frame 1, 4, 6" in status and "Untick" in status, status
+    count = page.locator("#masks li").count()
+    assert count >= 1 and f"{count} mask(s) added" in status
+    assert "suggested:" in page.inner_text("#masks") and "every frame" in page.inner_text("#masks")
+    page.click("#suggest-masks")                              # again: nothing twice
+    page.wait_for_function("() => document.getElementById('suggest-status').textContent"
+                           ".includes('already there')", timeout=60000)
+    assert page.locator("#masks li").count() == count
+    first = page.locator("#masks li").nth(0).locator("input[type=checkbox]")
+    first.uncheck()
+    first.check()
+    page.click("#update")
+    page.wait_for_selector("#result:not([hidden])")
+    with page.expect_download() as info:
+        page.click("#download")
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    pixels = pydicom.dcmread(target).pixel_array
+    assert pixels.shape == (6, rows, columns)
+    assert (pixels != 4000).all()                             # no stroke of the name left
+    assert (pixels[:, 40:, :] > 0).all()                      # the image itself is not masked
+    page.close()
+    context.close()
+    assert not errors, errors

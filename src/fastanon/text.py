@@ -15,6 +15,7 @@ stay where they are across a cine; FRAMES = "all" looks at every one, at about 0
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 from .errors import FastanonError
@@ -56,6 +57,7 @@ class TextBox(NamedTuple):
 
 
 _ENGINE: list = []
+_ENGINE_LOCK = threading.Lock()     # one frame at a time (the preview serves from threads)
 
 
 def available() -> bool:
@@ -74,7 +76,9 @@ def require() -> None:
 
 def _engine():
     """The detector, loaded once per process (its models take some tenths of a second)."""
-    if not _ENGINE:
+    with _ENGINE_LOCK:
+        if _ENGINE:
+            return _ENGINE[0]
         try:
             from rapidocr_onnxruntime import RapidOCR
         except ImportError as exc:
@@ -155,7 +159,8 @@ def image(frame, photometric: str = ""):
 
 
 def _boxes(engine, rgb, frame: int, min_score: float) -> list[TextBox]:
-    result, _ = engine(rgb)
+    with _ENGINE_LOCK:
+        result, _ = engine(rgb)
     rows, columns = rgb.shape[:2]
     boxes = []
     for quad, text, score in result or ():

@@ -225,6 +225,36 @@ def anonymized(doc: Document, choices: Choices, key: bytes) -> bytes:
                      and not masks_keep_syntax(doc.parsed.transfer_syntax))
 
 
+def text_masks(doc: Document) -> dict:
+    """Text the detector reads in the file's pixels (the ocr extra) and the masks suggested
+    over it: {"boxes": [...], "masks": [...], "frames": [...]}, looked for in the input as
+    uploaded (masks are drawn over the original). NoDetector without the ocr extra,
+    Unreadable when the pixels cannot be decoded (both a 400 that says so)."""
+    from .. import text
+
+    text.require()
+    boxes, masks = text.suggest(doc.data, doc.name)
+    looked = sorted({b.frame for b in boxes}) or text.frames_to_look_at(
+        _frame_count(doc.parsed))
+    return {"boxes": [b.as_dict() for b in boxes], "frames": looked,
+            "masks": [{"x": m.x, "y": m.y, "width": m.width, "height": m.height,
+                       "text": " / ".join(b.text for b in boxes if _inside(b, m))}
+                      for m in masks]}
+
+
+def _frame_count(parsed: Parsed) -> int:
+    raw = parsed.dataset.top_value(0x00280008)
+    try:
+        return max(1, int(raw.decode("ascii").strip("\0 "))) if raw else 1
+    except ValueError:
+        return 1
+
+
+def _inside(box, mask: Mask) -> bool:
+    return (mask.x <= box.x and mask.y <= box.y and box.x + box.width <= mask.x + mask.width
+            and box.y + box.height <= mask.y + mask.height)
+
+
 def _values(data: bytes) -> dict[str, tuple[int, str, str]]:
     """{path: (tag, VR, value preview)} of every element (meta, then data set)."""
     return {path: (element.tag, element.vr, value_preview(context, element))

@@ -27,6 +27,7 @@ from .. import __version__, presets
 from ..categories import categories
 from ..policy import Policy
 from ..errors import FastanonError
+from .. import text as ocr
 from . import documents
 from .documents import Choices, Documents
 
@@ -298,6 +299,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"id": doc.id, "summary": documents.summary(doc)})
         elif method == "POST" and rest == "/ping":
             self._send(204, b"", "text/plain")
+        elif method == "POST" and rest == "/text":
+            self._json(200, documents.text_masks(doc))
         elif method == "POST" and rest in ("/inspect", "/preview", "/download", "/rule"):
             choices = self._choices()
             if choices is not None:
@@ -397,7 +400,7 @@ def _meta(server: PreviewServer) -> dict:
                         for n in presets.names()],
             "categories": [{"name": c.name, "title": c.title, "description": c.description}
                            for c in cats.values()],
-            "actions": documents.ACTION_LABELS}
+            "actions": documents.ACTION_LABELS, "detect_text": ocr.available()}
 
 
 def serve(options: ServeOptions, *, open_browser: bool = True, ready=None) -> None:

@@ -154,6 +154,8 @@ async function openFile(file) {
     showSteps(true);
     renderSummary();
     setupImage(payload.image);
+    setStatus("suggest-status", state.meta?.detect_text ? "" : "Suggesting masks needs the text detector: pip install 'fastanon[ocr]'.");
+    setupSuggest();
     renderMasks();
     renderResult();
     $("saved").hidden = true;
@@ -474,6 +476,47 @@ function endDrawing(event) {
   drawCanvas();
 }
 
+// "Suggest masks": the local fastanon reads the image's text (the ocr extra) and proposes a mask
+// over each line found, on every frame; each can be unticked like a drawn one.
+async function suggestMasks() {
+  if (!state.doc) return;
+  const button = $("suggest-masks");
+  const doc = state.doc;
+  button.disabled = true;
+  setStatus("suggest-status", "Looking for text in the image…");
+  try {
+    const found = await (await api(`/api/files/${doc.id}/text`, { method: "POST" })).json();
+    if (state.doc !== doc) return;                       // another file was opened meanwhile
+    let added = 0;
+    for (const m of found.masks) {
+      const same = (k) => k.x === m.x && k.y === m.y && k.width === m.width && k.height === m.height && k.frames === null;
+      if (state.masks.some(same)) continue;
+      state.masks.push({ id: state.nextMask++, x: m.x, y: m.y, width: m.width, height: m.height, frames: null, enabled: true, found: m.text });
+      added++;
+    }
+    const frames = found.frames.map((f) => f + 1).join(", ");
+    const text = found.masks.length
+      ? `Text found in frame ${frames}: ${added} mask(s) added, on every frame${added < found.masks.length ? ` (${found.masks.length - added} already there)` : ""}. Untick any that covers no identifying text.`
+      : `No text found (frame ${frames} looked at).`;
+    setStatus("suggest-status", text, "ok");
+    renderMasks();
+    drawCanvas();
+    markStale();
+  } catch (error) {
+    if (state.doc === doc) setStatus("suggest-status", error.message, "error");
+  } finally {
+    setupSuggest();
+  }
+}
+
+function setupSuggest() {
+  const button = $("suggest-masks");
+  const ready = Boolean(state.meta?.detect_text);
+  button.disabled = !ready || !state.doc?.image || Boolean(state.doc.image.error);
+  button.title = ready ? "Find text burned into the image and add a mask over each line"
+    : "Needs the text detector: pip install 'fastanon[ocr]'";
+}
+
 function renderMasks() {
   const list = $("masks");
   list.replaceChildren(...state.masks.map((mask) => el("li", { class: mask.enabled ? "" : "off" },
@@ -482,7 +525,8 @@ function renderMasks() {
         onchange: (event) => { mask.enabled = event.target.checked; renderMasks(); drawCanvas(); markStale(); } }),
       el("span", { class: "mask-id", text: `#${mask.id}` }),
       el("span", { class: "mono", text: `${mask.x},${mask.y} · ${mask.width}×${mask.height}` }),
-      el("span", { class: "muted", text: mask.frames ? `frame ${mask.frames[0] + 1}` : "every frame" })),
+      el("span", { class: "muted", text: mask.frames ? `frame ${mask.frames[0] + 1}` : "every frame" }),
+      mask.found !== undefined ? el("span", { class: "muted found", title: "The text the detector read under this mask", text: `suggested: “${mask.found}”` }) : null),
     el("button", { type: "button", class: "link delete", title: `Delete mask ${mask.id}`, "aria-label": `Delete mask ${mask.id}`,
       onclick: () => { state.masks = state.masks.filter((m) => m !== mask); renderMasks(); drawCanvas(); markStale(); } }, "✕"))));
   $("no-masks").hidden = state.masks.length > 0;
@@ -631,6 +675,7 @@ function wire() {
   $("download").addEventListener("click", download);
   $("changed-only").addEventListener("change", renderChanges);
   $("save-policy").addEventListener("click", () => save("/api/policy", choices(false), "policy.toml"));
+  $("suggest-masks").addEventListener("click", suggestMasks);
   $("save-rule").addEventListener("click", () => state.doc && save(`/api/files/${state.doc.id}/rule`, choices(true), "mask-rule.toml"));
 
   // The file is forgotten when the tab goes; while it is open, the server hears from it.
