@@ -240,3 +240,152 @@ def test_a_name_part_inside_another_word_is_not_a_hit():
     raw = _study_file(ReferringPhysicianName="REFERRER^FAKE", Manufacturer="FAKE CORP")
     out = fastanon.anonymize(raw, "research", key=KEY)
     assert ("echo", "ReferringPhysicianName", "Manufacturer") in _kinds(check_pair(raw, out))
+
+
+def _large_image(pixels: bytes, bits: int = 16, **extra) -> bytes:
+    """A 256 x 256 image (128 KiB at 16 bits: the Pixel Data is searched by its text bytes),
+    with a long name."""
+    from pydicom.uid import generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "LONGFAMILYNAME^GIVEN", "ID778899", "OT"
+    ds.Rows = ds.Columns = 256
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit, ds.PixelRepresentation = bits - 1, 0
+    for keyword, value in extra.items():
+        setattr(ds, keyword, value)
+    ds.PixelData = pixels
+    return part10(ds)
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+@pytest.mark.parametrize("where", ["start", "middle", "end"])
+def test_a_long_value_in_the_pixel_bytes_is_found_wherever_it_is(bits, where):
+    """Samples of a 16-bit image (their high bytes seldom look like text) and of an 8-bit one
+    (nearly all do): a long value planted at the start, in the middle or at the very end of
+    the Pixel Data is found; short values there are not looked for."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    count = 256 * 256
+    samples = (rng.normal(900, 150, count).clip(0, 4095).astype("<u2").tobytes() if bits == 16
+               else rng.integers(0, 256, count, dtype=np.uint8).tobytes())
+    planted = b"LONGFAMILYNAME^GIVEN"
+    at = {"start": 0, "middle": len(samples) // 2 + 3, "end": len(samples) - len(planted)}[where]
+    pixels = samples[:at] + planted + samples[at + len(planted):]
+    raw = _large_image(pixels, bits)
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    kinds = _kinds(check_pair(raw, out))
+    assert ("in-pixels", "PatientName", "PixelData") in kinds, kinds
+    clean = fastanon.anonymize(_large_image(samples, bits), "research", key=KEY)
+    assert not [k for k in _kinds(check_pair(_large_image(samples, bits), clean))
+                if k[0] == "in-pixels"]
+    short = samples[:at] + b"ID778899" + samples[at + 8:]        # an ID: shorter than 12
+    assert not [k for k in _kinds(check_pair(_large_image(short, bits), fastanon.anonymize(
+        _large_image(short, bits), "research", key=KEY))) if k[0] == "in-pixels"]
+
+
+def test_a_long_value_with_a_line_break_is_looked_for_in_all_the_pixels():
+    import numpy as np
+
+    samples = np.random.default_rng(8).normal(900, 150, 256 * 256).clip(0, 4095) \
+        .astype("<u2").tobytes()
+    address = b"12 Long Street\r\nSpringfield"
+    at = 70000
+    pixels = samples[:at] + address + samples[at + len(address):]
+    raw = _large_image(pixels, PatientAddress="12 Long Street\r\nSpringfield")
+    kinds = _kinds(check_pair(raw, fastanon.anonymize(raw, "research", key=KEY)))
+    assert ("in-pixels", "PatientAddress", "PixelData") in kinds, kinds
+
+
+def test_a_part_of_a_name_inside_a_code_is_no_echo():
+    """OPERATOR^FAKE and a procedure code FAKE-BENCH: the code's word is not the person; the
+    whole name in a code would be."""
+    from pydicom.sequence import Sequence
+
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = \
+        "FAKE-BENCH", "99LOCAL", "Benchmark procedure"
+    raw = _study_file(OperatorsName="OPERATOR^FAKE", ProcedureCodeSequence=Sequence([code]))
+    out = fastanon.anonymize(raw, "research", key=KEY)
+    assert not [k for k in _kinds(check_pair(raw, out)) if k[0] == "echo"]
+    code.CodeMeaning = "Scanned by OPERATOR^FAKE"
+    raw = _study_file(OperatorsName="OPERATOR^FAKE", ProcedureCodeSequence=Sequence([code]))
+    ds = pydicom.dcmread(io.BytesIO(raw))
+    del ds.OperatorsName                # the name removed, its copy in the code's meaning kept
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    kinds = _kinds(check_pair(raw, out.getvalue(), policy=None))
+    assert ("echo", "OperatorsName", "ProcedureCodeSequence[0].CodeMeaning") in kinds, kinds
+
+
+def _check_tree(tmp_path) -> tuple[Path, Path]:
+    """A tree of 12 inputs and their outputs: two outputs keep the name, one maps a UID that
+    another output maps elsewhere (not a function)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    for number in range(12):
+        folder = src / f"s{number % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{number:02}.dcm").write_bytes(
+            _study_file(SOPInstanceUID=f"1.2.3.4.{100 + number}"))
+    run = [sys.executable, "-m", "fastanon"]
+    assert subprocess.run(run + ["run", "-q", "--key", KEY, str(src), str(out)],
+                          capture_output=True, timeout=120).returncode == 0
+    for kept in ("s1/04.dcm", "s2/11.dcm"):
+        (out / kept).write_bytes((src / kept).read_bytes())
+    return src, out
+
+
+def test_workers_stream_the_same_report_as_one_process(tmp_path):
+    src, out = _check_tree(tmp_path)
+    run = [sys.executable, "-m", "fastanon", "check"]
+    reports = []
+    for workers in ("1", "2"):
+        target = tmp_path / f"r{workers}.json"
+        done = subprocess.run(run + ["--workers", workers, "--json", str(target),
+                                     "--html", str(tmp_path / f"r{workers}.html"), str(src),
+                                     str(out)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert "12 pair(s), 2 with findings" in done.stderr, done.stderr
+        assert not list(tmp_path.glob("*.partial"))
+        reports.append(json.loads(target.read_text()))
+    assert reports[0] == reports[1]
+    assert [Path(r["input"]).name for r in reports[0]] == [f"{n:02}.dcm" for n in
+                                                           (0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11)]
+    flagged = {Path(r["output"]).name for r in reports[0] if r["findings"]}
+    assert flagged == {"04.dcm", "11.dcm"}
+    page = (tmp_path / "r2.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and " finding(s) in 2 of 12 output(s)." in page
+    assert "s1/04.dcm" in page and "s2/11.dcm" in page and "survived" in page
+    assert NAME not in page and "ALICE" not in page and "ID778899" not in page
+    assert "outputs with findings</th><td>2<" in page
+
+
+def test_the_html_report_of_a_clean_tree_says_so(tmp_path):
+    src, out = _check_tree(tmp_path)
+    for kept in ("s1/04.dcm", "s2/11.dcm"):
+        (out / kept).unlink()
+    done = subprocess.run([sys.executable, "-m", "fastanon", "check", "--html",
+                           str(tmp_path / "r.html"), str(src), str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "2 input(s) without an output" in done.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "No finding" in page and "inputs without an output</th><td>2<" in page
+
+
+def test_reports_that_cannot_be_written_and_mappings_without_columns(tmp_path):
+    src, out = _check_tree(tmp_path)
+    run = [sys.executable, "-m", "fastanon", "check"]
+    done = subprocess.run(run + ["--json", str(tmp_path / "no" / "such" / "r.json"), str(src),
+                                 str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "r.json: cannot be written" in done.stderr, done.stderr
+    (tmp_path / "map.csv").write_text("a,b\nx,y\n")
+    done = subprocess.run(run + ["--mapping", str(tmp_path / "map.csv"), "--json",
+                                 str(tmp_path / "r.json"), str(src), str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no source and destination columns" in done.stderr
+    assert not (tmp_path / "r.json").exists() and not list(tmp_path.glob("*.partial"))

@@ -1,7 +1,8 @@
 """The command line: a click group (`main`); one module per command (run, inspect, presets,
-serve). `entry` runs a command line: `run` starts without click when its arguments are well
-formed (_run.fast); everything else goes to click. `command` is what the `fastanon` command
-and `python -m fastanon` call: entry, then the process ends (see _end).
+serve). `entry` runs a command line: `run` and `check` start without click when their
+arguments are well formed (_run.fast, _check.fast); everything else goes to click. `command` is
+what the `fastanon` command and `python -m fastanon` call: entry, then the process ends (see
+_end).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ def entry() -> None:
         from ._run import fast
 
         fast(sys.argv[2:])      # returns only when click should parse the arguments
+    if sys.argv[1:2] == ["check"]:
+        from ._check import fast
+
+        fast(sys.argv[2:])
     from ._group import main
 
     main()

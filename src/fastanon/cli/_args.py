@@ -1,5 +1,6 @@
 """Options as data: click's decorators are made from them (_options.to_click), and `fastanon run`
-parses its arguments with them without loading click (parse), so that a run starts at once.
+and `fastanon check` parse their arguments with them without loading click (parse, fast), so
+that they start at once.
 
 parse() accepts only what click would accept with the same meaning; anything else (--help, an
 unknown option, a bad value, a missing argument) returns None, and click parses it instead and
@@ -104,6 +105,29 @@ def parse(argv: list[str], options: tuple[Opt, ...], arguments: tuple[tuple[str,
         if opt.multiple:
             values[opt.dest] = tuple(values[opt.dest])
     return values
+
+
+def fast(argv: list[str], options: tuple[Opt, ...], arguments: tuple[tuple[str, str], ...],
+         body) -> None:
+    """body(**values) of argv without click when argv is well formed; returns (having done
+    nothing) when click should take it: argv is not, or the body found a usage error before
+    it did anything. Other errors of click's kind are shown as click shows them."""
+    import sys
+
+    values = parse(argv, options, arguments)
+    if values is None:
+        return
+    try:
+        body(**values)
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] != "click":
+            raise
+        import click
+
+        if isinstance(exc, click.UsageError):
+            return                      # found before any output: click runs argv and says so
+        exc.show()
+        sys.exit(exc.exit_code)
 
 
 def _value(opt: Opt, text: str):

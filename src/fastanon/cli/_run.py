@@ -14,7 +14,7 @@ import sys
 import time
 
 from ..errors import FastanonError, PolicyError
-from ._args import KEY_OPTIONS, POLICY_OPTIONS, Opt, parse
+from ._args import KEY_OPTIONS, POLICY_OPTIONS, Opt, fast as _fast
 from ._options import load_key, load_policy, usage
 
 TYPE_CHECKING = False     # typing is not imported at run time
@@ -107,20 +107,7 @@ OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + MASK_OPTIONS + (
 def fast(argv: list[str]) -> None:
     """Run `fastanon run ARGV` without click when argv is well formed; returns (having done
     nothing) when click should take it."""
-    values = parse(argv, OPTIONS, ARGUMENTS)
-    if values is None:
-        return
-    try:
-        run(**values)
-    except Exception as exc:
-        if type(exc).__module__.split(".")[0] != "click":
-            raise
-        import click
-
-        if isinstance(exc, click.UsageError):
-            return                      # found before any output: click runs argv and says so
-        exc.show()
-        sys.exit(exc.exit_code)
+    _fast(argv, OPTIONS, ARGUMENTS, run)
 
 
 def say(text: str, end: str = "\n") -> None:
