@@ -33,6 +33,7 @@ SECTIONS = (  # modules whose summary_lines(results) print a section of their ow
     ("test_bench_node", "the CT study over the DICOM network (127.0.0.1)"),
     ("benchpeers", "peer anonymizers vs cp -r"),
     ("test_bench_jpeg_masks", "masks in a JPEG Baseline ultrasound"),
+    ("test_bench_check", "fastanon check against fastanon run"),
 )
 
 

@@ -151,7 +151,7 @@ def test_the_command_line_loads_the_engine_only_when_a_command_needs_it():
     commands = loaded("from fastanon.cli import main")
     assert {m for m in commands if m.startswith("fastanon")} == {
         "fastanon", "fastanon.errors", "fastanon.cli", "fastanon.cli._args",
-        "fastanon.cli._group", "fastanon.cli._options", "fastanon.cli._run", "fastanon.cli.check",
+        "fastanon.cli._check", "fastanon.cli._group", "fastanon.cli._options", "fastanon.cli._run", "fastanon.cli.check",
         "fastanon.cli.inspect", "fastanon.cli.listen", "fastanon.cli.presets", "fastanon.cli.run",
         "fastanon.cli.serve",
         "fastanon.stores"}      # which arguments are URLs (fsspec itself only for those)

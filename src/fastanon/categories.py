@@ -80,7 +80,14 @@ def _classify(tag: int, name: str, vr: str | None, rules: list | None = None) ->
 @memo
 def sensitive_tags() -> dict[int, str]:
     """{tag: category} for every concrete attribute of Table E.1-1 and every attribute listed in
-    categories.toml: the sensitive-tag table users read (`fastanon presets --categories`)."""
+    categories.toml: the sensitive-tag table users read (`fastanon presets --categories`).
+    Built once and kept in fastanon's cache (_cache.py) with the files it comes from: a process
+    that only asks for categories (check, inspect) then reads it instead of building it."""
+    from . import _cache
+
+    stored = _cache.load(_SENSITIVE)
+    if type(stored) is dict:
+        return stored
     from .presets._profile_table import PROFILE
 
     table = {}
@@ -92,7 +99,11 @@ def sensitive_tags() -> dict[int, str]:
         if tag not in table:
             entry = dictionary_entry(tag)
             table[tag] = _classify(tag, entry[1] if entry else "", entry[0] if entry else None)
+    _cache.store(_SENSITIVE, [CATEGORIES_FILE], table)
     return table
+
+
+_SENSITIVE = "categories: sensitive tags"
 
 
 def category_of(tag: int, vr: str | None = None) -> str | None:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import os
 import re
 from bisect import bisect_right
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import NamedTuple
 
+from ._lean import field, record
 from .categories import category_of, sensitive_tags
 from .charsets import Charset
 from .elements import (KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, MEDIA_SOP_CLASS,
@@ -55,7 +55,7 @@ CLEAN_PIXEL_DATA = b"113101"            # CID 7050: Clean Pixel Data Option
 CODE_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119, 0x00080120})
 
 
-@dataclass
+@record
 class Finding:
     """One thing found: kind (survived, echo, in-pixels, unreadable, meta, invalid-uid,
     uid-map, pixels-changed, text-in-pixels, text-unchecked), the input attribute and the
@@ -67,8 +67,12 @@ class Finding:
     category: str = ""
     detail: str = ""
 
+    def fields(self) -> tuple[str, str, str, str, str]:
+        return (self.kind, self.input_path, self.output_path, self.category, self.detail)
+
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v}
+        names = ("kind", "input_path", "output_path", "category", "detail")
+        return {k: v for k, v in zip(names, self.fields()) if v}
 
     def __str__(self) -> str:
         where = " -> ".join(p for p in (self.input_path, self.output_path) if p)
@@ -78,12 +82,12 @@ class Finding:
         return f"{text}: {self.detail}" if self.detail else text
 
 
-@dataclass
+@record
 class PairReport:
     input: str
     output: str
-    findings: list[Finding] = field(default_factory=list)
-    uids: dict = field(default_factory=dict)       # old UID -> new UID, by path
+    findings: list = field(factory=list)
+    uids: dict = field(factory=dict)       # old UID -> (new UID, path)
 
     def as_dict(self) -> dict:
         return {"input": self.input, "output": self.output,
@@ -618,7 +622,7 @@ def _as_fields(checked: Checked) -> tuple:
     if report is None:
         return tuple(checked[:5]) + (None,)
     return tuple(checked[:5]) + ((
-        [tuple(f.__dict__.values()) for f in report.findings],
+        [f.fields() for f in report.findings],
         [(old, new, path) for old, (new, path) in report.uids.items()]),)
 
 

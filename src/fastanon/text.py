@@ -1,8 +1,8 @@
 """Text burned into the pixels: found by an offline detector (the `ocr` extra).
 
 Masks blank the regions a user or a rule names; what they miss stays. This finds what is left:
-each frame looked at is decoded as the preview page decodes it (native, or compressed through
-pydicom's plugins and the codecs extra), scaled to 8 bits over its own range (burned-in text is
+each frame looked at is decoded as the preview page decodes it (frames.py: native, or
+compressed through pydicom's plugins and the codecs extra), scaled to 8 bits over its own range (burned-in text is
 drawn at the brightest value; MONOCHROME1 is turned around, so that it still is), and given to
 RapidOCR's PP-OCR models, which run on onnxruntime and ship inside the package (no download,
 nothing leaves the machine). Each box found is a TextBox: where (an axis-aligned rectangle in
@@ -111,7 +111,7 @@ def suggest(data, name: str, frames: str = "sample") -> tuple[list[TextBox], lis
 
 def _look(data, name: str, frames: str, min_score: float) -> tuple[list[TextBox], int, int]:
     """(boxes, rows, columns) of a file's pixels."""
-    from .preview.render import Frames, NoImage
+    from .frames import Frames, NoImage
     from .scan import parse
 
     engine = _engine()

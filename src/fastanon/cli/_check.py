@@ -65,7 +65,6 @@ def check(src: str, dst: str, mapping: str | None, json_file: str | None,
     from ..batch import Outcome, pairs
     from ..check import Checker, check_files
     from ..errors import FastanonError
-    from ..reports import HtmlReport, JsonReport
     from ._run import Progress, say
 
     policy, name = load_policy(preset, policy_file)
@@ -85,8 +84,12 @@ def check(src: str, dst: str, mapping: str | None, json_file: str | None,
     reports = []
     try:
         if json_file:
+            from ..reports import JsonReport
+
             reports.append(JsonReport(json_file))
         if html_file:
+            from ..reports import HtmlReport
+
             reports.append(HtmlReport(html_file, {
                 "inputs": os.path.abspath(src), "outputs": os.path.abspath(dst),
                 "pairs by": f"the mapping {mapping}" if mapping else "relative path",
