@@ -127,6 +127,8 @@ def test_drop_mask_update_download(browser, page_server, tmp_path):
     assert "off" in page.locator("#masks li").nth(1).get_attribute("class")
     page.locator("#masks li").nth(1).locator("input[type=checkbox]").check()
     page.locator("#masks li").nth(1).locator("input[type=checkbox]").uncheck()
+    canvas.scroll_into_view_if_needed()                      # the clicks above scrolled the list
+    box = canvas.bounding_box()
     drag(page, box, 20, 150, 60, 180, columns, rows)          # a third, deleted again
     assert page.locator("#masks li").count() == 3
     page.locator("#masks li").nth(2).locator("button.delete").click()

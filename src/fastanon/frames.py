@@ -124,6 +124,8 @@ class Frames:
         center, width = _file_window(self.ds)
         if color:
             center, width = (low + high) / 2, max(high - low, 1.0)
+        elif high <= low and (width is None or width <= 0):
+            center, width = low + 1.0, 1.0      # one value throughout: shown as the darkest
         elif width is None or width <= 0:
             center, width = (low + high) / 2, max(high - low, 1.0)
         return ImageInfo(int(first.shape[0]), int(first.shape[1]),

@@ -173,6 +173,9 @@ def _warning(code: str, message: str, path: str = "", tag: int | None = None,
                    category, "", (), "", code, message)
 
 
+ECHO_TEXT_MAX = 64 << 10    # bytes: a kept value this long is bulk data, not text to warn about
+
+
 def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_texts) -> list:
     out = []
     data = parsed.dataset
@@ -198,13 +201,16 @@ def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_
             for element, path, ctx in kept_texts:
                 if element.parent == -1 and element.tag in ECHO_SOURCES:
                     continue
+                if element.tag == PIXEL_DATA or element.vlen > ECHO_TEXT_MAX:
+                    continue            # image or bulk bytes: not text that repeats a name
                 found = pattern.findall(ctx.text(element))
                 if found:
-                    shown = ", ".join(sorted(set(found)))
+                    shown = ", ".join(sorted({f.upper(): f for f in found}.values()))
                     out.append(_warning("identifying-echo", f"{path} is kept and contains the "
-                                        f"patient's identifying value(s) {shown}; "
-                                        "set clean_echoes (or remove it) to blank them",
-                                        path, element.tag, "patient identity"))
+                                        f"patient's identifying value(s) {shown}; give it the "
+                                        "action clean (clean echoes: only those words are "
+                                        "blanked) or remove it", path, element.tag,
+                                        "patient identity"))
     if kept_private:
         out.append(_warning("private-tags-kept", f"{kept_private} private element(s) are kept; "
                             "their content is not described by the standard", "", None,

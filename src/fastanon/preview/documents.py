@@ -34,8 +34,27 @@ _SUMMARY = (("modality", 0x00080060), ("manufacturer", 0x00080070),
             ("model", 0x00081090), ("rows", 0x00280010), ("columns", 0x00280011),
             ("frames", 0x00280008), ("photometric", 0x00280004), ("bits", 0x00280100))
 ACTION_LABELS = {"keep": "keep", "remove": "remove", "empty": "empty",
-                 "replace": "replace (ANONYMIZED)", "uid": "new UID", "shift": "shift date",
+                 "replace": "replace with ANONYMIZED", "uid": "new UID", "shift": "shift date",
                  "hash": "pseudonym", "clean": "clean echoes"}
+# Text VRs whose values can repeat the patient's name or IDs (the clean action's, echoes.py).
+CLEANED_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
+
+
+def action_label(action: str, vr: str) -> str:
+    """What an action's menu entry says for an attribute of this VR: replace names the value
+    it writes (a dummy date for a date, zeros for numbers)."""
+    if action != "replace":
+        return ACTION_LABELS.get(action, action)
+    from ..values import replacement
+
+    if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "US", "SS", "UL", "SL", "FL", "FD",
+              "AT", "UV", "SV"):
+        return "replace with zeros"
+    try:
+        written = replacement(vr, False, None).decode("ascii").rstrip("\0 ")
+    except (FastanonError, UnicodeDecodeError):
+        return ACTION_LABELS["replace"]
+    return f"replace with {written}" if written else "replace with an empty value"
 
 
 @dataclass(frozen=True)
@@ -198,7 +217,8 @@ def rows(doc: Document, choices: Choices) -> dict:
     for f in found:
         if f.kind == "warning":
             warnings.append({"code": f.code, "message": f.message, "path": f.path,
-                             "category": f.category})
+                             "category": f.category,
+                             "tag": tag_text(f.tag) if f.tag is not None else None})
             continue
         row = f.as_dict()
         del row["kind"], row["code"], row["message"]
@@ -208,7 +228,13 @@ def rows(doc: Document, choices: Choices) -> dict:
         options = [f.action, row["recommended"], *f.alternatives]
         if not f.alternatives:
             options += ["keep", "remove", "empty", "replace"]
+        if f.vr in CLEANED_TEXT_VRS:
+            options.append("clean")         # blank the patient's identity where it is repeated
+        if f.vr == "SQ":
+            options = [a for a in options if a not in ("replace", "clean") or a == f.action]
         row["options"] = [a for a in dict.fromkeys(options) if a in ACTIONS]
+        row["labels"] = {a: label for a in row["options"]
+                         if (label := action_label(a, f.vr)) != ACTION_LABELS.get(a, a)}
         actions[f.action] = actions.get(f.action, 0) + 1
         elements.append(row)
     return {"rows": elements, "warnings": warnings, "categories": summarize(found),
@@ -285,6 +311,110 @@ def changes(before: list[dict], input_data: bytes, output: bytes) -> list[dict]:
                         "category": category_of(tag, vr), "action": "added",
                         "before": None, "after": value, "status": "added"})
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The record a data-protection officer keeps beside the file.
+
+def record(doc: Document, choices: Choices, key: bytes) -> dict:
+    """What was done to this file, without any of its values: the row `fastanon run --audit`
+    writes for it (source, destination, status, reason, preset, mask rule, elements changed by
+    each action), SHA-256 of the input and of the output, the policy (as a file run reads), the
+    masks, each attribute's action and what became of it, and the warnings the page showed
+    (those that quote a value, by their kind and attribute only)."""
+    import hashlib
+
+    from .. import __version__
+    from ..batch import AUDITED_ACTIONS
+    from ..pipeline import plan_of, prepare, render
+    from ..pixels import masks_keep_syntax
+
+    decompress = bool(choices.masks) and not masks_keep_syntax(doc.parsed.transfer_syntax)
+    output = prepare(parse(doc.data, "the uploaded file"), plan_of(choices.policy(), key),
+                     choices.masks, decompress=decompress)
+    written, _ = render(output)
+    shown = rows(doc, choices)
+    stem = doc.name.rsplit(".", 1)[0] if "." in doc.name else doc.name
+    warnings = [{"code": w["code"], "attribute": w["path"],
+                 "message": w["message"] if w["code"] not in _QUOTING else
+                 f"{w['path']} is kept and repeats an identifying value of the patient"}
+                for w in shown["warnings"]]
+    audit = {"source": doc.name, "destination": f"{stem or 'file'}-anonymized.dcm",
+             "status": "written",
+             "reason": "; ".join(w["message"] for w in warnings),
+             "preset": choices.preset + (f" + {len(choices.overrides)} change(s)"
+                                         if choices.overrides else ""),
+             "mask_rule": "", **{a: output.actions.get(a, 0) for a in AUDITED_ACTIONS}}
+    return {
+        "record": "fastanon preview", "version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "audit": audit,
+        "input": {"name": doc.name, "size": len(doc.data),
+                  "sha256": hashlib.sha256(doc.data).hexdigest()},
+        "output": {"name": audit["destination"], "size": len(written),
+                   "sha256": hashlib.sha256(written).hexdigest()},
+        "policy": {"preset": choices.preset,
+                   "overrides": {tag_text(t): a for t, a in choices.overrides},
+                   "file": policy_toml(choices)},
+        "masks": [{"x": m.x, "y": m.y, "width": m.width, "height": m.height,
+                   "frames": "every frame" if m.frames is None else sorted(m.frames)}
+                  for m in choices.masks],
+        "attributes": [{"path": c["path"], "tag": c["tag"], "category": c["category"],
+                        "action": c["action"], "result": c["status"]}
+                       for c in changes(shown["rows"], doc.data, written)],
+        "warnings": warnings,
+    }
+
+
+_QUOTING = frozenset({"identifying-echo"})      # warnings whose text quotes the values found
+
+
+def record_html(found: dict) -> str:
+    """The record as a page to read and print (no script, no outside resource)."""
+    from html import escape as e
+
+    audit = found["audit"]
+    counts = ", ".join(f"{a} {audit[a]}" for a in ("remove", "empty", "replace", "uid", "shift",
+                                                   "hash", "clean") if audit.get(a))
+    facts = [("Input", f"{found['input']['name']} ({found['input']['size']:,} bytes)"),
+             ("Input SHA-256", found["input"]["sha256"]),
+             ("Output", f"{found['output']['name']} ({found['output']['size']:,} bytes)"),
+             ("Output SHA-256", found["output"]["sha256"]),
+             ("Policy", audit["preset"]), ("Elements changed", counts or "none"),
+             ("Masks", f"{len(found['masks'])}"),
+             ("Made", f"{found['created']} by fastanon {found['version']}")]
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
+    warnings = "".join(f"<li><b>{e(w['code'])}</b>: {e(w['message'])}</li>"
+                       for w in found["warnings"]) or "<li>none</li>"
+    masks = "".join(f"<li>{m['x']},{m['y']} {m['width']}×{m['height']}, "
+                    f"{e(str(m['frames']))}</li>" for m in found["masks"]) or "<li>none</li>"
+    overrides = "".join(f"<li><code>{e(t)}</code>: {e(a)}</li>"
+                        for t, a in found["policy"]["overrides"].items()) or "<li>none</li>"
+    attributes = "".join(
+        f"<tr><td>{e(a['path'])}</td><td><code>{e(a['tag'])}</code></td>"
+        f"<td>{e(a['category'] or '')}</td><td>{e(a['action'])}</td><td>{e(a['result'])}</td></tr>"
+        for a in found["attributes"])
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>fastanon record: {e(found['input']['name'])}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem;
+       color: #1e293b; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ text-align: left; padding: 0.25rem 0.5rem; border-bottom: 1px solid #e2e8f0;
+          overflow-wrap: anywhere; vertical-align: top; }}
+.facts th {{ width: 11rem; }} code {{ font-size: 0.9em; }}
+</style></head><body>
+<h1>What fastanon did to {e(found['input']['name'])}</h1>
+<table class="facts">{rows}</table>
+<h2>Policy</h2><p>{e(found['policy']['preset'])} preset; changes:</p><ul>{overrides}</ul>
+<h2>Masks</h2><ul>{masks}</ul>
+<h2>Warnings shown</h2><ul>{warnings}</ul>
+<h2>Attributes</h2>
+<table><tr><th>attribute</th><th>tag</th><th>category</th><th>action</th><th>result</th></tr>
+{attributes}</table>
+<p>No value of the file is in this record: attributes are named, not quoted.</p>
+</body></html>
+"""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,10 +46,11 @@ _SECURITY_HEADERS = {
 }
 
 _NO_TOKEN_PAGE = (b"<!doctype html><meta charset=utf-8><title>fastanon preview</title>"
-                  b"<body style='font-family:system-ui,sans-serif;margin:3rem'>"
-                  b"<h1>fastanon preview</h1><p>This address needs its token. Open the full "
-                  b"address that <code>fastanon serve</code> printed: it ends in "
-                  b"<code>?token=&hellip;</code>.</p>")
+                  b"<link rel=stylesheet href=/static/style.css>"
+                  b"<body class=no-token><main><section class=card><h1>fastanon preview</h1>"
+                  b"<p>This address needs its token. Open the full address that "
+                  b"<code>fastanon serve</code> printed: it ends in "
+                  b"<code>?token=&hellip;</code>.</p></section></main>")
 
 
 @dataclass(frozen=True)
@@ -301,7 +302,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(204, b"", "text/plain")
         elif method == "POST" and rest == "/text":
             self._json(200, documents.text_masks(doc))
-        elif method == "POST" and rest in ("/inspect", "/preview", "/download", "/rule"):
+        elif method == "POST" and rest in ("/inspect", "/preview", "/download", "/rule",
+                                           "/record"):
             choices = self._choices()
             if choices is not None:
                 getattr(self, "_" + rest[1:])(doc, choices)
@@ -354,6 +356,12 @@ class Handler(BaseHTTPRequestHandler):
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{stem}-anonymized.dcm")
         self._send(200, output, "application/dicom",
                    {"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    def _record(self, doc, choices: Choices) -> None:
+        found = documents.record(doc, choices, self.server.key)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(doc.name)[0] or "file")
+        self._json(200, {"record": found, "html": documents.record_html(found),
+                         "filename": f"{stem}-record"})
 
     def _rule(self, doc, choices: Choices) -> None:
         self._json(200, {"text": documents.rule_toml(doc, choices.masks),

@@ -20,6 +20,8 @@ const state = {
   width: 1,
   result: null,        // last preview answer
   resultKey: "",       // the choices it was made with
+  rowNodes: new Map(), // path -> the table row drawn for it
+  refreshing: 0,       // the number of the newest table refresh asked for
 };
 
 const $ = (id) => document.getElementById(id);
@@ -57,8 +59,8 @@ function categoryTitle(name) {
   return found ? found.title : (name || "");
 }
 
-function actionLabel(action) {
-  return (state.meta?.actions || {})[action] || action;
+function actionLabel(action, row = null) {
+  return row?.labels?.[action] || (state.meta?.actions || {})[action] || action;
 }
 
 // -- talking to the server -------------------------------------------------------------------
@@ -145,9 +147,12 @@ async function openFile(file) {
     state.doc = { id: payload.id, summary: payload.summary, image: payload.image };
     state.overrides = {};
     state.masks = [];
+    state.nextMask = 1;                     // a new file: its masks count from 1
     state.result = null;
     state.showAll = false;
     state.frame = 0;
+    $("filter").value = "";                 // and its table is not filtered by the last one's
+    setStatus("mask-form-status", "");
     setStatus("preset-status", "");
     applyRows(payload);
     setStatus("file-status", `${payload.summary.name} (${bytes(payload.summary.size)}) is open.`, "ok");
@@ -180,24 +185,52 @@ function showSteps(visible) {
 
 // -- step 2: warnings, summary, the table ----------------------------------------------------
 
-function applyRows(payload) {
+function applyRows(payload, merge = false) {
+  const before = state.rows;
   state.rows = payload.rows;
   state.warnings = payload.warnings;
   state.categories = payload.categories;
   state.actions = payload.actions;
   renderWarnings();
   renderPresetSwitch();
-  renderTable();
+  if (merge && samePaths(before, payload.rows)) mergeTable(before, payload.rows);
+  else renderTable();
   renderSummary();
+}
+
+function samePaths(a, b) {
+  return a.length === b.length && a.every((row, i) => row.path === b[i].path);
+}
+
+// A change redraws only the rows whose content changed, each in place: focus stays where it
+// is, the scroll position too, and a table of 10,000 rows answers at once.
+function mergeTable(before, after) {
+  for (let i = 0; i < after.length; i++) {
+    if (JSON.stringify(before[i]) !== JSON.stringify(after[i])) redrawRow(after[i]);
+  }
+  renderTableCounts();
+}
+
+function redrawRow(row) {
+  const old = state.rowNodes.get(row.path);
+  if (!old) return;
+  const focused = old.contains(document.activeElement) ? document.activeElement : null;
+  const node = tableRow(row);
+  old.replaceWith(node);
+  state.rowNodes.set(row.path, node);
+  if (focused) node.querySelector("select")?.focus();
 }
 
 function renderWarnings() {
   const box = $("warnings");
   box.replaceChildren();
   for (const w of state.warnings) {
+    const clean = w.code === "identifying-echo" && w.tag && state.overrides[w.tag] !== "clean"
+      ? el("button", { type: "button", class: "secondary small-button", onclick: () => overrideTag(w.tag, "clean") },
+        `Clean echoes in ${w.path}`) : null;
     box.append(el("div", { class: `warning w-${slug(w.code)}` },
       el("span", { class: "warning-icon", "aria-hidden": "true", text: "!" }),
-      el("div", {}, el("b", { text: warningTitle(w.code) }), " ", w.message)));
+      el("div", {}, el("b", { text: warningTitle(w.code) }), " ", w.message, clean ? " " : null, clean)));
   }
   if (!state.warnings.length) {
     box.append(el("div", { class: "warning none" }, el("span", { class: "warning-icon ok", text: "✓" }),
@@ -240,12 +273,29 @@ function renderSummary() {
 
 function renderPresetSwitch() {
   const box = $("preset-buttons");
+  const hadFocus = box.contains(document.activeElement);
   box.replaceChildren(...state.meta.presets.map((p) =>
     el("button", { type: "button", role: "radio", class: `segment${p.name === state.preset ? " active" : ""}`,
       "aria-checked": String(p.name === state.preset), "data-preset": p.name,
-      onclick: () => switchPreset(p.name) }, p.name)));
+      tabindex: p.name === state.preset ? "0" : "-1",
+      onclick: () => switchPreset(p.name), onkeydown: presetKey }, p.name)));
+  if (hadFocus) box.querySelector(".segment.active")?.focus();
   const current = state.meta.presets.find((p) => p.name === state.preset);
   $("preset-description").textContent = current ? firstSentence(current.description) : "";
+}
+
+// The preset switch is one radio group: arrow keys move the choice, Tab leaves the group.
+function presetKey(event) {
+  const names = state.meta.presets.map((p) => p.name);
+  const at = names.indexOf(state.preset);
+  const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[event.key];
+  let next = null;
+  if (step) next = names[(at + step + names.length) % names.length];
+  else if (event.key === "Home") next = names[0];
+  else if (event.key === "End") next = names[names.length - 1];
+  if (next === null) return;
+  event.preventDefault();
+  if (next !== state.preset) switchPreset(next);
 }
 
 function firstSentence(text) {
@@ -261,11 +311,14 @@ async function switchPreset(name) {
   setStatus("preset-status", dropped ? `The ${name} preset now applies to every row; your ${dropped} change(s) were cleared.` : "");
 }
 
-async function refreshRows() {
+async function refreshRows(merge = false) {
   if (!state.doc) return;
+  const mine = ++state.refreshing;
   try {
     const response = await api(`/api/files/${state.doc.id}/inspect`, { method: "POST", json: choices(false) });
-    applyRows(await response.json());
+    const payload = await response.json();
+    if (mine !== state.refreshing) return;       // a newer change is on its way
+    applyRows(payload, merge);
     markStale();
   } catch (error) {
     setStatus("file-status", error.message, "error");
@@ -283,11 +336,26 @@ function renderTable() {
   const rows = state.rows.filter((r) => matches(r, needle));
   const shown = state.showAll ? rows : rows.slice(0, ROW_LIMIT);
   const body = $("tags").tBodies[0];
-  body.replaceChildren(...shown.map(tableRow));
-  $("row-count").textContent = `${shown.length} of ${rows.length} row(s)` + (needle ? ` matching “${needle}”` : "");
-  const more = rows.length - shown.length;
+  const focusedPath = document.activeElement?.closest?.("#tags tr")?.dataset.path;
+  state.rowNodes = new Map();
+  body.replaceChildren(...shown.map((row) => {
+    const node = tableRow(row);
+    state.rowNodes.set(row.path, node);
+    return node;
+  }));
+  if (focusedPath) state.rowNodes.get(focusedPath)?.querySelector("select")?.focus();
+  state.shownCount = shown.length;
+  state.matchCount = rows.length;
+  state.needle = needle;
+  renderTableCounts();
+}
+
+function renderTableCounts() {
+  const shown = state.shownCount, total = state.matchCount;
+  $("row-count").textContent = `${shown} of ${total} row(s)` + (state.needle ? ` matching “${state.needle}”` : "");
+  const more = total - shown;
   $("show-all").hidden = more <= 0;
-  $("show-all").textContent = `Show all ${rows.length} rows (${more} more)`;
+  $("show-all").textContent = `Show all ${total} rows (${more} more)`;
   const n = Object.keys(state.overrides).length;
   $("override-count").textContent = n ? `${n} change(s) to the ${state.preset} preset` : "";
   $("reset-overrides").hidden = !n;
@@ -297,26 +365,46 @@ function tableRow(row) {
   const select = el("select", { "aria-label": `Action for ${row.keyword || row.tag}`, disabled: row.inherited,
     onchange: (event) => overrideRow(row, event.target.value) },
   ...row.options.map((a) => el("option", { value: a, selected: a === row.action },
-    actionLabel(a) + (a === row.recommended ? " ★" : ""))));
+    actionLabel(a, row) + (a === row.recommended ? " ★" : ""))));
   const cells = [
     el("td", { class: "mono nowrap", text: row.tag }),
     el("td", { class: "path", title: row.reason },
-      el("span", { text: row.path }), row.overridden ? el("span", { class: "badge changed", text: "changed" }) : null),
+      el("span", { text: row.path }), row.overridden ? el("span", { class: "badge changed", text: "changed" }) : null,
+      el("span", { class: "inline-tag mono muted small", text: `${row.tag} ${row.vr}` })),
     el("td", { class: "mono", text: row.vr }),
     el("td", { class: "value", title: row.value, text: row.value }),
     el("td", {}, row.category ? el("span", { class: `cat-badge cat-${slug(row.category)}`, text: categoryTitle(row.category) }) : ""),
     el("td", { class: "nowrap" }, select,
-      row.overridden ? el("button", { type: "button", class: "link reset", title: `Back to the preset's ${actionLabel(row.recommended)}`,
+      row.overridden ? el("button", { type: "button", class: "link reset", title: `Back to the preset's ${actionLabel(row.recommended, row)}`,
+        "aria-label": `Back to the preset's ${actionLabel(row.recommended, row)}`,
         onclick: () => overrideRow(row, null) }, "↺") : null),
   ];
   return el("tr", { class: `cat-row cat-${slug(row.category)} act-${row.action}${row.overridden ? " overridden" : ""}${row.inherited ? " inherited" : ""}`,
     "data-tag": row.tag, "data-path": row.path }, ...cells);
 }
 
+// A row's change shows at once (the row alone is redrawn); the server's answer then brings what
+// else it changed (rows inside a sequence, the warnings). Each change's time is kept on the page
+// (data-change-ms: to the row redrawn, data-confirm-ms: to the server's answer merged).
 async function overrideRow(row, action) {
+  const started = performance.now();
   if (action === null || action === row.recommended) delete state.overrides[row.tag];
   else state.overrides[row.tag] = action;
-  await refreshRows();
+  const shown = { ...row, action: action ?? row.recommended, overridden: action !== null && action !== row.recommended };
+  const index = state.rows.indexOf(row);
+  if (index >= 0) state.rows[index] = shown;
+  redrawRow(shown);
+  renderTableCounts();
+  document.body.dataset.changeMs = (performance.now() - started).toFixed(1);
+  await refreshRows(true);
+  document.body.dataset.confirmMs = (performance.now() - started).toFixed(1);
+}
+
+async function overrideTag(tag, action) {
+  const row = state.rows.find((r) => r.tag === tag && !r.inherited);
+  if (row) return overrideRow(row, action);
+  state.overrides[tag] = action;
+  await refreshRows(true);
 }
 
 // -- step 3: the image and masks -------------------------------------------------------------
@@ -338,7 +426,9 @@ function setupImage(image) {
   }
   const span = Math.max(image.high - image.low, 1);
   Object.assign($("frame"), { max: image.frames - 1, value: 0 });
-  Object.assign($("center"), { min: image.low - span / 2, max: image.high + span / 2, value: image.center });
+  Object.assign($("after-frame"), { max: image.frames - 1, value: 0 });
+  $("after-frame-control").hidden = image.frames <= 1;
+  Object.assign($("center"), { min: Math.min(image.low - span / 2, image.center), max: Math.max(image.high + span / 2, image.center), value: image.center });
   Object.assign($("width"), { min: 1, max: Math.max(span * 2, image.width), value: image.width });
   state.center = image.center;
   state.width = image.width;
@@ -381,6 +471,11 @@ function loadFrame() {
 
 function renderLabels() {
   $("frame-label").textContent = `${state.frame + 1} of ${state.doc.image.frames}`;
+  $("after-frame-label").textContent = `${state.frame + 1} of ${state.doc.image.frames}`;
+  $("frame").value = state.frame;
+  $("after-frame").value = state.frame;
+  $("canvas").setAttribute("aria-label", `Image, frame ${state.frame + 1} of ${state.doc.image.frames}. `
+    + "Drag to draw a mask, or type its pixels below; arrow keys change the frame.");
   $("center-label").textContent = Math.round(state.center);
   $("width-label").textContent = Math.round(state.width);
 }
@@ -476,6 +571,41 @@ function endDrawing(event) {
   drawCanvas();
 }
 
+// A mask typed as pixels (x, y, width, height): the keyboard's way to draw one.
+function addTypedMask(event) {
+  event.preventDefault();
+  const image = state.doc?.image;
+  if (!image || image.error) return;
+  const [x, y, width, height] = ["mask-x", "mask-y", "mask-w", "mask-h"].map((id) => Number($(id).value));
+  const whole = [x, y, width, height].every((v) => Number.isInteger(v));
+  if (!whole || x < 0 || y < 0 || width < 1 || height < 1) {
+    setStatus("mask-form-status", "x and y are whole numbers from 0, width and height from 1.", "error");
+    return;
+  }
+  if (x + width > image.columns || y + height > image.rows) {
+    setStatus("mask-form-status", `The image is ${image.columns} × ${image.rows}: the mask must fit inside it.`, "error");
+    return;
+  }
+  const only = document.querySelector('input[name="mask-frames"]:checked').value === "this";
+  const mask = { id: state.nextMask++, x, y, width, height, frames: only ? [state.frame] : null, enabled: true };
+  state.masks.push(mask);
+  setStatus("mask-form-status", `Mask #${mask.id} added.`, "ok");
+  renderMasks();
+  drawCanvas();
+  markStale();
+}
+
+function canvasKey(event) {
+  const image = state.doc?.image;
+  if (!image || image.error || image.frames <= 1) return;
+  const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1, PageDown: 10, PageUp: -10 }[event.key];
+  if (!step) return;
+  event.preventDefault();
+  state.frame = Math.min(Math.max(state.frame + step, 0), image.frames - 1);
+  scheduleFrame();
+  drawCanvas();
+}
+
 // "Suggest masks": the local fastanon reads the image's text (the ocr extra) and proposes a mask
 // over each line found, on every frame; each can be unticked like a drawn one.
 async function suggestMasks() {
@@ -549,7 +679,7 @@ async function updatePreview() {
     const response = await api(`/api/files/${state.doc.id}/preview`, { method: "POST", json: JSON.parse(key) });
     state.result = await response.json();
     state.resultKey = key;
-    const changed = state.result.changes.filter((c) => c.status !== "kept").length;
+    const changed = state.result.changes.filter(isChange).length;
     const notes = state.result.notes.length ? ` Note: ${state.result.notes.join(" ")}` : "";
     setStatus("result-status", `Preview updated: ${changed} attribute(s) change, ${state.masks.filter((m) => m.enabled).length} mask(s) applied; the anonymized file has ${bytes(state.result.size)}.${notes}`, "ok");
     renderResult();
@@ -586,10 +716,15 @@ function afterCell(c) {
   return c.after;
 }
 
+// What "changes" means, in the status line and the table alike.
+function isChange(c) {
+  return c.status !== "kept" && c.status !== "unchanged";
+}
+
 function renderChanges() {
   const only = $("changed-only").checked;
   const all = state.result.changes;
-  const rows = only ? all.filter((c) => c.status !== "kept" && c.status !== "unchanged") : all;
+  const rows = only ? all.filter(isChange) : all;
   $("change-count").textContent = `${rows.length} of ${all.length} row(s)`;
   $("changes").tBodies[0].replaceChildren(...rows.map((c) => el("tr", { class: `st-${c.status} cat-row cat-${slug(c.category)}` },
     el("td", { class: "path", title: `${c.tag} ${c.path}` }, el("span", { class: "mono muted small", text: c.tag }), " ", c.path),
@@ -613,6 +748,22 @@ async function download() {
     setStatus("result-status", error.message, "error");
   } finally {
     button.disabled = false;
+  }
+}
+
+// The record to keep beside the file: JSON, or the same as a page.
+async function downloadRecord(format) {
+  if (!state.doc) return;
+  setStatus("result-status", "Preparing the record…");
+  try {
+    const response = await api(`/api/files/${state.doc.id}/record`, { method: "POST", json: choices(true) });
+    const payload = await response.json();
+    const blob = format === "html" ? new Blob([payload.html], { type: "text/html" })
+      : new Blob([JSON.stringify(payload.record, null, 1) + "\n"], { type: "application/json" });
+    saveBlob(blob, `${payload.filename}.${format}`);
+    setStatus("result-status", `Downloaded ${payload.filename}.${format}: SHA-256 of the output ${payload.record.output.sha256.slice(0, 16)}…`, "ok");
+  } catch (error) {
+    setStatus("result-status", error.message, "error");
   }
 }
 
@@ -655,6 +806,17 @@ function wire() {
   $("reset-overrides").addEventListener("click", () => { state.overrides = {}; refreshRows(); });
 
   $("frame").addEventListener("input", (event) => { state.frame = Number(event.target.value); scheduleFrame(); drawCanvas(); });
+  $("after-frame").addEventListener("input", (event) => { state.frame = Number(event.target.value); scheduleFrame(); drawCanvas(); });
+  $("canvas").addEventListener("keydown", canvasKey);
+  $("mask-form").addEventListener("submit", addTypedMask);
+  $("record-json").addEventListener("click", () => downloadRecord("json"));
+  $("record-html").addEventListener("click", () => downloadRecord("html"));
+  for (const link of document.querySelectorAll("a.skip")) {
+    link.addEventListener("click", (event) => {
+      const target = document.querySelector(link.dataset.focus);
+      if (target && !target.closest("[hidden]")) { event.preventDefault(); target.focus(); target.scrollIntoView({ block: "center" }); }
+    });
+  }
   $("center").addEventListener("input", (event) => { state.center = Number(event.target.value); scheduleFrame(); });
   $("width").addEventListener("input", (event) => { state.width = Number(event.target.value); scheduleFrame(); });
   $("window-reset").addEventListener("click", () => {
