@@ -311,3 +311,194 @@ def test_suggest_masks_on_the_phantom_and_download(browser, page_server, tmp_pat
     page.close()
     context.close()
     assert not errors, errors
+
+
+def _focus_by_tab(page, selector: str, limit: int = 400, back: bool = False) -> None:
+    """Press Tab (Shift+Tab with back) until the element matching selector has the focus."""
+    for _ in range(limit):
+        if page.evaluate("(s) => document.activeElement?.matches(s) ?? false", selector):
+            return
+        page.keyboard.press("Shift+Tab" if back else "Tab")
+    raise AssertionError(f"{selector} never got the focus in {limit} presses of Tab")
+
+
+def _focused(page, script: str):
+    return page.evaluate(f"() => {{ const e = document.activeElement; return {script}; }}")
+
+
+def test_keyboard_only_from_drop_to_download_and_record(browser, page_server, tmp_path):
+    """Everything with the keyboard: the skip link to the file, the file chooser, the preset by
+    arrow keys, a row's menu (focus stays on it), the skip link past the table, the frame from
+    the canvas, a mask typed as pixels, the preview, the download, the record."""
+    import hashlib
+    import json
+
+    columns, rows = 256, 192
+    data = multiframe_dicom(rows=rows, columns=columns)
+    (tmp_path / "knee.dcm").write_bytes(data)
+    context, page, errors = open_page(browser, page_server)
+    choosers = []           # listened for from the start: the chooser opens at the key press
+    page.on("filechooser", lambda chooser: choosers.append(chooser))
+    page.keyboard.press("Tab")
+    assert _focused(page, "e.textContent") == "Skip to the file"
+    page.keyboard.press("Enter")
+    assert _focused(page, "e.id") == "drop"
+    page.keyboard.press("Enter")
+    for _ in range(100):
+        if choosers:
+            break
+        page.wait_for_timeout(50)
+    assert choosers, "Enter on the drop zone opened no file chooser"
+    choosers[0].set_files(str(tmp_path / "knee.dcm"))
+    page.wait_for_selector("#step-review:not([hidden])")
+
+    _focus_by_tab(page, ".segment.active")
+    assert _focused(page, "e.dataset.preset") == "research"
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('tr[data-path=\"PatientName\"] select')"
+                           ".value === 'hash'")
+    assert _focused(page, "e.dataset.preset") == "internal"       # still on the switch
+    assert _focused(page, "e.getAttribute('aria-checked')") == "true"
+
+    _focus_by_tab(page, 'tr[data-path="StudyDate"] select')
+    page.keyboard.press("ArrowDown")                               # keep -> the next action
+    page.wait_for_selector('tr.overridden[data-path="StudyDate"]')
+    assert _focused(page, "e.closest('tr')?.dataset.path") == "StudyDate"
+    chosen = page.locator('tr[data-path="StudyDate"] select').input_value()
+    assert chosen != "keep"
+
+    _focus_by_tab(page, "a.inline-skip", back=True)
+    page.keyboard.press("Enter")
+    assert _focused(page, "e.id") == "canvas"
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.getElementById('frame-label').textContent === '2 of 6'")
+    tx, ty, tw, th = TEXT_BOX
+    _focus_by_tab(page, "#mask-x")
+    for value in (tx - 3, ty - 3, tw + 5, th + 5):
+        page.keyboard.type(str(value))
+        page.keyboard.press("Tab")
+    page.keyboard.press("Enter")                                   # on "Add mask"
+    page.wait_for_selector("#masks li")
+    assert f"{tx - 3},{ty - 3} · {tw + 5}×{th + 5}" in page.inner_text("#masks li")
+    assert "every frame" in page.inner_text("#masks li")
+
+    _focus_by_tab(page, "#update")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#result:not([hidden])")
+    _focus_by_tab(page, "#download")
+    with page.expect_download() as info:
+        page.keyboard.press("Enter")
+    target = tmp_path / "out.dcm"
+    info.value.save_as(target)
+    ds = pydicom.dcmread(target)
+    assert ds.PatientName != NAME and (ds.pixel_array != 4000).all()
+    assert chosen == "remove" and "StudyDate" not in ds or chosen != "remove"
+
+    _focus_by_tab(page, "#record-json")
+    with page.expect_download() as info:
+        page.keyboard.press("Enter")
+    assert info.value.suggested_filename == "knee-record.json"
+    record = json.loads(Path(info.value.path()).read_text())
+    assert record["output"]["sha256"] == hashlib.sha256(target.read_bytes()).hexdigest()
+    assert record["input"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["masks"][0]["x"] == tx - 3 and record["audit"]["preset"].startswith("internal")
+    with page.expect_download() as info:
+        page.click("#record-html")
+    html = Path(info.value.path()).read_text()
+    assert record["output"]["sha256"] in html and NAME not in html
+    page.close()
+    context.close()
+    assert not errors, errors
+
+
+def test_at_800_pixels_nothing_overflows_and_the_action_column_shows(browser, page_server):
+    from conftest import read_bytes
+
+    context = browser.new_context(viewport={"width": 800, "height": 900})
+    page = context.new_page()
+    page.goto(page_server.url)
+    page.wait_for_selector("body.ready")
+    drop_file(page, "#drop", read_bytes("CT_small.dcm"), "ct.dcm")
+    page.wait_for_selector("#step-review:not([hidden])")
+    page.click("#update")
+    page.wait_for_selector("#result:not([hidden])")
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow} px wider than the window"
+    action = page.locator("#tags thead th").nth(5).bounding_box()
+    assert action and action["x"] + action["width"] <= 800, action
+    select = page.locator("#tags tbody select").first.bounding_box()
+    assert select["x"] + select["width"] <= 800, select
+    table = page.evaluate("() => { const w = document.querySelector('#tags').closest("
+                          "'.table-wrap'); return w.scrollWidth - w.clientWidth; }")
+    assert table <= 0, f"the table scrolls sideways by {table} px"
+    assert page.is_visible('tr[data-path="PatientName"] .inline-tag')
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "preview-800.png"), full_page=True)
+    context.close()
+
+
+def _many_rows(count: int) -> bytes:
+    """A data set with count sensitive rows: a sequence of count / 2 items, each with a
+    person's name and an instance UID."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(io.BytesIO(multiframe_dicom(frames=1, rows=32, columns=32)))
+    items = []
+    for n in range(count // 2):
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        item.ReferencedSOPInstanceUID = f"1.2.826.0.1.3680043.2.1125.{n + 1}"
+        item.PersonName = f"READER^NUMBER{n}"
+        items.append(item)
+    ds.ReferencedImageSequence = Sequence(items)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_a_change_among_10000_rows_and_a_new_file_starts_afresh(browser, page_server):
+    """10,000 rows shown: one row's change is timed in the browser (Performance API) and printed;
+    then the filter and the mask numbers start again with the next file."""
+    context, page, errors = open_page(browser, page_server)
+    drop_file(page, "#drop", _many_rows(10000), "many.dcm")
+    page.wait_for_selector("#step-review:not([hidden])", timeout=60000)
+    page.click("#show-all")
+    count = page.locator("#tags tbody tr").count()
+    assert count >= 10000, count
+    path = "StudyDate"                  # one row (a change to PersonName is 5,000 rows' change)
+    row = page.locator(f'tr[data-path="{path}"]')
+    row.scroll_into_view_if_needed()
+    row.locator("select").focus()
+    row.locator("select").select_option("remove")
+    page.wait_for_selector(f'tr.overridden[data-path="{path}"]')
+    page.wait_for_function("() => document.body.dataset.confirmMs !== undefined", timeout=60000)
+    script, shown, confirmed = page.evaluate(
+        "() => [document.body.dataset.changeScriptMs, document.body.dataset.changeMs, "
+        "document.body.dataset.confirmMs]")
+    print(f"\n{count} rows: a change made in {script} ms of script, drawn in {shown} ms, the "
+          f"server's answer merged in {confirmed} ms")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "preview-10000-rows.txt").write_text(
+        f"{count} rows: change made {script} ms, drawn {shown} ms, answer merged {confirmed} ms\n")
+    assert page.locator("tr.overridden").count() == 1
+    assert _focused(page, "e.closest('tr')?.dataset.path") == path
+    assert page.locator("#tags tbody tr").count() == count           # no row lost or added
+
+    page.fill("#filter", "patient identity")
+    canvas = page.locator("#canvas")
+    canvas.scroll_into_view_if_needed()
+    drag(page, canvas.bounding_box(), 2, 2, 20, 20, 32, 32)
+    drag(page, canvas.bounding_box(), 22, 22, 30, 30, 32, 32)
+    assert "#2" in page.inner_text("#masks")
+    drop_file(page, "#drop", multiframe_dicom(rows=64, columns=64), "next.dcm")
+    page.wait_for_function("() => document.getElementById('file-status').textContent"
+                           ".includes('next.dcm (')")              # open, not being read
+    assert page.input_value("#filter") == ""
+    assert "matching" not in page.inner_text("#row-count")
+    canvas.scroll_into_view_if_needed()
+    drag(page, canvas.bounding_box(), 2, 2, 20, 20, 64, 64)
+    assert page.inner_text("#masks li .mask-id") == "#1"
+    page.close()
+    context.close()
+    assert not errors, errors

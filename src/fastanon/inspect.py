@@ -7,7 +7,7 @@ pipeline.prepare decided for the file (the one decision pass) and decides nothin
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from .elements import (KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, PIXEL_DATA, is_private, keyword,
                        tag_text)
@@ -45,10 +45,13 @@ class Finding:
     message: str = ""
 
     def as_dict(self) -> dict:
-        out = asdict(self)
+        out = {name: getattr(self, name) for name in _FINDING_FIELDS}    # flat: no deep copy
         out["tag"] = tag_text(self.tag) if self.tag is not None else None
         out["alternatives"] = list(self.alternatives)
         return out
+
+
+_FINDING_FIELDS = tuple(f.name for f in fields(Finding))
 
 
 def inspect(data, policy="research", *, key: bytes | str | None = None,

@@ -14,6 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from functools import lru_cache
+
 from .. import presets
 from ..categories import category_of
 from ..elements import KIND_FRAGMENTS, PIXEL_DATA, keyword, parse_tag, tag_text
@@ -38,6 +40,13 @@ ACTION_LABELS = {"keep": "keep", "remove": "remove", "empty": "empty",
                  "hash": "pseudonym", "clean": "clean echoes"}
 # Text VRs whose values can repeat the patient's name or IDs (the clean action's, echoes.py).
 CLEANED_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
+
+
+@lru_cache(maxsize=None)
+def _labels(options: tuple[str, ...], vr: str) -> dict[str, str]:
+    """The menu entries of a row that say more than the action's name (action_label)."""
+    return {a: label for a in options
+            if (label := action_label(a, vr)) != ACTION_LABELS.get(a, a)}
 
 
 def action_label(action: str, vr: str) -> str:
@@ -111,6 +120,7 @@ class Document:
     seen: float = field(default_factory=time.monotonic)
     output: bytes | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    recommended: dict = field(default_factory=dict)     # preset -> {path: its action}
     _frames: dict = field(default_factory=dict)
 
     def frames(self, which: str = "input"):
@@ -207,9 +217,12 @@ def rows(doc: Document, choices: Choices) -> dict:
     policy = choices.policy()
     found = inspect(doc.data, policy, key=b"preview", name="the uploaded file")
     if choices.overrides:
-        recommended = {f.path: f.action for f in inspect(doc.data, choices.preset, key=b"preview",
-                                                         name="the uploaded file")
-                       if f.kind == "element"}
+        recommended = doc.recommended.get(choices.preset)
+        if recommended is None:             # the preset alone: the same for every change
+            recommended = doc.recommended[choices.preset] = {
+                f.path: f.action for f in inspect(doc.data, choices.preset, key=b"preview",
+                                                  name="the uploaded file")
+                if f.kind == "element"}
     else:
         recommended = None
     overridden = {tag for tag, _ in choices.overrides}
@@ -233,8 +246,7 @@ def rows(doc: Document, choices: Choices) -> dict:
         if f.vr == "SQ":
             options = [a for a in options if a not in ("replace", "clean") or a == f.action]
         row["options"] = [a for a in dict.fromkeys(options) if a in ACTIONS]
-        row["labels"] = {a: label for a in row["options"]
-                         if (label := action_label(a, f.vr)) != ACTION_LABELS.get(a, a)}
+        row["labels"] = _labels(tuple(row["options"]), f.vr)
         actions[f.action] = actions.get(f.action, 0) + 1
         elements.append(row)
     return {"rows": elements, "warnings": warnings, "categories": summarize(found),

@@ -4,6 +4,7 @@
 
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const ROW_LIMIT = 200;
+const CHUNK_ROWS = 256;      // table rows per contained block
 
 const state = {
   meta: null,          // presets, categories, action labels, limits
@@ -214,11 +215,32 @@ function mergeTable(before, after) {
 function redrawRow(row) {
   const old = state.rowNodes.get(row.path);
   if (!old) return;
-  const focused = old.contains(document.activeElement) ? document.activeElement : null;
   const node = tableRow(row);
-  old.replaceWith(node);
-  state.rowNodes.set(row.path, node);
-  if (focused) node.querySelector("select")?.focus();
+  if (!old.contains(document.activeElement)) {
+    old.replaceWith(node);
+    state.rowNodes.set(row.path, node);
+    return;
+  }
+  // The user is on this row: the row and the element they are on stay (focus is not lost, no
+  // layout is forced now); the other cells, the menu's entries and the row's marks change.
+  old.className = node.className;
+  const focused = document.activeElement;
+  [...node.children].forEach((cell, i) => {
+    const here = old.children[i];
+    if (!here.contains(focused)) { here.replaceWith(cell); return; }
+    const select = here.querySelector("select");
+    const fresh = cell.querySelector("select");
+    if (select && fresh) {
+      select.replaceChildren(...fresh.childNodes);
+      select.value = row.action;
+      select.disabled = fresh.disabled;
+      for (const child of [...here.childNodes]) if (child !== select) child.remove();
+      for (const child of [...cell.childNodes]) if (child !== fresh) here.append(child);
+    } else {
+      here.replaceWith(cell);
+      cell.querySelector("select")?.focus();      // the reset button went: its row's menu
+    }
+  });
 }
 
 function renderWarnings() {
@@ -338,11 +360,19 @@ function renderTable() {
   const body = $("tags").tBodies[0];
   const focusedPath = document.activeElement?.closest?.("#tags tr")?.dataset.path;
   state.rowNodes = new Map();
-  body.replaceChildren(...shown.map((row) => {
-    const node = tableRow(row);
-    state.rowNodes.set(row.path, node);
-    return node;
-  }));
+  const chunks = [];
+  for (let i = 0; i < shown.length; i += CHUNK_ROWS) {
+    // Rows in contained blocks: a change lays out its block only, and blocks out of sight
+    // are not laid out at all (the table of 10,000 rows answers at once).
+    const chunk = el("div", { class: "chunk", role: "presentation" }, ...shown.slice(i, i + CHUNK_ROWS).map((row) => {
+      const node = tableRow(row);
+      state.rowNodes.set(row.path, node);
+      return node;
+    }));
+    chunk.style.containIntrinsicSize = `auto ${Math.min(CHUNK_ROWS, shown.length - i) * 34}px`;
+    chunks.push(chunk);
+  }
+  body.replaceChildren(...chunks);
   if (focusedPath) state.rowNodes.get(focusedPath)?.querySelector("select")?.focus();
   state.shownCount = shown.length;
   state.matchCount = rows.length;
@@ -363,7 +393,7 @@ function renderTableCounts() {
 
 function tableRow(row) {
   const select = el("select", { "aria-label": `Action for ${row.keyword || row.tag}`, disabled: row.inherited,
-    onchange: (event) => overrideRow(row, event.target.value) },
+    onchange: (event) => overrideRow(state.rows.find((r) => r.path === row.path) || row, event.target.value) },
   ...row.options.map((a) => el("option", { value: a, selected: a === row.action },
     actionLabel(a, row) + (a === row.recommended ? " ★" : ""))));
   const cells = [
@@ -377,10 +407,11 @@ function tableRow(row) {
     el("td", { class: "nowrap" }, select,
       row.overridden ? el("button", { type: "button", class: "link reset", title: `Back to the preset's ${actionLabel(row.recommended, row)}`,
         "aria-label": `Back to the preset's ${actionLabel(row.recommended, row)}`,
-        onclick: () => overrideRow(row, null) }, "↺") : null),
+        onclick: () => overrideRow(state.rows.find((r) => r.path === row.path) || row, null) }, "↺") : null),
   ];
+  for (const cell of cells) cell.setAttribute("role", "cell");
   return el("tr", { class: `cat-row cat-${slug(row.category)} act-${row.action}${row.overridden ? " overridden" : ""}${row.inherited ? " inherited" : ""}`,
-    "data-tag": row.tag, "data-path": row.path }, ...cells);
+    role: "row", "data-tag": row.tag, "data-path": row.path }, ...cells);
 }
 
 // A row's change shows at once (the row alone is redrawn); the server's answer then brings what
@@ -395,9 +426,17 @@ async function overrideRow(row, action) {
   if (index >= 0) state.rows[index] = shown;
   redrawRow(shown);
   renderTableCounts();
-  document.body.dataset.changeMs = (performance.now() - started).toFixed(1);
+  delete document.body.dataset.changeMs;
+  delete document.body.dataset.confirmMs;
+  document.body.dataset.changeScriptMs = (performance.now() - started).toFixed(1);
+  afterPaint(() => { document.body.dataset.changeMs = (performance.now() - started).toFixed(1); });
   await refreshRows(true);
-  document.body.dataset.confirmMs = (performance.now() - started).toFixed(1);
+  afterPaint(() => { document.body.dataset.confirmMs = (performance.now() - started).toFixed(1); });
+}
+
+// fn once the browser has drawn the next frame (style, layout and paint of a change included).
+function afterPaint(fn) {
+  requestAnimationFrame(() => setTimeout(fn, 0));
 }
 
 async function overrideTag(tag, action) {
@@ -799,7 +838,10 @@ function wire() {
   window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => event.preventDefault());
   $("file-input").addEventListener("change", (event) => { openFile(event.target.files[0]); event.target.value = ""; });
-  drop.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") $("file-input").click(); });
+  drop.addEventListener("keydown", (event) => {
+    if (event.target === drop && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); $("file-input").click(); }
+  });
+  $("choose-file").addEventListener("click", () => $("file-input").click());
 
   $("filter").addEventListener("input", renderTable);
   $("show-all").addEventListener("click", () => { state.showAll = true; renderTable(); });
