@@ -502,3 +502,41 @@ def test_a_change_among_10000_rows_and_a_new_file_starts_afresh(browser, page_se
     page.close()
     context.close()
     assert not errors, errors
+
+
+def test_at_1280_pixels_no_action_label_or_value_after_is_cut(browser, page_server):
+    """Every row's chosen action fits its menu, and the after column wraps long UIDs."""
+    from conftest import read_bytes
+
+    context, page, errors = open_page(browser, page_server)
+    drop_file(page, "#drop", read_bytes("CT_small.dcm"), "ct.dcm")
+    page.wait_for_selector("#step-review:not([hidden])")
+    page.select_option('tr[data-path="StudyDate"] select', "replace")
+    page.wait_for_selector('tr.overridden[data-path="StudyDate"]')
+    cut = page.evaluate("""() => {
+      const probe = document.createElement('span');
+      document.body.append(probe);
+      const out = [];
+      for (const select of document.querySelectorAll('#tags select')) {
+        const style = getComputedStyle(select);
+        probe.style.font = style.font;
+        probe.style.whiteSpace = 'pre';
+        probe.textContent = select.options[select.selectedIndex].text;
+        if (probe.getBoundingClientRect().width + 24 > select.clientWidth) out.push(probe.textContent);
+      }
+      probe.remove();
+      return out;
+    }""")
+    assert not cut, cut
+    assert page.eval_on_selector('tr[data-path="StudyDate"] select',
+                                 "e => e.options[e.selectedIndex].text") == "replace with 19000101"
+    page.click("#update")
+    page.wait_for_selector("#result:not([hidden])")
+    page.uncheck("#changed-only")
+    clipped = page.evaluate("""() => [...document.querySelectorAll('#changes td.value')]
+      .filter((td) => td.scrollWidth > td.clientWidth + 1).map((td) => td.textContent)""")
+    assert not clipped, clipped
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#step-review").screenshot(path=str(ARTIFACTS / "preview-table.png"))
+    context.close()
+    assert not errors, errors

@@ -5,6 +5,7 @@
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const ROW_LIMIT = 200;
 const CHUNK_ROWS = 256;      // table rows per contained block
+const LARGE_TABLE = 1000;    // rows beyond which blocks out of sight are not laid out
 
 const state = {
   meta: null,          // presets, categories, action labels, limits
@@ -373,6 +374,7 @@ function renderTable() {
     chunks.push(chunk);
   }
   body.replaceChildren(...chunks);
+  body.classList.toggle("large", shown.length > LARGE_TABLE);
   if (focusedPath) state.rowNodes.get(focusedPath)?.querySelector("select")?.focus();
   state.shownCount = shown.length;
   state.matchCount = rows.length;
@@ -404,7 +406,7 @@ function tableRow(row) {
     el("td", { class: "mono", text: row.vr }),
     el("td", { class: "value", title: row.value, text: row.value }),
     el("td", {}, row.category ? el("span", { class: `cat-badge cat-${slug(row.category)}`, text: categoryTitle(row.category) }) : ""),
-    el("td", { class: "nowrap" }, select,
+    el("td", { class: "nowrap action" }, select,
       row.overridden ? el("button", { type: "button", class: "link reset", title: `Back to the preset's ${actionLabel(row.recommended, row)}`,
         "aria-label": `Back to the preset's ${actionLabel(row.recommended, row)}`,
         onclick: () => overrideRow(state.rows.find((r) => r.path === row.path) || row, null) }, "↺") : null),
