@@ -43,9 +43,12 @@ _FILE_ID = Pattern(r"[A-Za-z0-9_]{1,8}")
 class Echoes:
     """The identifying values of one data set and where else its header repeats them."""
 
-    def __init__(self, region, charset: Charset, key: bytes, extra: tuple[int, ...] = ()):
+    def __init__(self, region, charset: Charset, key: bytes, extra: tuple[int, ...] = (),
+                 prescribed: dict[str, str] | None = None):
         elements = _source_elements(region, ECHO_SOURCES + extra)
         self.sources = frozenset(e.index for e in elements)
+        # {an identifying value, lower case: what a lookup table prescribes in its place}
+        self.prescribed = prescribed or {}
         signature = (charset.terms, key, tuple((e.tag, e.vr == "PN", region.value(e))
                                                for e in elements))
         identity = _IDENTITIES.get(signature)     # the files of a study share their patient
@@ -168,7 +171,7 @@ class Echoes:
         whole = text.strip("\0 ")
         same = self.values.get(whole.lower()) if "\\" not in whole else None
         if same is not None:        # all of it repeats a value: no regex needed (DICOMDIRs)
-            out = encode(pseudonym(self.key, same[0], HASH_LENGTH))
+            out = encode(self.replacement(same[0], vr))
             return _pad(out, b"\0" if vr in ("UN", "OB") else b" ")
         pattern = self.id_pattern if self._identifier(element) else self.pattern
         if pattern is None:
@@ -187,18 +190,19 @@ class Echoes:
         single = vr in ("LT", "ST", "UT")
         identifier = self._identifier(element)
         values = [text] if single else text.split("\\")
-        new = "\\".join(self._clean_value(v.strip("\0 "), identifier, pattern) for v in values)
+        new = "\\".join(self._clean_value(v.strip("\0 "), identifier, pattern, vr)
+                         for v in values)
         out = encode(new)
         if out is None:      # a set the file declares cannot write what is left: pseudonyms only
             out = "\\".join(self._pseudonym(v.strip("\0 ")) for v in values).encode("ascii")
         return _pad(out, b"\0" if vr in ("UN", "OB") else b" ")
 
-    def _clean_value(self, value: str, identifier: bool, pattern) -> str:
+    def _clean_value(self, value: str, identifier: bool, pattern, vr: str = "LO") -> str:
         if not value or not pattern.search(value):
             return value
         same = self._value(value) if pattern.fullmatch(value) else None
         if same is not None:
-            return pseudonym(self.key, same[0], HASH_LENGTH)      # as the source's own pseudonym
+            return self.replacement(same[0], vr)      # as the source's own new value
         if identifier:
             return self._pseudonym(value)
         import re
@@ -208,6 +212,15 @@ class Echoes:
 
     def _pseudonym(self, value: str) -> str:
         return pseudonym(self.key, value, HASH_LENGTH) if value else value
+
+    def replacement(self, value: str, vr: str = "LO") -> str:
+        """What a copy of a whole identifying value becomes: the value a lookup table prescribes
+        for it (the sponsor's subject ID for a PatientID) where it fits the copy's VR, else the
+        value's keyed pseudonym, as its source's own."""
+        new = self.prescribed.get(value.lower())
+        if new is not None and len(new) <= _MAX_CHARS.get(vr, len(new)):
+            return new
+        return pseudonym(self.key, value, HASH_LENGTH)
 
     def clean_path(self, rel: str) -> str:
         """A relative output path with its folder and file names cleaned (clean_component)."""
@@ -223,9 +236,13 @@ class Echoes:
                 or not self.pattern.search(part):
             return part
         if _FILE_ID.fullmatch(part):    # any case: a CD's names may be shown in lower case
+            prescribed = self.prescribed.get(part.lower())
+            if prescribed is not None and _FILE_ID.fullmatch(prescribed) and \
+                    prescribed == prescribed.upper():
+                return prescribed       # the sponsor's ID, itself a valid File ID component
             return pseudonym(self.key, "file-id:" + part.upper(), 8)
-        return self.pattern.sub(
-            lambda m: pseudonym(self.key, self._value(m.group())[0], HASH_LENGTH), part)
+        return self.pattern.sub(lambda m: _path_safe(self.replacement(self._value(m.group())[0])),
+                                part)
 
 
 class _Identity:
@@ -302,6 +319,14 @@ class _Identity:
 
 
 _IDENTITIES: dict = {}
+_MAX_CHARS = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64}   # PS3.5 Table 6.2-1
+
+
+def _path_safe(text: str) -> str:
+    """A value as part of a file or folder name (a prescribed name may hold ^ or /)."""
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", text).strip("_") or "_"
 
 
 def _source_elements(region, tags: tuple[int, ...]):

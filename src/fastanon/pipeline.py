@@ -168,8 +168,9 @@ def prepare(parsed: Parsed, plan: Plan, masks=(), *, decompress: bool = False,
     # headers in an explicit VR data set become explicit (exact mappings change what they say).
     one = plan.policy.consistent
     headers = rewrite.explicit_vrs(data) if one else {}
-    inserts = (_additions(data, plan, edits, masked, inserted, one)
-               if plan.additions or masked else [])
+    extra = plan.file_additions(context)
+    inserts = (_additions(data, plan, edits, masked, inserted, one, extra)
+               if plan.additions or masked or extra else [])
     meta_decisions: dict = {}
     meta_patches: list = []
     meta_edits: dict = {}
@@ -414,7 +415,7 @@ KEEP_VALUE = object()
 
 
 def _additions(region: Region, plan: Plan, edits: dict, masked: bool, inserted: list,
-               one: bool) -> list:
+               one: bool, extra: list = ()) -> list:
     """The plan's new top-level elements (e.g. PatientIdentityRemoved, PS3.15 E.1.1; with masks,
     Burned In Annotation NO): an existing element gets the new value, a missing one is inserted
     in tag order; the group length of a group that grows is removed (retired outside group 0002,
@@ -423,16 +424,27 @@ def _additions(region: Region, plan: Plan, edits: dict, masked: bool, inserted: 
     are encoded as the data set's first element is: a data set that switches between implicit
     and explicit VR is read by pydicom (and fastanon) in the first one's encoding, with a
     fallback per element that an implicit length can defeat (one whose low byte is a capital
-    reads as a VR); an explicit header reads the same in both."""
+    reads as a VR); an explicit header reads the same in both. extra: this file's own new
+    elements (tag, VR, value), those a lookup table prescribes, encoded here."""
     table = region.table
     implicit, big = (region.implicit, region.big) if one else _encoding_of(table, 0, region)
     by_tag = {tag: vr for tag, vr, _ in (plan.masked_additions if masked else plan.additions)}
+    own = {tag: (vr, value) for tag, vr, value in extra if tag not in by_tag}
+    by_tag.update((tag, vr) for tag, (vr, _) in own.items())
+
+    def encoded(tag: int, implicit: bool, big: bool) -> tuple[bytes, bytes]:
+        if tag in own:
+            vr, value = own[tag]
+            return (rewrite.encode_value(vr, value, implicit, big),
+                    rewrite.encode_element(tag, vr, value, implicit, big))
+        return _encoded(plan, masked, implicit, big)[tag]
+
     missing = []
     for tag in sorted(by_tag):
         index = table.find(tag, -1)
         if index >= 0:
             encoding = (implicit, big) if one else _encoding_of(table, index, region)
-            edits[index] = _encoded(plan, masked, *encoding)[tag][0]
+            edits[index] = encoded(tag, *encoding)[0]
             continue
         missing.append(tag)
         length = table.find(tag & 0xFFFF0000, -1)
@@ -443,7 +455,7 @@ def _additions(region: Region, plan: Plan, edits: dict, masked: bool, inserted: 
     points = rewrite.insertion_points(region, missing)
     new = []
     for tag, at in zip(missing, points):
-        value, element = _encoded(plan, masked, implicit, big)[tag]
+        value, element = encoded(tag, implicit, big)
         new.append((tag, element))
         inserted.append((at, tag, -1 if by_tag[tag] == "SQ" else len(value)))
     return rewrite.insertions(region, new, points)

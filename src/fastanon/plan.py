@@ -13,7 +13,7 @@ from ._lean import field, packed, record
 from . import dates, uids
 from .categories import identity_tags, is_safe_private, safe_private_creators
 from .charsets import Charset
-from .echoes import CLEANED_VRS, HASH_LENGTH, Echoes
+from .echoes import CLEANED_VRS, ECHO_SOURCES, HASH_LENGTH, Echoes
 from .elements import (BINARY_NUMBER_VRS, BYTES_VRS, DIRECTORY_RECORDS, FLAG_BIG, FLAG_IMPLICIT,
                        KIND_ELEMENT, KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, MEDIA_SOP_CLASS,
                        SOP_CLASS, SPECIFIC_CHARACTER_SET, Element, dictionary_vr, is_private_creator,
@@ -58,6 +58,7 @@ _DUMMY_CODE = [(0x00080100, "SH", b"0 "), (0x00080102, "SH", b"99FASTANON"),
                (0x00080104, "LO", b"ANONYMIZED")]
 
 PATIENT_ID = 0x00100020
+CLINICAL_TRIAL_SUBJECT = 0x00120040
 PATIENT_IDENTITY_REMOVED, DEID_CODES, BURNED_IN_ANNOTATION = 0x00120062, 0x00120064, 0x00280301
 # PS3.16 CID 7050 "De-identification Method": the profile and each option (PS3.15 E.1.1).
 CID_7050 = {
@@ -223,6 +224,10 @@ class Plan:
                 for name in _LETTERS.values():
                     self._nested[code(Action(name), ("top", action))] = self._typed_code(action)
         self.consistency_code = code(Action("replace", "UNVERIFIED"), "consistency")
+        # Values a lookup table prescribes (lookup.py): written over whatever the policy says.
+        self.lookup = policy.lookup
+        self.lookup_code = code(Action("replace"), "lookup") if self.lookup is not None else 0
+        self._lookup_vrs = dict(self.lookup.columns) if self.lookup is not None else {}
         self.dummy_code = code(Action("dummy"), "content")
         self.selection = (
             packed("I", [tag for tag, _ in items]),
@@ -362,6 +367,8 @@ class Plan:
             skip_until = end
         for index in trees:
             self._dummy_content(region, context, index, out)
+        if self.lookup is not None and echoes:
+            self._prescribed_decisions(region, context, out)
         if self.echo_code and echoes:
             self._echo_decisions(region, context, out)
         if self.policy.consistent:
@@ -425,11 +432,104 @@ class Plan:
             out[flag] = (self.consistency_code, b"UNVERIFIED")
 
     def echoes(self, context: "FileContext") -> Echoes:
-        """The patient's identifying values of a data set, collected once per file."""
+        """The patient's identifying values of a data set, collected once per file; a copy of
+        one the lookup table prescribes a value for gets that value."""
         if context.echoes is None:
             context.echoes = Echoes(context.region, context.charset, self.key,
-                                    self.policy.echo_sources)
+                                    self.policy.echo_sources, self._echo_prescribed(context))
         return context.echoes
+
+    def prescribed(self, context: "FileContext") -> dict[int, str] | None:
+        """{tag: text} the lookup table prescribes for this file (None without a table, or for
+        a file not in it that gets pseudonyms); LookupMissing for one it refuses. With a trial
+        and no ClinicalTrialSubjectID column, the subject ID is the prescribed PatientID."""
+        if self.lookup is None:
+            return None
+        if "prescribed" not in context.cache:
+            found = self.lookup.values_for(context.top_text(self.lookup.key))
+            if found is not None and self.policy.trial and CLINICAL_TRIAL_SUBJECT not in found \
+                    and PATIENT_ID in found:
+                found[CLINICAL_TRIAL_SUBJECT] = found[PATIENT_ID]
+            context.cache["prescribed"] = found
+        return context.cache["prescribed"]
+
+    def date_offset(self, context: "FileContext") -> int:
+        """The whole days this file's dates move: the lookup table's for its patient, when it
+        gives one, else the keyed offset of its PatientID (dates.patient_offset)."""
+        days = context.cache.get("offset")
+        if days is None:
+            if self.lookup is not None and self.prescribed(context) is not None:
+                days = self.lookup.offset_for(context.top_text(self.lookup.key))
+            if days is None:
+                days = dates.patient_offset(self.key, context.patient_id())
+            context.cache["offset"] = days
+        return days
+
+    def _echo_prescribed(self, context: "FileContext") -> dict[str, str]:
+        values = self.prescribed(context) if self.lookup is not None else None
+        if not values:
+            return {}
+        out = {}
+        for tag, text in values.items():
+            original = context.top_text(tag)
+            if original:
+                out[original.lower()] = text
+        return out
+
+    def _prescribed_decisions(self, region, context: "FileContext", out: dict) -> None:
+        """The lookup table's values over the top-level elements they name; those the file lacks
+        are kept for the pipeline to insert (file_additions). A value the file's character set
+        cannot hold is written in UTF-8 with the character set said to be ISO_IR 192, where the
+        file uses the default repertoire; in any other character set it is refused."""
+        values = self.prescribed(context)
+        if not values:
+            return
+        added = []
+        table = region.table
+        charset_index = table.find(SPECIFIC_CHARACTER_SET, -1)
+        for tag, text in values.items():
+            vr = self._lookup_vrs.get(tag, "LO")
+            try:
+                raw = text_value(vr, text, context.encoding)
+            except PolicyError:
+                if context.charset.terms not in ((), ("",)) or context.charset.extended:
+                    raise PolicyError(f"the lookup table's {keyword(tag)} for this file cannot be "
+                                      f"written in its character set "
+                                      f"({' '.join(context.charset.terms)})") from None
+                raw = text_value(vr, text, "utf-8")
+                utf8 = text_value("CS", "ISO_IR 192")
+                if charset_index >= 0:
+                    out[charset_index] = (self.lookup_code, utf8)
+                elif not any(t == SPECIFIC_CHARACTER_SET for t, _, _ in added):
+                    added.append((SPECIFIC_CHARACTER_SET, "CS", utf8))
+            index = table.find(tag, -1)
+            if index >= 0:
+                out[index] = (self.lookup_code, raw)
+            else:
+                added.append((tag, vr, raw))
+        # Other attributes the identity is read from (OtherPatientIDs, ...) that hold only values
+        # the table prescribes for: those values, as their copies elsewhere get them.
+        prescribed = self._echo_prescribed(context)
+        for tag in ECHO_SOURCES + tuple(self.policy.echo_sources):
+            index = table.find(tag, -1)
+            if tag in values or index < 0:
+                continue
+            element = region.element(index)
+            if element.kind != KIND_ELEMENT or element.vr not in CLEANED_VRS:
+                continue
+            parts = [part.strip() for part in context.text(element).split("\\")]
+            if parts and all(part.lower() in prescribed for part in parts):
+                new = "\\".join(prescribed[part.lower()] for part in parts)
+                try:
+                    out[index] = (self.lookup_code, text_value(element.vr, new, context.encoding))
+                except PolicyError:
+                    pass                # the policy's own value, as decided
+        context.cache["added"] = added
+
+    @staticmethod
+    def file_additions(context: "FileContext") -> list:
+        """(tag, VR, value) of the elements this file gains from the lookup table."""
+        return context.cache.get("added", [])
 
     def _echo_decisions(self, region, context: "FileContext", out: dict) -> None:
         """Kept elements (any depth, private ones too) that repeat an identifying value."""
@@ -564,10 +664,7 @@ def _shift(plan: Plan, file: "FileContext", element: Element, action: Action):
         return dummy(vr, file.big, encoding=file.encoding)
     if not raw.strip(b"\0 "):
         return KEEP
-    days = file.cache.get("offset")
-    if days is None:
-        days = file.cache["offset"] = dates.patient_offset(plan.key, file.patient_id())
-    new = dates.shift_value(vr, raw, days)
+    new = dates.shift_value(vr, raw, plan.date_offset(file))
     return dummy(vr, file.big) if new is None else new
 
 

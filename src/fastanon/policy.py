@@ -93,6 +93,10 @@ class Policy:
     # Top-level elements written into every output: (tag, VR, value bytes, or for SQ a list of
     # items, each a list of (tag, VR, value bytes)) — e.g. PatientIdentityRemoved (PS3.15 E.1).
     additions: tuple = ()
+    # Values a sponsor prescribes per patient (lookup.Lookup), and whether the Clinical Trial
+    # attributes are written (trial_policy): the subject ID then comes from the table.
+    lookup: object = None
+    trial: bool = False
     reasons: Mapping[int, str] = field(factory=dict, compare=False)
     mask_reasons: tuple[str, ...] = field((), compare=False)
     private_reason: str = field("", compare=False)
@@ -225,8 +229,8 @@ _ACTION_FIELDS = {
 
 def _to_data(policy: Policy) -> dict | None:
     """A policy as marshal's types; None for one with generators (code, not data)."""
-    if policy.generators:
-        return None
+    if policy.generators or policy.lookup is not None:
+        return None                 # code, or a table read at each start: not kept
     return {name: (_ACTION_FIELDS[name][0](value) if name in _ACTION_FIELDS else value)
             for name, value in vars(policy).items() if name != "generators"}
 
@@ -239,7 +243,7 @@ def _from_data(data: dict) -> Policy:
 _KNOWN_KEYS = {"name", "description", "profile", "options", "compound", "hide", "categories",
                "tags", "private", "overlays", "curves", "group_lengths", "clean_echoes",
                "clean_preamble", "mark_deidentified", "deidentification_method", "keep_echoes",
-               "identifying"}
+               "identifying", "lookup", "trial"}
 
 
 def build(spec: dict) -> Policy:
@@ -335,7 +339,21 @@ def build(spec: dict) -> Policy:
     additions = _additions(spec, name, options, safe) if spec.get("mark_deidentified") else ()
     for tag, *_ in additions:
         tags.pop(tag, None)
-    return Policy(name=name, tags=tags, private=private, private_creator=creator,
+    lookup = None
+    if "lookup" in spec:
+        found = spec["lookup"]
+        if not isinstance(found, dict) or not isinstance(found.get("file"), str) or \
+                set(found) - {"file", "key", "missing"}:
+            raise PolicyError("[lookup] has file = \"table.csv\" and, if need be, key = "
+                              "\"PatientID\" and missing = \"refuse\" or \"pseudonym\"")
+        from .lookup import Lookup
+
+        lookup = Lookup.load(found["file"], found.get("key", "PatientID"),
+                             found.get("missing", "refuse"))
+    trial = spec.get("trial")
+    if trial is not None and not isinstance(trial, dict):
+        raise PolicyError("[trial] is a table: sponsor = \"...\", protocol_id = \"...\", ...")
+    policy = Policy(name=name, tags=tags, private=private, private_creator=creator,
                   masks=tuple(masks), clean_preamble=bool(spec.get("clean_preamble")),
                   description=spec.get("description", ""), options=frozenset(options),
                   safe_private=safe, clean_echoes=bool(spec.get("clean_echoes")),
@@ -344,6 +362,72 @@ def build(spec: dict) -> Policy:
                   additions=additions, reasons=reasons, mask_reasons=tuple(mask_reasons),
                   consistent=True,
                   private_reason=private_reason)
+    return trial_policy(policy, trial, lookup) if trial or lookup is not None else policy
+
+
+# The Clinical Trial Subject, Study and Series modules (PS3.3 C.7.1.3, C.7.2.3, C.7.3.2): the
+# [trial] key, the attribute, its VR, its Type in the module ("1": a value must be given; "2":
+# written empty when not given; "3": written only when given).
+TRIAL_ATTRIBUTES = (
+    ("sponsor", 0x00120010, "LO", "1"), ("protocol_id", 0x00120020, "LO", "1"),
+    ("protocol_name", 0x00120021, "LO", "2"), ("site_id", 0x00120030, "LO", "2"),
+    ("site_name", 0x00120031, "LO", "2"), ("time_point_id", 0x00120050, "LO", "2"),
+    ("time_point_description", 0x00120051, "ST", "3"),
+    ("coordinating_center", 0x00120060, "LO", "2"), ("series_id", 0x00120071, "LO", "3"),
+    ("series_description", 0x00120072, "LO", "3"))
+CLINICAL_TRIAL_SUBJECT_ID = 0x00120040
+
+
+def trial_policy(policy: Policy, trial: dict | None = None, lookup=None) -> Policy:
+    """policy with a lookup table (lookup.Lookup) and the Clinical Trial attributes of trial
+    ({key: text}, TRIAL_ATTRIBUTES' keys) written into every output, kept out of the policy's
+    removals; the subject ID (Type 1C) comes from the table's ClinicalTrialSubjectID column, or
+    its PatientID column. PolicyError for a trial without sponsor, protocol or a subject ID."""
+    lookup = lookup if lookup is not None else policy.lookup
+    if not trial and not policy.trial:
+        return policy.replace(lookup=lookup)
+    trial = {**_trial_of(policy), **(trial or {})}
+    known = {key for key, *_ in TRIAL_ATTRIBUTES}
+    unknown = set(trial) - known
+    if unknown:
+        raise PolicyError(f"[trial]: unknown key(s) {', '.join(sorted(unknown))}; expected "
+                          f"{', '.join(k for k, *_ in TRIAL_ATTRIBUTES)}")
+    for key in ("sponsor", "protocol_id"):
+        if not str(trial.get(key) or "").strip():
+            raise PolicyError(f"a trial names its {key.replace('_', ' ')} (Type 1 in the Clinical "
+                              "Trial Subject module): [trial] " + key + " = \"...\", or "
+                              "--trial-" + ("sponsor" if key == "sponsor" else "protocol"))
+    tags_given = lookup.tags if lookup is not None else ()
+    if CLINICAL_TRIAL_SUBJECT_ID not in tags_given and 0x00100020 not in tags_given:
+        raise PolicyError("a trial's subject ID comes from the lookup table: --lookup (or "
+                          "[lookup]) with a ClinicalTrialSubjectID or PatientID column")
+    additions = list(policy.additions)
+    tags = dict(policy.tags)
+    for key, tag, vr, kind in TRIAL_ATTRIBUTES:
+        text = str(trial.get(key) or "").strip()
+        if not text and kind == "3":
+            continue
+        try:
+            value = text_value(vr, text, "ascii")
+        except PolicyError:
+            raise PolicyError(f"[trial] {key}: written in the default character repertoire "
+                              "(ASCII letters, digits and punctuation)") from None
+        if vr == "LO" and len(text) > 64:
+            raise PolicyError(f"[trial] {key}: {len(text)} characters, longer than LO allows "
+                              "(64)")
+        additions = [a for a in additions if a[0] != tag] + [(tag, vr, value)]
+        tags.pop(tag, None)
+    tags.pop(CLINICAL_TRIAL_SUBJECT_ID, None)
+    return policy.replace(additions=tuple(additions), tags=tags, lookup=lookup, trial=True)
+
+
+def _trial_of(policy: Policy) -> dict:
+    """The [trial] values a policy already writes ({key: text})."""
+    if not policy.trial:
+        return {}
+    written = {tag: value for tag, _, value, *_ in policy.additions if isinstance(value, bytes)}
+    return {key: written[tag].decode("ascii").rstrip("\0 ") for key, tag, *_ in
+            TRIAL_ATTRIBUTES if written.get(tag)}
 
 
 def _action(value, where: str) -> Action:

@@ -37,6 +37,28 @@ POLICY_OPTIONS = (
         "A policy file (TOML), usually `extends = \"research\"` plus changes; replaces --preset."),
 )
 
+TRIAL_OPTIONS = (
+    Opt(("--lookup",), "lookup", "file",
+        "A CSV table of the values the sponsor prescribes per patient: the first column holds "
+        "the original PatientID (or --lookup-key), the others are named by keywords "
+        "(PatientID, PatientName, ClinicalTrialSubjectID, ...) or date_offset_days. Applied "
+        "wherever the original values are copied; replaces a policy file's [lookup].",
+        metavar="FILE.csv"),
+    Opt(("--lookup-key",), "lookup_key", "text",
+        "The keyword whose original value the table's first column holds [default: "
+        "PatientID].", metavar="KEYWORD"),
+    Opt(("--lookup-missing",), "lookup_missing", "choice",
+        "A file whose key is not in the table: refuse it (named, nothing written; the "
+        "default), or give it the policy's keyed pseudonyms.", choices=("refuse", "pseudonym")),
+    Opt(("--trial-sponsor",), "trial_sponsor", "text",
+        "Write the Clinical Trial attributes (PS3.3 C.7.1.3, C.7.2.3, C.7.3.2) with this "
+        "sponsor name; the subject ID comes from the lookup table.", metavar="NAME"),
+    Opt(("--trial-protocol",), "trial_protocol", "text",
+        "The trial's protocol ID (with --trial-sponsor, or a policy file's [trial]).",
+        metavar="ID"),
+    Opt(("--trial-site",), "trial_site", "text", "The site's ID in the trial.", metavar="ID"),
+)
+
 KEY_ENV = "FASTANON_KEY"
 
 KEY_OPTIONS = (

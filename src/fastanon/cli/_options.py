@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 
 from ..errors import FastanonError
-from ._args import KEY_ENV, KEY_OPTIONS, POLICY_OPTIONS, Opt  # noqa: F401  (KEY_ENV re-exported)
+from ._args import (KEY_ENV, KEY_OPTIONS, POLICY_OPTIONS, TRIAL_OPTIONS,  # noqa: F401
+                    Opt)  # (KEY_ENV re-exported)
 
 
 def to_click(opt: Opt):
@@ -106,3 +107,32 @@ def load_key(key: str | None, key_file: str | None) -> bytes:
             raise usage("an empty key protects nothing", "--key")
         return key.encode("utf-8")
     return os.environ.get(KEY_ENV, "").encode("utf-8")
+
+
+def load_trial(policy, lookup: str | None, lookup_key: str | None, lookup_missing: str | None,
+               sponsor: str | None, protocol: str | None, site: str | None):
+    """policy with --lookup and the --trial-* values (over its file's [lookup] and [trial]);
+    a table or trial that cannot be used is a usage error naming the option."""
+    from ..elements import keyword
+    from ..lookup import Lookup
+    from ..policy import trial_policy
+
+    table = policy.lookup
+    try:
+        if lookup:
+            table = Lookup.load(lookup, lookup_key or "PatientID", lookup_missing or "refuse")
+        elif table is not None and (lookup_key or lookup_missing):
+            table = Lookup.load(table.path, lookup_key or keyword(table.key),
+                                lookup_missing or table.missing)
+        elif lookup_key or lookup_missing:
+            raise usage("--lookup-key and --lookup-missing go with --lookup (or a policy "
+                        "file's [lookup])")
+    except FastanonError as exc:
+        raise usage(str(exc), "--lookup") from None
+    trial = {key: value for key, value in (("sponsor", sponsor), ("protocol_id", protocol),
+                                           ("site_id", site)) if value}
+    try:
+        return trial_policy(policy, trial, table)
+    except FastanonError as exc:
+        raise usage(str(exc), "--trial-sponsor" if trial else "--lookup") from None
+

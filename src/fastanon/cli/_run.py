@@ -14,8 +14,8 @@ import sys
 import time
 
 from ..errors import FastanonError, PolicyError
-from ._args import KEY_OPTIONS, POLICY_OPTIONS, Opt, fast as _fast
-from ._options import load_key, load_policy, usage
+from ._args import KEY_OPTIONS, POLICY_OPTIONS, TRIAL_OPTIONS, Opt, fast as _fast
+from ._options import load_key, load_policy, load_trial, usage
 
 TYPE_CHECKING = False     # typing is not imported at run time
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ MASK_OPTIONS = (
         choices=("keep", "no"), default="keep"),
 )
 
-OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + MASK_OPTIONS + (
+OPTIONS = POLICY_OPTIONS + KEY_OPTIONS + TRIAL_OPTIONS + MASK_OPTIONS + (
     Opt(("--workers",), "workers", "count",
         "Files processed in parallel [default: the CPU count]. The outputs are the same "
         "whatever the number.", metavar="N"),
@@ -117,7 +117,9 @@ def say(text: str, end: str = "\n") -> None:
 
 
 def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: str | None,
-        key_file: Path | None, mask_texts: tuple[str, ...], masks_file: Path | None,
+        key_file: Path | None, lookup: Path | None, lookup_key: str | None,
+        lookup_missing: str | None, trial_sponsor: str | None, trial_protocol: str | None,
+        trial_site: str | None, mask_texts: tuple[str, ...], masks_file: Path | None,
         rules_file: Path | None, decompress: bool, burned_in: str, workers: int | None,
         overwrite: bool, rename: bool, keep_paths: bool, audit: Path | None,
         mapping: Path | None, dask: str | None, verify: bool, detect_text: bool,
@@ -145,6 +147,9 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     from ..stores import is_url
 
     policy, name = load_policy(preset, policy_file)
+    if lookup or lookup_key or lookup_missing or trial_sponsor or trial_protocol or trial_site:
+        policy = load_trial(policy, lookup, lookup_key, lookup_missing, trial_sponsor,
+                            trial_protocol, trial_site)
     masks = masks_of(mask_texts, masks_file, rules_file, burned_in)
     src = os.fspath(src)
     if not is_url(src) and not is_url(dst) and not os.path.isdir(src) and not rename \

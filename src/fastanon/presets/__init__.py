@@ -19,7 +19,12 @@ categories.toml), `[categories]`, `[tags]`, `private = "remove" | "keep" | "safe
 that repeat the patient's name, IDs, accession number, birth date, address or telephone are
 cleaned: echoes.py), `keep_echoes = [keywords]` (kept verbatim all the same), `identifying =
 [keywords]` (more attributes whose values identify the patient), `clean_preamble`,
-`mark_deidentified` (write PatientIdentityRemoved and DeidentificationMethod, PS3.15 E.1).
+`mark_deidentified` (write PatientIdentityRemoved and DeidentificationMethod, PS3.15 E.1),
+`[lookup]` (`file` = a CSV table of prescribed values, relative to the policy file; `key`, the
+keyword it is keyed by, PatientID by default; `missing = "refuse" | "pseudonym"`: lookup.py),
+`[trial]` (`sponsor`, `protocol_id`, `protocol_name`, `site_id`, `site_name`, `time_point_id`,
+`time_point_description`, `coordinating_center`, `series_id`, `series_description`: the
+Clinical Trial Subject, Study and Series modules, PS3.3 C.7.1.3, C.7.2.3, C.7.3.2).
 Actions resolve in this order, later wins: profile, hide, categories, tags.
 """
 
@@ -63,6 +68,10 @@ def spec_of(source, seen: tuple = (), read: list | None = None, *, file: bool = 
         raise PolicyError(f"{path}: not valid TOML ({exc})") from None
     if read is not None:
         read.append(path)
+    lookup = spec.get("lookup")
+    if isinstance(lookup, dict) and isinstance(lookup.get("file"), str) \
+            and not os.path.isabs(lookup["file"]):
+        spec["lookup"] = {**lookup, "file": os.path.join(os.path.dirname(path), lookup["file"])}
     base = spec.pop("extends", None)
     if base is None:
         return spec
