@@ -107,6 +107,9 @@ def inspect(data, policy="research", *, key: bytes | str | None = None,
             echoes = output.context.echoes
             reason = (f"repeats the patient's {echoes.explain(context.text(element))}: "
                       f"{echoes.how(element)} (the policy alone: {reason})")
+        elif decided is not None and plan.lookup_code and decided[0] == plan.lookup_code:
+            reason = (f"the lookup table {plan.lookup.path} prescribes its value for this "
+                      f"patient (the policy alone: {reason})")
         findings.append(Finding("element", path, element.tag, keyword(element.tag), element.vr,
                                 value_preview(context, element), category, action, alternatives,
                                 reason))
