@@ -540,3 +540,30 @@ def test_at_1280_pixels_no_action_label_or_value_after_is_cut(browser, page_serv
     page.locator("#step-review").screenshot(path=str(ARTIFACTS / "preview-table.png"))
     context.close()
     assert not errors, errors
+
+
+def test_a_lookup_table_loaded_shows_the_sponsors_values(browser, page_server, tmp_path):
+    from test_preview import LOOKUP
+
+    (tmp_path / "subjects.csv").write_text(LOOKUP, encoding="utf-8", newline="")
+    context, page, errors = open_page(browser, page_server)
+    drop_file(page, "#drop", multiframe_dicom(rows=64, columns=64), "knee.dcm")
+    page.wait_for_selector("#step-review:not([hidden])")
+    page.set_input_files("#lookup-input", str(tmp_path / "subjects.csv"))
+    page.wait_for_selector("#lookup-status.ok")
+    assert "1 patient(s), by PatientID" in page.inner_text("#lookup-status")
+    page.wait_for_function("() => document.querySelector('tr[data-path=\"PatientID\"] select')"
+                           ".value === 'replace'")
+    page.click("#update")
+    page.wait_for_selector("#result:not([hidden])")
+    assert "SITE07-0042" in page.inner_text("#changes")
+    with page.expect_download() as info:
+        page.click("#download")
+    target = tmp_path / "out.dcm"
+    info.value.save_as(target)
+    assert pydicom.dcmread(target).PatientID == "SITE07-0042"
+    page.click("#drop-lookup")
+    page.wait_for_function("() => document.querySelector('tr[data-path=\"PatientID\"] select')"
+                           ".value !== 'replace'")
+    context.close()
+    assert not errors, errors

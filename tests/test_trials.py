@@ -238,3 +238,32 @@ def test_the_clinical_trial_modules_pass_dciodvfy(tmp_path):
     partial.ClinicalTrialSponsorName = "ACME Pharma"           # the module begun, not whole
     partial.save_as(tmp_path / "partial.dcm")
     assert [e for e in errors(tmp_path / "partial.dcm") if "Module=<ClinicalTrialSubject>" in e]
+
+
+def test_a_kept_age_says_what_the_kept_dates_say(tmp_path):
+    """An infant (born 2003-10-10, seen 2004-01-19) whose file says 000Y: where the output keeps
+    both dates moved alike, the age is 003M; where a policy moves only one, it stays as it was;
+    an exact {tag: action} mapping changes nothing it does not name."""
+    from fastanon.policy import Policy
+
+    import fastanon
+
+    ds = pydicom.dcmread(io.BytesIO(read_bytes("CT_small.dcm")))
+    ds.PatientBirthDate, ds.StudyDate, ds.PatientAge = "20031010", "20040119", "000Y"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    raw = out.getvalue()
+
+    def age(policy_text: str) -> tuple[str, str, str]:
+        path = tmp_path / "p.toml"
+        path.write_text('extends = "internal"\n[tags]\n' + policy_text)
+        result = pydicom.dcmread(io.BytesIO(fastanon.anonymize(raw, Policy.from_file(path),
+                                                               key=KEY)))
+        return result.PatientAge, result.get("PatientBirthDate", ""), result.StudyDate
+
+    moved = age('StudyDate = "shift"\nPatientBirthDate = "shift"\n')
+    assert moved[0] == "003M" and moved[1] != "20031010" and moved[2] != "20040119"
+    assert age('PatientBirthDate = "keep"\n') == ("003M", "20031010", "20040119")
+    assert age('StudyDate = "shift"\nPatientBirthDate = "keep"\n')[0] == "000Y"
+    exact = pydicom.dcmread(io.BytesIO(fastanon.anonymize(raw, {"PatientName": "remove"})))
+    assert exact.PatientAge == "000Y"

@@ -76,3 +76,36 @@ def shift_value(vr: str, raw: bytes, days: int) -> bytes | None:
         out.append(moved)
     result = "\\".join(out).encode("ascii")
     return result + b" " if len(result) & 1 else result
+
+
+def parse_date(text: str):
+    """A DA value YYYYMMDD as a date; None for any other form (or an invalid date)."""
+    if len(text) != 8 or not text.isdigit():
+        return None
+    from datetime import date
+
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
+def age_string(birth, on) -> str:
+    """An AS value (PS3.5 Table 6.2-1) for the age on a day: days under a week, weeks under a
+    month, months under two years, else years (at most 999).
+
+    >>> from datetime import date
+    >>> age_string(date(2024, 1, 1), date(2024, 1, 5)), age_string(date(2024, 1, 1), date(2024, 4, 2))
+    ('004D', '003M')
+    >>> age_string(date(1970, 6, 30), date(2024, 6, 29))
+    '053Y'
+    """
+    days = (on - birth).days
+    months = (on.year - birth.year) * 12 + on.month - birth.month - (on.day < birth.day)
+    if days < 7:
+        return f"{days:03d}D"
+    if months < 1:
+        return f"{days // 7:03d}W"
+    if months < 24:
+        return f"{months:03d}M"
+    return f"{min(months // 12, 999):03d}Y"

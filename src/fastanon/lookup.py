@@ -85,9 +85,22 @@ class Lookup:
     def load(cls, path, key: str = "PatientID", missing: str = "refuse") -> "Lookup":
         """The table in the CSV file at path (PolicyError naming the file and line for any
         problem)."""
-        import csv
-
         path = os.fspath(path)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise PolicyError(f"{path}: the lookup table cannot be read ({exc.strerror})") \
+                from None
+        return cls.parse(data, os.path.abspath(path), key, missing)
+
+    @classmethod
+    def parse(cls, data: bytes, path: str, key: str = "PatientID",
+              missing: str = "refuse") -> "Lookup":
+        """The table in data (a CSV file's bytes; path: its name, for messages)."""
+        import csv
+        import io
+
         try:
             key_tag = parse_tag(key)
         except (KeyError, ValueError):
@@ -96,11 +109,7 @@ class Lookup:
         if entry is None or entry[0] not in TEXT_VRS:
             raise PolicyError(f"lookup key {key!r}: a lookup is keyed by a text attribute")
         try:
-            with open(path, newline="", encoding="utf-8-sig") as handle:
-                lines = list(csv.reader(handle))
-        except OSError as exc:
-            raise PolicyError(f"{path}: the lookup table cannot be read ({exc.strerror})") \
-                from None
+            lines = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
         except UnicodeDecodeError as exc:
             raise PolicyError(f"{path}: the lookup table is not UTF-8 ({exc.reason} at byte "
                               f"{exc.start:,})") from None
@@ -163,7 +172,7 @@ class Lookup:
                 except ValueError:
                     raise PolicyError(f"{path}, line {number}: {OFFSET_COLUMN} is a whole "
                                       "number of days (negative moves dates back)") from None
-        return cls(os.path.abspath(path), key_tag, tuple(columns), rows, offsets, missing)
+        return cls(path, key_tag, tuple(columns), rows, offsets, missing)
 
 
 def _check(value: str, vr: str, where: str) -> None:

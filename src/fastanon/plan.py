@@ -59,6 +59,7 @@ _DUMMY_CODE = [(0x00080100, "SH", b"0 "), (0x00080102, "SH", b"99FASTANON"),
 
 PATIENT_ID = 0x00100020
 CLINICAL_TRIAL_SUBJECT = 0x00120040
+PATIENT_AGE, PATIENT_BIRTH_DATE, STUDY_DATE = 0x00101010, 0x00100030, 0x00080020
 PATIENT_IDENTITY_REMOVED, DEID_CODES, BURNED_IN_ANNOTATION = 0x00120062, 0x00120064, 0x00280301
 # PS3.16 CID 7050 "De-identification Method": the profile and each option (PS3.15 E.1.1).
 CID_7050 = {
@@ -224,6 +225,7 @@ class Plan:
                 for name in _LETTERS.values():
                     self._nested[code(Action(name), ("top", action))] = self._typed_code(action)
         self.consistency_code = code(Action("replace", "UNVERIFIED"), "consistency")
+        self.age_code = code(Action("replace"), "age")
         # Values a lookup table prescribes (lookup.py): written over whatever the policy says.
         self.lookup = policy.lookup
         self.lookup_code = code(Action("replace"), "lookup") if self.lookup is not None else 0
@@ -373,7 +375,33 @@ class Plan:
             self._echo_decisions(region, context, out)
         if self.policy.consistent:
             self._consistent(region, context, out)
+            if echoes:
+                self._patient_age(region, context, out)
         return out
+
+    def _patient_age(self, region, context: "FileContext", out: dict) -> None:
+        """A kept Patient's Age says the age the kept birth and study dates say: where the
+        output keeps both, moved alike (their difference is the patient's age on the day),
+        it is that age in the unit PS3.5 AS suits it (days under a week, weeks under a month,
+        months under two years, else years), so that an infant's image does not say 000Y or
+        a decade more. A policy that moves one date and not the other leaves it as it is."""
+        table = region.table
+        age, birth, study = (table.find(t, -1) for t in (PATIENT_AGE, PATIENT_BIRTH_DATE,
+                                                           STUDY_DATE))
+        if min(age, birth, study) < 0 or age in out:
+            return
+        before, after = [], []
+        for index in (birth, study):
+            raw = region.value(region.element(index))
+            new = out[index][1] if index in out else raw
+            for found, value in ((before, raw), (after, new or b"")):
+                found.append(dates.parse_date(value.decode("ascii", "replace").strip("\0 ")))
+        if None in before or None in after or before[1] < before[0] or \
+                (after[1] - after[0]) != (before[1] - before[0]):
+            return
+        new = text_value("AS", dates.age_string(*after))
+        if new != region.value(region.element(age)):
+            out[age] = (self.age_code, new)
 
     def _dummy_content(self, region, context: "FileContext", tree: int, out: dict) -> None:
         """Dummy content for a sequence (PS3.15 E.1-1 "D"): its items and nested sequences stay,

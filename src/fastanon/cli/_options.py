@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 
 from ..errors import FastanonError
-from ._args import (KEY_ENV, KEY_OPTIONS, POLICY_OPTIONS, TRIAL_OPTIONS,  # noqa: F401
-                    Opt)  # (KEY_ENV re-exported)
+from ._args import KEY_ENV, KEY_OPTIONS, POLICY_OPTIONS, Opt  # noqa: F401  (KEY_ENV re-exported)
 
 
 def to_click(opt: Opt):

@@ -9,6 +9,7 @@ fastanon.inspect); nothing is written to disk.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 import time
@@ -73,6 +74,7 @@ class Choices:
     preset: str = "research"
     overrides: tuple[tuple[int, str], ...] = ()
     masks: tuple[Mask, ...] = ()
+    lookup: object = None           # a lookup.Lookup the page loaded (server.tables)
 
     @classmethod
     def from_json(cls, body: dict) -> Choices:
@@ -106,7 +108,18 @@ class Choices:
 
     def policy(self) -> Policy:
         base = Policy.preset(self.preset)
-        return base.override(dict(self.overrides)) if self.overrides else base
+        policy = base.override(dict(self.overrides)) if self.overrides else base
+        if self.lookup is not None:
+            from ..policy import trial_policy
+
+            policy = trial_policy(policy, None, self.lookup)
+        return policy
+
+    def with_lookup(self, lookup) -> "Choices":
+        return Choices(self.preset, self.overrides, self.masks, lookup)
+
+    def without_lookup(self) -> "Choices":
+        return Choices(self.preset, self.overrides, self.masks)
 
 
 @dataclass
@@ -213,9 +226,18 @@ def _syntax_name(syntax: str | None, parsed: Parsed) -> str:
 
 
 def rows(doc: Document, choices: Choices) -> dict:
-    """The findings under the chosen policy, with what the preset alone recommends per row."""
-    policy = choices.policy()
-    found = inspect(doc.data, policy, key=b"preview", name="the uploaded file")
+    """The findings under the chosen policy, with what the preset alone recommends per row. A
+    file the lookup table has no row for is shown without it, with a warning (its preview and
+    download are refused, as `fastanon run` refuses it)."""
+    from ..lookup import LookupMissing
+
+    missing = None
+    try:
+        found = inspect(doc.data, choices.policy(), key=b"preview", name="the uploaded file")
+    except LookupMissing as exc:
+        missing = str(exc)
+        choices = choices.without_lookup()
+        found = inspect(doc.data, choices.policy(), key=b"preview", name="the uploaded file")
     if choices.overrides:
         recommended = doc.recommended.get(choices.preset)
         if recommended is None:             # the preset alone: the same for every change
@@ -249,6 +271,9 @@ def rows(doc: Document, choices: Choices) -> dict:
         row["labels"] = _labels(tuple(row["options"]), f.vr)
         actions[f.action] = actions.get(f.action, 0) + 1
         elements.append(row)
+    if missing:
+        warnings.insert(0, {"code": "lookup-missing", "message": f"this file: {missing}",
+                            "path": "", "category": "patient identity", "tag": None})
     return {"rows": elements, "warnings": warnings, "categories": summarize(found),
             "actions": actions}
 
@@ -456,6 +481,10 @@ def policy_toml(choices: Choices) -> str:
              f"extends = {_toml_string(choices.preset)}",
              f"description = {_toml_string(f'{choices.preset}, with changes made in the preview page')}",
              ""]
+    if choices.lookup is not None:
+        name = os.path.basename(choices.lookup.path)
+        lines += ["[lookup]", f"file = {_toml_string(name)}    # keep the table beside this file",
+                  f"key = {_toml_string(keyword(choices.lookup.key))}", ""]
     if choices.overrides:
         lines.append("[tags]")
         for tag, action in choices.overrides:

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .. import __version__, presets
 from ..categories import categories
+from ..elements import keyword
 from ..policy import Policy
 from ..errors import FastanonError
 from .. import text as ocr
@@ -89,6 +90,7 @@ class PreviewServer(ThreadingHTTPServer):
         self.options = options
         self.key = options.key or os.urandom(32)
         self.documents = Documents(options.idle_timeout)
+        self.tables: dict = {}          # lookup tables loaded in this session, by id
         family_v6 = ":" in options.host
         if family_v6:
             import socket
@@ -218,7 +220,14 @@ class Handler(BaseHTTPRequestHandler):
             parsed = json.loads(body or b"{}")
         except ValueError:
             raise FastanonError("the request body is not JSON") from None
-        return Choices.from_json(parsed)
+        choices = Choices.from_json(parsed)
+        table = parsed.get("lookup") if isinstance(parsed, dict) else None
+        if table:
+            found = self.server.tables.get(table)
+            if found is None:
+                raise FastanonError("this lookup table is no longer loaded: load it again")
+            choices = choices.with_lookup(found)
+        return choices
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -273,6 +282,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "POST" and path == "/api/files":
             self._upload(query)
+            return
+        if method == "POST" and path == "/api/lookup":
+            self._lookup(query)
             return
         if method == "POST" and path == "/api/policy":
             choices = self._choices()
@@ -333,6 +345,25 @@ class Handler(BaseHTTPRequestHandler):
         payload = {"id": doc.id, "summary": documents.summary(doc),
                    **documents.rows(doc, choices), "image": _image_info(doc)}
         self._json(200, payload)
+
+    def _lookup(self, query: dict) -> None:
+        from ..lookup import Lookup
+
+        body = self._body(JSON_LIMIT * 64)
+        if body is None:
+            return
+        name = os.path.basename(unquote(self.headers.get("X-Filename", "")).replace("\\", "/"))
+        name = name[:200] or "lookup.csv"
+        key = (query.get("key") or ["PatientID"])[0]
+        table = Lookup.parse(body, name, key)
+        if len(self.server.tables) >= 16:
+            self.server.tables.pop(next(iter(self.server.tables)))
+        table_id = secrets.token_urlsafe(9)
+        self.server.tables[table_id] = table
+        self._json(200, {"id": table_id, "name": name, "patients": len(table.rows),
+                         "key": keyword(table.key),
+                         "columns": [keyword(t) for t in table.tags]
+                         + (["date_offset_days"] if table.offsets else [])})
 
     def _inspect(self, doc, choices: Choices) -> None:
         self._json(200, documents.rows(doc, choices))

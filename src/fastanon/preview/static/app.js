@@ -23,6 +23,7 @@ const state = {
   result: null,        // last preview answer
   resultKey: "",       // the choices it was made with
   rowNodes: new Map(), // path -> the table row drawn for it
+  lookup: null,        // {id, name, patients, key, columns}: a lookup table loaded
   refreshing: 0,       // the number of the newest table refresh asked for
 };
 
@@ -85,6 +86,7 @@ async function api(path, options = {}) {
 
 function choices(withMasks = true) {
   const out = { preset: state.preset, overrides: state.overrides };
+  if (state.lookup) out.lookup = state.lookup.id;
   if (withMasks) {
     out.masks = state.masks.filter((m) => m.enabled)
       .map(({ x, y, width, height, frames }) => ({ x, y, width, height, frames }));
@@ -267,6 +269,7 @@ function warningTitle(code) {
     "compressed-pixel-data": "Compressed pixels:",
     "identifying-echo": "Identifying value in a kept field:",
     "private-tags-kept": "Private tags kept:",
+    "lookup-missing": "Not in the lookup table:",
   }[code] || "Warning:";
 }
 
@@ -446,6 +449,30 @@ async function overrideTag(tag, action) {
   if (row) return overrideRow(row, action);
   state.overrides[tag] = action;
   await refreshRows(true);
+}
+
+// A trial's lookup table: the values the sponsor prescribes per patient, shown in the rows and
+// the preview as `fastanon run --lookup` writes them. It stays loaded for the next files.
+async function loadLookup(file) {
+  if (!file) return;
+  setStatus("lookup-status", `Reading ${file.name}…`);
+  try {
+    const response = await api("/api/lookup", { method: "POST", body: file,
+      headers: { "X-Filename": encodeURIComponent(file.name), "Content-Type": "text/csv" } });
+    state.lookup = await response.json();
+    setStatus("lookup-status", `${state.lookup.name}: ${state.lookup.patients} patient(s), by ${state.lookup.key}; gives ${state.lookup.columns.join(", ")}.`, "ok");
+    $("drop-lookup").hidden = false;
+    await refreshRows();
+  } catch (error) {
+    setStatus("lookup-status", error.message, "error");
+  }
+}
+
+async function dropLookup() {
+  state.lookup = null;
+  $("drop-lookup").hidden = true;
+  setStatus("lookup-status", "");
+  await refreshRows();
 }
 
 // -- step 3: the image and masks -------------------------------------------------------------
@@ -882,6 +909,9 @@ function wire() {
   $("changed-only").addEventListener("change", renderChanges);
   $("save-policy").addEventListener("click", () => save("/api/policy", choices(false), "policy.toml"));
   $("suggest-masks").addEventListener("click", suggestMasks);
+  $("load-lookup").addEventListener("click", () => $("lookup-input").click());
+  $("lookup-input").addEventListener("change", (event) => { loadLookup(event.target.files[0]); event.target.value = ""; });
+  $("drop-lookup").addEventListener("click", dropLookup);
   $("save-rule").addEventListener("click", () => state.doc && save(`/api/files/${state.doc.id}/rule`, choices(true), "mask-rule.toml"));
 
   // The file is forgotten when the tab goes; while it is open, the server hears from it.
