@@ -408,3 +408,38 @@ def test_masks_apply_to_what_the_node_receives(study, tmp_path):
         ds = pydicom.dcmread(path)
         assert (ds.pixel_array[:4, :4] == ds.pixel_array.min()).all()
         assert ds.BurnedInAnnotation == "NO"
+
+
+@needs_dcmtk
+def test_the_node_writes_what_the_lookup_table_prescribes_and_refuses_the_rest(study,
+                                                                             tmp_path):
+    """A node in front of a trial's PACS: the table's subject ID in what it writes; an object
+    whose patient the table does not hold gets a failure status, and nothing is written."""
+    import pydicom
+
+    (tmp_path / "subjects.csv").write_text("MRN,PatientID,PatientName\n"
+                                           "PID-123,SITE07-0042,SITE07^0042\n")
+    node = Listening(tmp_path / "out", "--lookup", str(tmp_path / "subjects.csv"))
+    sent = _storescu(node.port, _valid(study)[:2])
+    code, said = node.stop()
+    assert sent.returncode == 0 and code == 0, sent.stderr + said
+    written = sorted((tmp_path / "out").rglob("*.dcm"))
+    assert len(written) == 2
+    assert {pydicom.dcmread(p).PatientID for p in written} == {"SITE07-0042"}
+
+    (tmp_path / "others.csv").write_text("MRN,PatientID\nSOMEONE-ELSE,SITE07-0001\n")
+    node = Listening(tmp_path / "out2", "--lookup", str(tmp_path / "others.csv"))
+    refused = _storescu(node.port, _valid(study)[:1])
+    code, said = node.stop()
+    assert "0 stored, 1 refused" in said, said
+    assert not list((tmp_path / "out2").rglob("*.dcm"))
+    assert refused.returncode != 0          # storescu heard a failure status
+
+
+def test_a_lookup_table_that_cannot_be_used_stops_the_node_before_it_listens(tmp_path):
+    (tmp_path / "bad.csv").write_text("MRN,PatientNmae\nA,B\n")
+    done = subprocess.run([sys.executable, "-m", "fastanon", "listen", "--out",
+                           str(tmp_path / "out"), "--port", "0", "--lookup",
+                           str(tmp_path / "bad.csv")], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2 and "not a DICOM keyword" in done.stderr

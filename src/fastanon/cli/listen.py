@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ._args import KEY_OPTIONS, POLICY_OPTIONS
-from ._options import load_key, load_policy, with_options
+from ._args import KEY_OPTIONS, POLICY_OPTIONS, TRIAL_OPTIONS
+from ._options import load_key, load_policy, load_trial, with_options
 from ._run import MASK_OPTIONS, masks_of
 
 
@@ -52,13 +52,16 @@ from ._run import MASK_OPTIONS, masks_of
               help="Associations at once; more are rejected (the sender retries).")
 @click.option("--max-pdu", type=click.IntRange(0, 1 << 30), default=0, metavar="BYTES",
               help="Largest PDU received [default: no limit].")
-@with_options(POLICY_OPTIONS + KEY_OPTIONS + MASK_OPTIONS)
+@with_options(POLICY_OPTIONS + KEY_OPTIONS + TRIAL_OPTIONS + MASK_OPTIONS)
 def listen(out: str | None, forward: str | None, queue: str, quarantine: str | None, port: int,
            host: str, ae_title: str, allow: tuple[str, ...], audit: str | None,
            tls_cert: str | None, tls_key: str | None, tls_clients_ca: str | None,
            forward_tls: bool, forward_tls_ca: str | None, forward_tls_cert: str | None,
-           forward_tls_key: str | None, max_associations: int, max_pdu: int, preset: str | None, policy_file: str | None,
-           key: str | None, key_file: str | None, mask_texts: tuple[str, ...],
+           forward_tls_key: str | None, max_associations: int, max_pdu: int,
+           preset: str | None, policy_file: str | None, key: str | None, key_file: str | None,
+           lookup: str | None, lookup_key: str | None, lookup_missing: str | None,
+           trial_sponsor: str | None, trial_protocol: str | None, trial_site: str | None,
+           mask_texts: tuple[str, ...],
            masks_file: str | None, rules_file: str | None, decompress: bool,
            burned_in: str) -> None:
     """Receive DICOM objects (C-STORE), anonymize each, and write it to OUT or forward it.
@@ -121,6 +124,9 @@ def listen(out: str | None, forward: str | None, queue: str, quarantine: str | N
         except (ssl.SSLError, OSError) as exc:
             raise click.BadParameter(f"{exc}", param_hint="--forward-tls-*") from None
     policy, name = load_policy(preset, policy_file)
+    if lookup or lookup_key or lookup_missing or trial_sponsor or trial_protocol or trial_site:
+        policy = load_trial(policy, lookup, lookup_key, lookup_missing, trial_sponsor,
+                            trial_protocol, trial_site)
     job = Job(policy=policy, key=load_key(key, key_file), preset_name=name,
               masks=masks_of(mask_texts, masks_file, rules_file, burned_in),
               decompress=decompress, burned_in=burned_in)
