@@ -267,3 +267,18 @@ def test_a_kept_age_says_what_the_kept_dates_say(tmp_path):
     assert age('StudyDate = "shift"\nPatientBirthDate = "keep"\n')[0] == "000Y"
     exact = pydicom.dcmread(io.BytesIO(fastanon.anonymize(raw, {"PatientName": "remove"})))
     assert exact.PatientAge == "000Y"
+
+
+def test_a_dicomdir_is_not_refused_for_having_no_patient_of_its_own(tmp_path):
+    """A DICOMDIR holds its patients in its records, not at its top level: it is cleaned as
+    without a table, not refused as a patient missing from it."""
+    import fastanon
+    from fastanon.lookup import Lookup
+    from fastanon.policy import Policy, trial_policy
+
+    (tmp_path / "subjects.csv").write_text(TABLE, encoding="utf-8", newline="")
+    policy = trial_policy(Policy.preset("research"), None, Lookup.load(tmp_path / "subjects.csv"))
+    out = fastanon.anonymize(read_bytes("dicomdirtests/DICOMDIR"), policy, key=KEY)
+    assert pydicom.dcmread(io.BytesIO(out)).DirectoryRecordSequence
+    with pytest.raises(fastanon.FastanonError, match="not in the lookup table"):
+        fastanon.anonymize(read_bytes("CT_small.dcm"), policy, key=KEY)

@@ -474,7 +474,11 @@ class Plan:
         if self.lookup is None:
             return None
         if "prescribed" not in context.cache:
-            found = self.lookup.values_for(context.top_text(self.lookup.key))
+            original = context.top_text(self.lookup.key)
+            if not original and context.region.table.find(DIRECTORY_RECORDS, -1) >= 0:
+                context.cache["prescribed"] = None      # a DICOMDIR: its records' patients
+                return None                             # are cleaned as without a table
+            found = self.lookup.values_for(original)
             if found is not None and self.policy.trial and CLINICAL_TRIAL_SUBJECT not in found \
                     and PATIENT_ID in found:
                 found[CLINICAL_TRIAL_SUBJECT] = found[PATIENT_ID]
