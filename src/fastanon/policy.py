@@ -417,7 +417,8 @@ def trial_policy(policy: Policy, trial: dict | None = None, lookup=None) -> Poli
                               "(64)")
         additions = [a for a in additions if a[0] != tag] + [(tag, vr, value)]
         tags.pop(tag, None)
-    tags.pop(CLINICAL_TRIAL_SUBJECT_ID, None)
+    # The subject ID is the table's (written over the policy's action for it): a file the table
+    # does not hold, given pseudonyms (missing = "pseudonym"), keeps none from elsewhere.
     return policy.replace(additions=tuple(additions), tags=tags, lookup=lookup, trial=True)
 
 
