@@ -366,38 +366,38 @@ def _windows(spans, buf_index: int, size: int, text: bool) -> list[tuple[int, in
     return outside + windows
 
 
-_STRIDE = 5                 # odd, and two strides fit in PIXEL_NEEDLE bytes
+_STRIDE = PIXEL_NEEDLE      # any PIXEL_NEEDLE bytes in a row hold one byte of each residue
 _TEXT_BYTES = bytes([0x0E, 0x0F, 0x1B, *range(0x20, 0x100)])     # SO, SI, ESC: ISO 2022
 _IS_TEXT = bytes(1 if b in _TEXT_BYTES else 0 for b in range(256))
 
 
 def _text_blocks(buf: bytes, start: int, end: int):
     """Where in buf[start:end] a long value of text (bytes of _TEXT_BYTES) could be: the offsets
-    from start of each pair of text bytes _STRIDE apart at every _STRIDE-th byte (a run of
-    PIXEL_NEEDLE bytes of text holds such a pair); None when there are many (8-bit samples:
-    search all of it) or the Pixel Data is short. In 16-bit samples every other sampled byte
-    is a high byte, seldom text, so the search skips nearly all of the Pixel Data, at the cost
-    of one pass over a fifth of its bytes."""
+    from start of the bytes of text among every _STRIDE-th byte from the second (PIXEL_NEEDLE
+    bytes in a row hold one of them, so a value that long holds one); None when there are many
+    (8-bit samples: search all of it) or the Pixel Data is short. In little-endian 16-bit
+    samples they are all high bytes, seldom text, so the search skips nearly all of the Pixel
+    Data at the cost of one pass over a twelfth of its bytes."""
     if end - start <= _SMALL:
         return None
-    sampled = buf[start:end:_STRIDE].translate(_IS_TEXT)
-    pairs, at = [], sampled.find(b"\1\1")
+    sampled = buf[start + 1:end:_STRIDE].translate(_IS_TEXT)
+    found, at = [], sampled.find(b"\1")
     while at >= 0:
-        pairs.append(at * _STRIDE)
-        if len(pairs) > _PAIRS:
+        found.append(1 + at * _STRIDE)
+        if len(found) > _PAIRS:
             return None
-        at = sampled.find(b"\1\1", at + 1)
-    return pairs
+        at = sampled.find(b"\1", at + 1)
+    return found
 
 
 def _text_runs(blocks, start: int, end: int, size: int) -> list[tuple[int, int]]:
     """The stretches of the Pixel Data buf[start:end] that may hold a value of up to size bytes
-    of text: around each pair of text bytes _text_blocks found (all of it when it is short)."""
+    of text: around each byte of text _text_blocks found (all of it when it is short)."""
     if blocks is None:
         return [(start, end)]
     runs: list[tuple[int, int]] = []
     for offset in blocks:
-        low, high = max(start, start + offset - size), min(end, start + offset + _STRIDE + size)
+        low, high = max(start, start + offset - size), min(end, start + offset + size)
         if runs and low <= runs[-1][1] + _GAP:      # one search over a short gap costs less
             runs[-1] = (runs[-1][0], max(high, runs[-1][1]))
         else:
@@ -410,7 +410,7 @@ def _text_runs(blocks, start: int, end: int, size: int) -> list[tuple[int, int]]
 _GAP = 4096                 # bytes between two stretches that are searched as one
 _SMALL = 1 << 16            # Pixel Data this short is searched whole
 _RUNS = 16                  # stretches beyond which all of the Pixel Data is searched
-_PAIRS = 1024               # pairs of text bytes beyond which too
+_PAIRS = 1024               # sampled bytes of text beyond which too
 
 
 def _holder(spans, buf_index: int, offset: int):
