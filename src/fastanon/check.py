@@ -20,6 +20,7 @@ decisions. No finding carries the value it found (the report is kept beside the 
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from bisect import bisect_right
@@ -277,6 +278,15 @@ def check_pair(input_data, output_data, input_name: str = "<input>",
     except FastanonError as exc:
         report.findings.append(Finding("unreadable", detail=str(exc)))
         return report
+    try:
+        _search(before, after, policy, report)
+    finally:
+        before.release()
+        after.release()
+    return report
+
+
+def _search(before, after, policy, report: PairReport) -> None:
     old, new = _Side(before), _Side(after)
     spans = _spans(new)
     searched = _needles(old, policy)
@@ -305,7 +315,6 @@ def check_pair(input_data, output_data, input_name: str = "<input>",
     _check_meta(after, report)
     _check_uids(old, new, report)
     _check_pixels(before, after, report)
-    return report
 
 
 _ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -325,7 +334,7 @@ def _spans(side: _Side) -> dict:
     """The output's searchable buffers; per buffer, the value ranges of its elements and the
     range of its Pixel Data (searched for long values only)."""
     parsed = side.parsed
-    source = parsed.source if isinstance(parsed.source, bytes) else bytes(parsed.source)
+    source = _searchable(parsed.source)
     data_buf = bytes(parsed.dataset.buf) if parsed.deflated else None
     ranges: list[list] = [[], []]
     meta = len(side.regions) - 1            # 1 when there is file meta, else 0
@@ -459,11 +468,9 @@ def _check_pixels(before, after, report: PairReport) -> None:
     a, b = before.dataset.top(PIXEL_DATA), after.dataset.top(PIXEL_DATA)
     if a is None or b is None:
         return
-    first = before.dataset.buf if isinstance(before.dataset.buf, bytes) else \
-        bytes(before.dataset.buf)
-    if a.end - a.vstart == b.end - b.vstart and \
-            first.startswith(memoryview(after.dataset.buf)[b.vstart:b.end], a.vstart):
-        return                      # the same bytes (compared in place, not copied)
+    if a.end - a.vstart == b.end - b.vstart and _same(_searchable(before.dataset.buf), a.vstart,
+                                                      after.dataset.buf, b.vstart, b.end):
+        return                      # the same bytes
     codes = after.dataset.top(0x00120064)          # De-identification Method Code Sequence
     cleaned = codes is not None and CLEAN_PIXEL_DATA in bytes(after.dataset.buf[codes.vstart:
                                                                                  codes.end])
@@ -471,6 +478,27 @@ def _check_pixels(before, after, report: PairReport) -> None:
         report.findings.append(Finding("pixels-changed", "PixelData", "PixelData",
                                        detail="the Pixel Data differs and the output does not "
                                               "say its pixels were cleaned (code 113101)"))
+
+
+def _searchable(buf):
+    """The bytes or mmap a whole-buffer view stands for (searched where they lie, not copied);
+    anything else as bytes."""
+    if isinstance(buf, (bytes, mmap.mmap)):
+        return buf
+    if isinstance(buf, memoryview) and isinstance(buf.obj, (bytes, mmap.mmap)) and \
+            buf.nbytes == len(buf.obj):
+        return buf.obj
+    return bytes(buf)
+
+
+def _same(first, at: int, second, start: int, end: int) -> bool:
+    """Whether first[at:] begins with second[start:end], compared in place (bytes or mmap)."""
+    with memoryview(second) as whole, whole[start:end] as part:
+        if isinstance(first, bytes):
+            return first.startswith(part, at)
+        if isinstance(first, mmap.mmap):
+            return first.find(part, at, at + (end - start)) == at
+        return bytes(first[at:at + (end - start)]) == part
 
 
 def text_findings(output_data, output_name: str, frames: str = "sample") -> list[Finding]:
@@ -592,28 +620,51 @@ def _mapped(checker: Checker, checked: Checked) -> Checked:
     return checked
 
 
+LARGE = 32 << 20            # files this large are mapped, not read (memory stays flat)
+
+
+class _Opened:
+    """A file's bytes for the check: read whole, or mapped when LARGE or more."""
+
+    def __init__(self, path: str):
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            self.data = (mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                         if size >= LARGE else handle.read())
+
+    def __enter__(self):
+        return self.data
+
+    def __exit__(self, *exc) -> None:
+        if isinstance(self.data, mmap.mmap):
+            try:
+                self.data.close()
+            except BufferError:     # a view still held (an exception's traceback): later
+                pass
+
+
 def _read_and_check(checker: Checker, source: str, output: str) -> Checked:
     """One pair read from disk and checked; never raises for what is in the files."""
     from .scan import looks_like_dicom
 
     try:
-        with open(source, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
+        opened = _Opened(source)
+    except (OSError, ValueError) as exc:
         return Checked(source, output, "unreadable", reason=f"{source}: cannot be read "
-                                                            f"({exc.strerror})")
-    if not looks_like_dicom(data[:132 + 16]):
-        return Checked(source, output, "skipped", len(data))
-    try:
-        with open(output, "rb") as handle:
-            written = handle.read()
-    except OSError:
-        return Checked(source, output, "no-output", len(data))
-    try:
-        report = checker.look(data, written, source, output)
-    except FastanonError as exc:            # e.g. the detector's Unreadable outside frames
-        report = PairReport(source, output, [Finding("unreadable", detail=str(exc))])
-    return Checked(source, output, "checked", len(data), report=report)
+                                                            f"({getattr(exc, 'strerror', exc)})")
+    with opened as data:
+        if not looks_like_dicom(bytes(data[:132 + 16])):
+            return Checked(source, output, "skipped", len(data))
+        try:
+            written_file = _Opened(output)
+        except (OSError, ValueError):
+            return Checked(source, output, "no-output", len(data))
+        with written_file as written:
+            try:
+                report = checker.look(data, written, source, output)
+            except FastanonError as exc:    # e.g. the detector's Unreadable outside frames
+                report = PairReport(source, output, [Finding("unreadable", detail=str(exc))])
+        return Checked(source, output, "checked", len(data), report=report)
 
 
 def _as_fields(checked: Checked) -> tuple:
