@@ -282,3 +282,27 @@ def test_a_dicomdir_is_not_refused_for_having_no_patient_of_its_own(tmp_path):
     assert pydicom.dcmread(io.BytesIO(out)).DirectoryRecordSequence
     with pytest.raises(fastanon.FastanonError, match="not in the lookup table"):
         fastanon.anonymize(read_bytes("CT_small.dcm"), policy, key=KEY)
+
+
+def test_a_dicomdirs_records_carry_the_values_its_files_get(tmp_path):
+    """A file set with its DICOMDIR (pydicom's dicomdirtests): the patient records get the
+    table's values, as the images do, and each record's ReferencedFileID names a file written
+    (the folder named by a PatientID gets the sponsor's ID, a valid File ID)."""
+    from conftest import TEST_FILES_DIR
+
+    shutil.copytree(Path(TEST_FILES_DIR) / "dicomdirtests", tmp_path / "src",
+                    ignore=shutil.ignore_patterns("DICOMDIR-*", "README.txt", "TINY_ALPHA"))
+    (tmp_path / "t.csv").write_text("ID,PatientID,PatientName\n77654033,S070001,SITE07^0001\n"
+                                    "98890234,S070002,SITE07^0002\n")
+    done = _fastanon("run", "--key", KEY, "--lookup", str(tmp_path / "t.csv"),
+                     str(tmp_path / "src"), str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    dicomdir = pydicom.dcmread(tmp_path / "out" / "DICOMDIR")
+    patients = [(r.PatientID, str(r.PatientName)) for r in dicomdir.DirectoryRecordSequence
+                if r.DirectoryRecordType == "PATIENT"]
+    assert patients == [("S070001", "SITE07^0001"), ("S070002", "SITE07^0002")]
+    referenced = [Path(tmp_path / "out", *r.ReferencedFileID)
+                  for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"]
+    assert referenced and all(p.exists() for p in referenced)
+    assert {pydicom.dcmread(p).PatientID for p in referenced} == {"S070001", "S070002"}
+    assert (tmp_path / "out" / "S070001").is_dir()

@@ -498,15 +498,45 @@ class Plan:
         return days
 
     def _echo_prescribed(self, context: "FileContext") -> dict[str, str]:
+        """{original value, lower case: prescribed text} of this file's patient (of each of a
+        DICOMDIR's patients), for the copies echo cleaning finds."""
         values = self.prescribed(context) if self.lookup is not None else None
         if not values:
-            return {}
+            return {original.lower(): text for _, _, original, text
+                    in self._record_prescriptions(context)} if self.lookup is not None else {}
         out = {}
         for tag, text in values.items():
             original = context.top_text(tag)
             if original:
                 out[original.lower()] = text
         return out
+
+    def _record_prescriptions(self, context: "FileContext") -> list:
+        """A DICOMDIR's records (PS3.3 F.5): (index, tag, original text, prescribed text) for
+        each attribute the table prescribes in a record whose key attribute it holds; records
+        of patients it does not hold are cleaned as without a table."""
+        found = context.cache.get("record prescriptions")
+        if found is not None:
+            return found
+        found = []
+        table = context.region.table
+        records = table.find(DIRECTORY_RECORDS, -1)
+        if records >= 0:
+            row = table.row
+            for index in range(records + 1, len(table)):
+                tag, _, kind, _, _, item, *_ = row(index)
+                if tag != self.lookup.key or kind != KIND_ELEMENT or row(item)[5] != records:
+                    continue
+                values = self.lookup.rows.get(context.text(context.region.element(index)))
+                if values is None:
+                    continue
+                for (prescribed_tag, _), text in zip(self.lookup.columns, values):
+                    at = table.find(prescribed_tag, item)
+                    if at >= 0:
+                        original = context.text(context.region.element(at))
+                        found.append((at, prescribed_tag, original, text))
+        context.cache["record prescriptions"] = found
+        return found
 
     def _prescribed_decisions(self, region, context: "FileContext", out: dict) -> None:
         """The lookup table's values over the top-level elements they name; those the file lacks
@@ -515,6 +545,12 @@ class Plan:
         file uses the default repertoire; in any other character set it is refused."""
         values = self.prescribed(context)
         if not values:
+            for index, tag, _, text in self._record_prescriptions(context):
+                try:
+                    out[index] = (self.lookup_code, text_value(self._lookup_vrs.get(tag, "LO"),
+                                                               text, context.encoding))
+                except PolicyError:
+                    pass            # a record the file's character set cannot hold it in
             return
         added = []
         table = region.table
