@@ -19,6 +19,7 @@ from ._lean import field, record
 from .elements import DIRECTORY_RECORDS
 from .errors import FastanonError, MaskWarning
 from . import stores
+from .workers import chunked
 from .pipeline import TEMP_SUFFIX, Source, open_source, prepare, put, sweep_temp, write
 from .plan import Plan
 from .policy import as_policy
@@ -561,7 +562,7 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
     started = time.monotonic()
     outcomes = spread(src, dst, job, tree) if spread else _outcomes(src, dst, job)
     names: set[int] | None = set() if job.rename else None
-    with _Csv(audit, _audit_header(), private=False) as audit_rows, \
+    with _Csv(audit, audit_header(), private=False) as audit_rows, \
             _Csv(mapping, _mapping_header(), private=True) as mapping_rows:
         try:
             for outcome in outcomes:
@@ -569,7 +570,7 @@ def run(src: Path, dst: Path, job: Job, on_outcome: Callable[[Outcome], None] | 
                     outcome = _unique_name(outcome, names)
                 summary.add(outcome)
                 if audit_rows:
-                    audit_rows.writerow(_audit_row(outcome, job))
+                    audit_rows.writerow(audit_row(outcome, job.preset_name))
                 if mapping_rows and outcome.mapping:
                     mapping_rows.writerow(_mapping_row(outcome))
                 if on_outcome:
@@ -698,13 +699,6 @@ def _process_fields(items: list) -> list[tuple]:
     return results
 
 
-def chunked(items: Iterable, size: int) -> Iterator[list]:
-    """items in lists of size (the last one shorter)."""
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 def _chain(head: list, rest: Iterable) -> Iterator:
     yield from head
     yield from rest
@@ -790,30 +784,33 @@ class AuditLog:
 
     def __init__(self, path: Path, job: Job):
         self.job = job
-        self._csv = _Csv(path, _audit_header(), private=False)
+        self._csv = _Csv(path, audit_header(), private=False)
 
     def __enter__(self) -> AuditLog:
         self._rows = self._csv.__enter__()
         return self
 
     def add(self, outcome: Outcome) -> None:
-        self._rows.writerow(_audit_row(outcome, self.job))
+        self._rows.writerow(audit_row(outcome, self.job.preset_name))
 
     def __exit__(self, *exc) -> None:
         self._csv.__exit__(*exc)
 
 
-def _audit_header() -> list[str]:
+def audit_header() -> list[str]:
     return ["source", "destination", "status", "reason", "preset", "mask_rule", *AUDITED_ACTIONS]
 
 
-def _audit_row(outcome: Outcome, job: Job) -> list:
+def audit_row(outcome: Outcome, preset: str) -> list:
+    """The audit file's row of one outcome (its columns: audit_header); the preview's
+    record holds the same."""
     reason = outcome.reason
     if outcome.warnings or outcome.findings:
         reason = "; ".join(filter(None, [reason, *map(str, outcome.warnings),
                                          *(f"check: {f}" for f in outcome.findings)]))
-    return [outcome.src, outcome.dst, outcome.status, reason, job.preset_name,
+    return [outcome.src, outcome.dst, outcome.status, reason, preset,
             outcome.mask_rule or "", *(outcome.actions.get(a, 0) for a in AUDITED_ACTIONS)]
+
 
 
 def _mapping_header() -> list[str]:

@@ -14,6 +14,7 @@ from ._lean import Pattern, packed
 from .charsets import Charset
 from .elements import DIRECTORY_RECORDS, KIND_ELEMENT, PIXEL_DATA, is_private, keyword
 from .uids import new_uid, number_pseudonym, pseudonym
+from .values import MAX_CHARS
 
 ECHO_MIN = 3             # shorter name parts or IDs are too common to search for
 ECHO_MAX = 128           # longer values are no name or ID (PN, LO: 64 characters): not searched
@@ -218,7 +219,7 @@ class Echoes:
         for it (the sponsor's subject ID for a PatientID) where it fits the copy's VR, else the
         value's keyed pseudonym, as its source's own."""
         new = self.prescribed.get(value.lower())
-        if new is not None and len(new) <= _MAX_CHARS.get(vr, len(new)):
+        if new is not None and len(new) <= MAX_CHARS.get(vr, len(new)):
             return new
         return pseudonym(self.key, value, HASH_LENGTH)
 
@@ -319,7 +320,6 @@ class _Identity:
 
 
 _IDENTITIES: dict = {}
-_MAX_CHARS = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64}   # PS3.5 Table 6.2-1
 
 
 def _path_safe(text: str) -> str:

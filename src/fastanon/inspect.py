@@ -13,7 +13,7 @@ from .elements import (KIND_FRAGMENTS, KIND_ITEM, KIND_SEQUENCE, PIXEL_DATA, is_
                        tag_text)
 from .categories import categories, category_of
 from .pipeline import Output, plan_of, prepare
-from .echoes import CLEANED_VRS, ECHO_SOURCES
+from .echoes import BULK, CLEANED_VRS, ECHO_SOURCES
 from .plan import FileContext, Plan, resolve
 from .policy import as_policy
 from .encapsulated import CODECS_PACKAGE, JPEG_DCT
@@ -179,9 +179,6 @@ def _warning(code: str, message: str, path: str = "", tag: int | None = None,
                    category, "", (), "", code, message)
 
 
-ECHO_TEXT_MAX = 64 << 10    # bytes: a kept value this long is bulk data, not text to warn about
-
-
 def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_texts) -> list:
     out = []
     data = parsed.dataset
@@ -207,8 +204,8 @@ def _warnings(parsed, plan: Plan, context: FileContext, kept_private: int, kept_
             for element, path, ctx in kept_texts:
                 if element.parent == -1 and element.tag in ECHO_SOURCES:
                     continue
-                if element.tag == PIXEL_DATA or element.vlen > ECHO_TEXT_MAX:
-                    continue            # image or bulk bytes: not text that repeats a name
+                if element.tag == PIXEL_DATA or element.vlen >= BULK:
+                    continue            # image or bulk bytes (echoes.BULK): not text
                 found = pattern.findall(ctx.text(element))
                 if found:
                     shown = ", ".join(sorted({f.upper(): f for f in found}.values()))

@@ -20,13 +20,14 @@ import os
 
 from .elements import dictionary_entry, keyword, parse_tag
 from .errors import FastanonError, PolicyError
+from .values import MAX_CHARS
 
 OFFSET_COLUMN = "date_offset_days"
 MISSING = ("refuse", "pseudonym")
-# The VRs a prescribed value may have: text (PS3.5 Table 6.2-1), with their maximum lengths in
-# characters; a PN's limit is per component group.
-TEXT_VRS = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64,
-            "LT": 10240, "PN": 64, "SH": 16, "ST": 1024, "TM": 14, "UC": None, "UT": None}
+# The VRs a prescribed value may have: text (PS3.5 Table 6.2-1; their maximum lengths are
+# values.MAX_CHARS, a PN's per component group).
+TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
+                      "TM", "UC", "UT"})
 
 
 class LookupMissing(FastanonError):
@@ -178,7 +179,7 @@ class Lookup:
 def _check(value: str, vr: str, where: str) -> None:
     """PolicyError when a prescribed value cannot be written as it is (PS3.5 Table 6.2-1):
     too long for its VR, or with characters no value of it may hold."""
-    limit = TEXT_VRS[vr]
+    limit = MAX_CHARS.get(vr)
     parts = value.split("=") if vr == "PN" else value.split("\\")
     if limit is not None and any(len(part) > limit for part in parts):
         raise PolicyError(f"{where}: {len(value)} characters, longer than {vr} allows "

@@ -10,7 +10,7 @@ from .errors import PolicyError
 REPLACEMENT_TEXT = "ANONYMIZED"
 
 # Maximum value lengths in characters (PS3.5 Table 6.2-1); absent: no practical limit.
-_MAX_CHARS = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64,
+MAX_CHARS = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64,
               "LT": 10240, "PN": 64, "SH": 16, "ST": 1024, "TM": 14, "UI": 64}
 
 # Dummies for VRs where a free text is not a valid value (PS3.15 E.1: "D" must be valid for the VR).
@@ -29,7 +29,7 @@ def pad(vr: str, raw: bytes) -> bytes:
 
 def text_value(vr: str, text: str, encoding: str = "ascii") -> bytes:
     """A text value for a string VR, truncated to the VR's maximum length and padded to even length."""
-    limit = _MAX_CHARS.get(vr)
+    limit = MAX_CHARS.get(vr)
     if limit is not None:
         text = text[:limit]
     try:

@@ -38,6 +38,15 @@ class _Worker:
         self.outbox = b""               # the part of a chunk's frame the pipe did not take yet
 
 
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """items in lists of size (the last one shorter): what ordered() hands out."""
+    from itertools import islice
+
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
 def ordered(count: int, work: Callable[[list], list], chunks: Iterable[list],
             window: int) -> Iterator[list]:
     """work(chunk) for every chunk, in count forked processes; the results in chunk order.

@@ -19,6 +19,7 @@ from functools import lru_cache
 
 from .. import presets
 from ..categories import category_of
+from ..echoes import CLEANED_VRS
 from ..elements import KIND_FRAGMENTS, PIXEL_DATA, keyword, parse_tag, tag_text
 from ..errors import FastanonError, PolicyError
 # walk/value_preview: the paths and value previews inspect shows, so before → after rows line up.
@@ -40,7 +41,7 @@ ACTION_LABELS = {"keep": "keep", "remove": "remove", "empty": "empty",
                  "replace": "replace with ANONYMIZED", "uid": "new UID", "shift": "shift date",
                  "hash": "pseudonym", "clean": "clean echoes"}
 # Text VRs whose values can repeat the patient's name or IDs (the clean action's, echoes.py).
-CLEANED_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
+CLEANED_TEXT_VRS = CLEANED_VRS - {"OB", "UN"}
 
 
 @lru_cache(maxsize=None)
@@ -297,20 +298,15 @@ def text_masks(doc: Document) -> dict:
 
     text.require()
     boxes, masks = text.suggest(doc.data, doc.name)
-    looked = sorted({b.frame for b in boxes}) or text.frames_to_look_at(
-        _frame_count(doc.parsed))
+    if boxes:
+        looked = sorted({b.frame for b in boxes})
+    else:
+        with doc.lock:                      # the frames the page shows (decoded already)
+            looked = text.frames_to_look_at(doc.frames("input").info.frames)
     return {"boxes": [b.as_dict() for b in boxes], "frames": looked,
             "masks": [{"x": m.x, "y": m.y, "width": m.width, "height": m.height,
                        "text": " / ".join(b.text for b in boxes if _inside(b, m))}
                       for m in masks]}
-
-
-def _frame_count(parsed: Parsed) -> int:
-    raw = parsed.dataset.top_value(0x00280008)
-    try:
-        return max(1, int(raw.decode("ascii").strip("\0 "))) if raw else 1
-    except ValueError:
-        return 1
 
 
 def _inside(box, mask: Mask) -> bool:
@@ -362,7 +358,7 @@ def record(doc: Document, choices: Choices, key: bytes) -> dict:
     import hashlib
 
     from .. import __version__
-    from ..batch import AUDITED_ACTIONS
+    from ..batch import Outcome, audit_header, audit_row
     from ..pipeline import plan_of, prepare, render
     from ..pixels import masks_keep_syntax
 
@@ -376,12 +372,12 @@ def record(doc: Document, choices: Choices, key: bytes) -> dict:
                  "message": w["message"] if w["code"] not in _QUOTING else
                  f"{w['path']} is kept and repeats an identifying value of the patient"}
                 for w in shown["warnings"]]
-    audit = {"source": doc.name, "destination": f"{stem or 'file'}-anonymized.dcm",
-             "status": "written",
-             "reason": "; ".join(w["message"] for w in warnings),
-             "preset": choices.preset + (f" + {len(choices.overrides)} change(s)"
-                                         if choices.overrides else ""),
-             "mask_rule": "", **{a: output.actions.get(a, 0) for a in AUDITED_ACTIONS}}
+    written_as = Outcome(doc.name, f"{stem or 'file'}-anonymized.dcm", "written",
+                         "; ".join(w["message"] for w in warnings), len(doc.data),
+                         dict(output.actions))
+    preset = choices.preset + (f" + {len(choices.overrides)} change(s)" if choices.overrides
+                               else "")
+    audit = dict(zip(audit_header(), audit_row(written_as, preset)))
     return {
         "record": "fastanon preview", "version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

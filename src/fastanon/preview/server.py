@@ -334,8 +334,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if not body:
             raise FastanonError("the upload is empty: choose a DICOM file")
-        name = unquote(self.headers.get("X-Filename", "")) or "upload.dcm"
-        name = os.path.basename(name.replace("\\", "/"))[:200] or "upload.dcm"
+        name = self._filename("upload.dcm")
         try:
             doc = self.server.documents.add(body, name)
         except FastanonError as exc:
@@ -352,8 +351,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body(JSON_LIMIT * 64)
         if body is None:
             return
-        name = os.path.basename(unquote(self.headers.get("X-Filename", "")).replace("\\", "/"))
-        name = name[:200] or "lookup.csv"
+        name = self._filename("lookup.csv")
         key = (query.get("key") or ["PatientID"])[0]
         table = Lookup.parse(body, name, key)
         if len(self.server.tables) >= 16:
@@ -364,6 +362,11 @@ class Handler(BaseHTTPRequestHandler):
                          "key": keyword(table.key),
                          "columns": [keyword(t) for t in table.tags]
                          + (["date_offset_days"] if table.offsets else [])})
+
+    def _filename(self, default: str) -> str:
+        """The name the page gave its upload (X-Filename): the last part of a path, cut short."""
+        name = unquote(self.headers.get("X-Filename", ""))
+        return os.path.basename(name.replace("\\", "/"))[:200] or default
 
     def _inspect(self, doc, choices: Choices) -> None:
         self._json(200, documents.rows(doc, choices))
