@@ -392,13 +392,13 @@ def test_reports_that_cannot_be_written_and_mappings_without_columns(tmp_path):
 
 
 def test_large_files_are_mapped_and_checked_the_same(tmp_path, monkeypatch):
-    """With every file mapped (as files of check.LARGE bytes and more are), the reports are
+    """With every file mapped (as files over pipeline.SMALL_FILE bytes are), the reports are
     those of files read whole."""
-    from fastanon import check
+    from fastanon import check, pipeline
 
     src, out = _check_tree(tmp_path)
     pairs = [(str(p), str(out / p.relative_to(src))) for p in sorted(src.rglob("*.dcm"))]
     read = [c.report.as_dict() for c in check.check_files(pairs, Checker("research"))]
-    monkeypatch.setattr(check, "LARGE", 1)
+    monkeypatch.setattr(pipeline, "SMALL_FILE", 0)
     mapped = [c.report.as_dict() for c in check.check_files(pairs, Checker("research"))]
     assert mapped == read and any(r["findings"] for r in read)

@@ -158,14 +158,6 @@ def _charset(parsed) -> Charset:
     return Charset.of(raw.decode("ascii", "replace") if raw else "")
 
 
-def needles(parsed, policy) -> list[tuple[bytes, str, str, bool]]:
-    """(bytes to look for, input path, category, whether it is one part of a person name) of
-    the input's identifying values."""
-    side = _Side(parsed)
-    return [(form, side.path(number, index), category, part)
-            for form, number, index, category, part, _ in _needles(side, policy)]
-
-
 def _needles(side: _Side, policy) -> list[tuple[bytes, int, int, str, bool, bool]]:
     """(bytes to look for, region number, index, category, part of a name, all bytes of text)
     of the input's identifying values. What is decided of an attribute (its category, or not searched) and
@@ -588,12 +580,12 @@ def check_files(found: Iterable[tuple[str, str]], checker: Checker, workers: int
         for pair in head:
             yield _mapped(checker, _read_and_check(checker, *pair))
         return
-    from .workers import Lost, ordered
+    from .workers import Lost, chunked, ordered
 
     def work(chunk: list) -> list:
         return [_as_fields(_read_and_check(checker, source, output)) for source, output in chunk]
 
-    chunks = _chunked(chain(head, items), WORKER_CHUNK)
+    chunks = chunked(chain(head, items), WORKER_CHUNK)
     try:
         for done in ordered(workers, work, chunks, workers * WORKER_WINDOW):
             for fields in done:
@@ -603,68 +595,45 @@ def check_files(found: Iterable[tuple[str, str]], checker: Checker, workers: int
                             "held was reported: run the check again") from None
 
 
-def _chunked(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(tuple(item))
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _mapped(checker: Checker, checked: Checked) -> Checked:
     if checked.report is not None:
         checker.mapped(checked.report)
     return checked
 
 
-LARGE = 32 << 20            # files this large are mapped, not read (memory stays flat)
-
-
-class _Opened:
-    """A file's bytes for the check: read whole, or mapped when LARGE or more."""
-
-    def __init__(self, path: str):
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            self.data = (mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-                         if size >= LARGE else handle.read())
-
-    def __enter__(self):
-        return self.data
-
-    def __exit__(self, *exc) -> None:
-        if isinstance(self.data, mmap.mmap):
-            try:
-                self.data.close()
-            except BufferError:     # a view still held (an exception's traceback): later
-                pass
-
-
 def _read_and_check(checker: Checker, source: str, output: str) -> Checked:
-    """One pair read from disk and checked; never raises for what is in the files."""
-    from .scan import looks_like_dicom
+    """One pair opened as a run opens its inputs (read whole when small, mapped when larger:
+    pipeline.open_source) and checked; never raises for what is in the files."""
+    from .pipeline import open_source
 
     try:
-        opened = _Opened(source)
-    except (OSError, ValueError) as exc:
-        return Checked(source, output, "unreadable", reason=f"{source}: cannot be read "
-                                                            f"({getattr(exc, 'strerror', exc)})")
-    with opened as data:
-        if not looks_like_dicom(bytes(data[:132 + 16])):
-            return Checked(source, output, "skipped", len(data))
+        with open_source(source) as inputs:
+            return _check_opened(checker, source, output, inputs)
+    except FastanonError as exc:            # the input cannot be opened (what is in it is
+        return Checked(source, output, "unreadable", reason=str(exc))   # a finding, below)
+
+
+def _check_opened(checker: Checker, source: str, output: str, inputs) -> Checked:
+    from contextlib import ExitStack
+
+    from .pipeline import open_source
+    from .scan import looks_like_dicom
+
+    data = inputs.data
+    if data is None or not inputs.size or not looks_like_dicom(bytes(data[:132 + 16])):
+        return Checked(source, output, "skipped", inputs.size)
+    with ExitStack() as stack:
         try:
-            written_file = _Opened(output)
-        except (OSError, ValueError):
-            return Checked(source, output, "no-output", len(data))
-        with written_file as written:
-            try:
-                report = checker.look(data, written, source, output)
-            except FastanonError as exc:    # e.g. the detector's Unreadable outside frames
-                report = PairReport(source, output, [Finding("unreadable", detail=str(exc))])
-        return Checked(source, output, "checked", len(data), report=report)
+            outputs = stack.enter_context(open_source(output))
+        except FastanonError:                       # not written: skipped or refused by the run
+            return Checked(source, output, "no-output", inputs.size)
+        if outputs.data is None:
+            return Checked(source, output, "no-output", inputs.size)
+        try:
+            report = checker.look(data, outputs.data, source, output)
+        except FastanonError as exc:        # e.g. the detector's Unreadable outside frames
+            report = PairReport(source, output, [Finding("unreadable", detail=str(exc))])
+    return Checked(source, output, "checked", inputs.size, report=report)
 
 
 def _as_fields(checked: Checked) -> tuple:
