@@ -42,16 +42,15 @@ class _Atomic:
             raise FastanonError(f"{self.path}: cannot be written ({exc.strerror})") from None
 
     def write(self, text: str) -> None:
-        try:
-            self.handle.write(text)
-        except OSError as exc:
-            self.discard()
-            raise FastanonError(f"{self.path}: cannot be written ({exc.strerror})") from None
+        self._or_discard(self.handle.write, text)
 
     def close(self) -> None:
+        self._or_discard(lambda: (self.handle.close(), os.replace(self.temp, self.path)))
+
+    def _or_discard(self, step, *args) -> None:
+        """step(*args); on an OSError, no partial file is left and the error says which file."""
         try:
-            self.handle.close()
-            os.replace(self.temp, self.path)
+            step(*args)
         except OSError as exc:
             self.discard()
             raise FastanonError(f"{self.path}: cannot be written ({exc.strerror})") from None

@@ -111,7 +111,10 @@ def load_key(key: str | None, key_file: str | None) -> bytes:
 def load_trial(policy, lookup: str | None, lookup_key: str | None, lookup_missing: str | None,
                sponsor: str | None, protocol: str | None, site: str | None):
     """policy with --lookup and the --trial-* values (over its file's [lookup] and [trial]);
-    a table or trial that cannot be used is a usage error naming the option."""
+    a table or trial that cannot be used is a usage error naming the option. Without any of
+    them, policy as it is (and nothing more is imported)."""
+    if not (lookup or lookup_key or lookup_missing or sponsor or protocol or site):
+        return policy
     from ..elements import keyword
     from ..lookup import Lookup
     from ..policy import trial_policy

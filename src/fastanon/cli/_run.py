@@ -147,9 +147,8 @@ def run(src: Path, dst: str, preset: str | None, policy_file: Path | None, key: 
     from ..stores import is_url
 
     policy, name = load_policy(preset, policy_file)
-    if lookup or lookup_key or lookup_missing or trial_sponsor or trial_protocol or trial_site:
-        policy = load_trial(policy, lookup, lookup_key, lookup_missing, trial_sponsor,
-                            trial_protocol, trial_site)
+    policy = load_trial(policy, lookup, lookup_key, lookup_missing, trial_sponsor,
+                        trial_protocol, trial_site)
     masks = masks_of(mask_texts, masks_file, rules_file, burned_in)
     src = os.fspath(src)
     if not is_url(src) and not is_url(dst) and not os.path.isdir(src) and not rename \

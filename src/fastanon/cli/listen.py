@@ -124,9 +124,8 @@ def listen(out: str | None, forward: str | None, queue: str, quarantine: str | N
         except (ssl.SSLError, OSError) as exc:
             raise click.BadParameter(f"{exc}", param_hint="--forward-tls-*") from None
     policy, name = load_policy(preset, policy_file)
-    if lookup or lookup_key or lookup_missing or trial_sponsor or trial_protocol or trial_site:
-        policy = load_trial(policy, lookup, lookup_key, lookup_missing, trial_sponsor,
-                            trial_protocol, trial_site)
+    policy = load_trial(policy, lookup, lookup_key, lookup_missing, trial_sponsor,
+                        trial_protocol, trial_site)
     job = Job(policy=policy, key=load_key(key, key_file), preset_name=name,
               masks=masks_of(mask_texts, masks_file, rules_file, burned_in),
               decompress=decompress, burned_in=burned_in)
